@@ -1,0 +1,39 @@
+# Two entry points a fresh machine needs: `make run` and `make test`.
+# Each creates .venv when missing. Torch comes from a local wheel folder when there is one
+# (WHEELS), so no multi-GB CUDA build is pulled; elsewhere pip resolves it normally.
+
+PYTHON ?= python3
+VENV ?= .venv
+WHEELS ?= /opt/wheels
+BIN := $(VENV)/bin
+FIND_LINKS := $(if $(wildcard $(WHEELS)/torch-*.whl),--find-links $(WHEELS),)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test lint example clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, from the local wheel when present, so nothing else drags in a CUDA build
+	$(BIN)/python -m pip install --quiet $(FIND_LINKS) "torch>=2.1"
+	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -e ".[torch,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+example: $(STAMP)
+	$(BIN)/python examples/digits/build.py
+
+run: example
+	$(BIN)/modelserve start --foreground --model-store examples/digits/model_store --models digits=digits.mar
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) examples/digits/model_store examples/digits/build

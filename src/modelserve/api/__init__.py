@@ -1,0 +1,1 @@
+"""HTTP planes: inference, management and metrics, each a small Starlette app."""

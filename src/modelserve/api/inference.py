@@ -1,0 +1,103 @@
+"""The inference plane (8080): ping, predictions, explanations, API description."""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelserve.api.limits import BodySizeLimit
+from modelserve.api.openapi import inference_openapi
+from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
+from modelserve.engine.engine import Engine
+from modelserve.wire import RequestParameter, WireRequest, WireResponse
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+# TorchServe runs inference for any method on a predictions path; OPTIONS describes the API.
+INFERENCE_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
+
+async def wire_request(request: Request, url_path: str, explain: bool) -> WireRequest:
+    """Translate an HTTP request into TorchServe's handler input (reference §1.1)."""
+    headers = dict(request.headers)
+    headers["url_path"] = url_path
+    headers["explain"] = "True" if explain else "False"
+    parameters = [
+        RequestParameter(name, None, value.encode())
+        for name, value in request.query_params.multi_items()
+    ]
+    mime = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if mime in FORM_TYPES:
+        async with request.form() as form:
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    parameters.append(
+                        RequestParameter(name, value.content_type, await value.read())
+                    )
+                else:
+                    parameters.append(RequestParameter(name, None, value.encode()))
+    else:
+        parameters.append(RequestParameter("body", mime or None, await request.body()))
+    return WireRequest(str(uuid.uuid4()), headers, parameters)
+
+
+def http_response(response: WireResponse, request_id: str) -> Response:
+    """The handler's answer as an HTTP response."""
+    headers = {**response.headers, "x-request-id": request_id}
+    return Response(
+        response.body,
+        status_code=response.status,
+        headers=headers,
+        media_type=response.content_type,
+    )
+
+
+def build_inference_app(engine: Engine, max_request_size: int) -> Starlette:
+    """The Starlette app of the inference plane."""
+
+    async def infer(request: Request, explain: bool) -> Response:
+        if request.method == "OPTIONS":
+            return json_response(inference_openapi())
+        params = request.path_params
+        wire = await wire_request(request, params.get("url_path", ""), explain)
+        response = await engine.predict(params["model_name"], params.get("version"), wire)
+        return http_response(response, wire.request_id)
+
+    async def predictions(request: Request) -> Response:
+        return await infer(request, explain=False)
+
+    async def explanations(request: Request) -> Response:
+        return await infer(request, explain=True)
+
+    async def ping(_request: Request) -> Response:
+        health = engine.health()
+        return status_response(health, 500 if health == "Unhealthy" else 200)
+
+    async def api_description(_request: Request) -> Response:
+        return json_response(inference_openapi())
+
+    routes = [
+        Route("/", api_description, methods=["OPTIONS"]),
+        Route("/api-description", api_description, methods=["GET", "POST", "OPTIONS"]),
+        Route("/ping", ping, methods=["GET", "POST"]),
+    ]
+    for prefix, endpoint in (("/predictions", predictions), ("/explanations", explanations)):
+        routes += [
+            Route(f"{prefix}/{{model_name}}", endpoint, methods=INFERENCE_METHODS),
+            Route(f"{prefix}/{{model_name}}/{{version}}", endpoint, methods=INFERENCE_METHODS),
+            Route(
+                f"{prefix}/{{model_name}}/{{version}}/{{url_path:path}}",
+                endpoint,
+                methods=INFERENCE_METHODS,
+            ),
+        ]
+    return Starlette(
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(BodySizeLimit, limit=max_request_size)],
+    )

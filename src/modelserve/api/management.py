@@ -1,0 +1,119 @@
+"""The management plane (8081): register, scale, describe, list, set-default, unregister."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelserve.api.limits import BodySizeLimit
+from modelserve.api.openapi import management_openapi
+from modelserve.api.params import bool_param, int_param, str_param
+from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
+from modelserve.engine.engine import Engine, Outcome, RegisterOptions
+from modelserve.engine.errors import BadRequestException, MethodNotAllowedException
+
+
+async def register_params(request: Request) -> Mapping[str, Any]:
+    """Query parameters, or a JSON body with the same keys (TorchServe accepts both)."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "application/json":
+        return request.query_params
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestException(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequestException("Request body must be a JSON object")
+    return body
+
+
+def register_options(params: Mapping[str, Any]) -> RegisterOptions:
+    """Validate the register parameters."""
+    return RegisterOptions(
+        url=str_param(params, "url") or "",
+        model_name=str_param(params, "model_name"),
+        handler=str_param(params, "handler"),
+        runtime=str_param(params, "runtime"),
+        batch_size=int_param(params, "batch_size", None, minimum=1),
+        max_batch_delay=int_param(params, "max_batch_delay", None),
+        initial_workers=int_param(params, "initial_workers", None),
+        synchronous=bool_param(params, "synchronous", True),
+        response_timeout=int_param(params, "response_timeout", None, minimum=1),
+        startup_timeout=int_param(params, "startup_timeout", None, minimum=1),
+    )
+
+
+def outcome_response(outcome: Outcome) -> Response:
+    """A management status body."""
+    return status_response(outcome.message, outcome.status)
+
+
+def build_management_app(
+    engine: Engine, max_request_size: int, enable_model_api: bool
+) -> Starlette:
+    """The Starlette app of the management plane."""
+
+    def require_model_api() -> None:
+        if not enable_model_api:
+            raise MethodNotAllowedException(
+                "Model registration and removal are disabled (enable_model_api=false)"
+            )
+
+    async def models(request: Request) -> Response:
+        if request.method == "POST":
+            require_model_api()
+            options = register_options(await register_params(request))
+            return outcome_response(await engine.register(options))
+        params = request.query_params
+        limit = int_param(params, "limit", 100)
+        token = int_param(params, "next_page_token", 0)
+        return json_response(engine.list_models(limit, token))
+
+    async def model(request: Request) -> Response:
+        name = request.path_params["model_name"]
+        version = request.path_params.get("version")
+        params = request.query_params
+        if request.method == "GET":
+            if version == "all" and bool_param(params, "customized", False):
+                raise BadRequestException("customized=true cannot be combined with all versions")
+            return json_response(engine.describe(name, version))
+        if request.method == "PUT":
+            min_workers = int_param(params, "min_worker", 1)
+            max_workers = int_param(params, "max_worker", min_workers)
+            version = version or str_param(params, "model_version")
+            synchronous = bool_param(params, "synchronous", False)
+            outcome = await engine.scale(name, version, min_workers, max_workers, synchronous)
+            return outcome_response(outcome)
+        if request.method == "DELETE":
+            require_model_api()
+            return outcome_response(await engine.unregister(name, version))
+        return json_response(management_openapi())
+
+    async def set_default(request: Request) -> Response:
+        path = request.path_params
+        return outcome_response(engine.set_default(path["model_name"], path["version"]))
+
+    async def api_description(_request: Request) -> Response:
+        return json_response(management_openapi())
+
+    model_methods = ["GET", "PUT", "DELETE", "OPTIONS"]
+    routes = [
+        Route("/", api_description, methods=["OPTIONS"]),
+        Route("/api-description", api_description, methods=["GET", "POST", "OPTIONS"]),
+        Route("/models", models, methods=["GET", "POST"]),
+        Route("/models/{model_name}", model, methods=model_methods),
+        Route("/models/{model_name}/{version}", model, methods=model_methods),
+        Route("/models/{model_name}/{version}/set-default", set_default, methods=["PUT"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(BodySizeLimit, limit=max_request_size)],
+    )

@@ -1,0 +1,201 @@
+"""OpenAPI 3.0 descriptions of the inference and management planes (``OPTIONS /``)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from modelserve import __version__
+
+_ERROR = {
+    "type": "object",
+    "required": ["code", "type", "message"],
+    "properties": {
+        "code": {"type": "integer"},
+        "type": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
+_STATUS = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _json(_ERROR, "Error") for code in codes}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "in": "path",
+        "name": name,
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _query(name: str, kind: str, description: str, required: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if kind == "integer":
+        schema["minimum"] = 0
+    return {
+        "in": "query",
+        "name": name,
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _document(title: str, paths: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.1",
+        "info": {"title": title, "version": __version__},
+        "paths": paths,
+    }
+
+
+_MODEL = _path_param("model_name", "Name of the model.")
+_VERSION = _path_param("version", "Version of the model.")
+
+
+def _inference_operation(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": params,
+            "requestBody": {
+                "description": "Input for the model: any content type, or a multipart form.",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {}},
+                },
+            },
+            "responses": {
+                "200": {"description": "The model's output, in the handler's content type."},
+                **_errors(400, 404, 413, 500, 503, 504),
+            },
+        }
+    }
+
+
+@cache
+def inference_openapi() -> dict[str, Any]:
+    """The inference plane's API description."""
+    ping = {
+        "summary": "Health of the server: Healthy, Partial Healthy or Unhealthy.",
+        "responses": {"200": _json(_STATUS, "Healthy"), "500": _json(_STATUS, "Unhealthy")},
+    }
+    return _document(
+        "modelserve inference API",
+        {
+            "/ping": {"get": ping},
+            "/predictions/{model_name}": _inference_operation(
+                "Predict with the default version.", [_MODEL]
+            ),
+            "/predictions/{model_name}/{version}": _inference_operation(
+                "Predict with one version.", [_MODEL, _VERSION]
+            ),
+            "/explanations/{model_name}": _inference_operation(
+                "Explain with the default version.", [_MODEL]
+            ),
+            "/explanations/{model_name}/{version}": _inference_operation(
+                "Explain with one version.", [_MODEL, _VERSION]
+            ),
+        },
+    )
+
+
+@cache
+def management_openapi() -> dict[str, Any]:
+    """The management plane's API description."""
+    list_schema = {
+        "type": "object",
+        "properties": {
+            "nextPageToken": {"type": "string"},
+            "models": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    register_params = [
+        _query("url", "string", "Archive name in the model store, or a file:// url.", True),
+        _query("model_name", "string", "Overrides the manifest's model name."),
+        _query("handler", "string", "Overrides the manifest's handler."),
+        _query("runtime", "string", "python, python3 or LSP."),
+        _query("batch_size", "integer", "Largest batch (>= 1)."),
+        _query("max_batch_delay", "integer", "Longest wait for a batch, ms."),
+        _query("initial_workers", "integer", "Workers to start."),
+        _query("synchronous", "boolean", "Wait for the workers (default true)."),
+        _query("response_timeout", "integer", "Seconds a batch may take (>= 1)."),
+        _query("startup_timeout", "integer", "Seconds a model load may take (>= 1)."),
+    ]
+    scale_params = [
+        _query("min_worker", "integer", "Workers to run at least (default 1)."),
+        _query("max_worker", "integer", "Workers to run at most (default min_worker)."),
+        _query("synchronous", "boolean", "Wait for the workers (default false)."),
+    ]
+    describe = {
+        "summary": "Describe a model version.",
+        "responses": {
+            "200": _json({"type": "array", "items": {"type": "object"}}, "Description"),
+            **_errors(400, 404),
+        },
+    }
+    scale = {
+        "summary": "Scale the workers of a model version.",
+        "parameters": scale_params,
+        "responses": {
+            "200": _json(_STATUS, "Scaled"),
+            "202": _json(_STATUS, "Scaling"),
+            **_errors(400, 404, 500),
+        },
+    }
+    unregister = {
+        "summary": "Unregister a model version.",
+        "responses": {"200": _json(_STATUS, "Unregistered"), **_errors(403, 404, 405)},
+    }
+    return _document(
+        "modelserve management API",
+        {
+            "/models": {
+                "get": {
+                    "summary": "List registered models.",
+                    "parameters": [
+                        _query("limit", "integer", "Page size (at most 100)."),
+                        _query("next_page_token", "integer", "Offset of the page."),
+                    ],
+                    "responses": {"200": _json(list_schema, "Models"), **_errors(400)},
+                },
+                "post": {
+                    "summary": "Register a model archive.",
+                    "parameters": register_params,
+                    "responses": {
+                        "200": _json(_STATUS, "Registered"),
+                        "202": _json(_STATUS, "Registered, workers starting"),
+                        **_errors(400, 404, 405, 409, 500),
+                    },
+                },
+            },
+            "/models/{model_name}": {
+                "parameters": [_MODEL],
+                "get": describe,
+                "put": scale,
+                "delete": unregister,
+            },
+            "/models/{model_name}/{version}": {
+                "parameters": [_MODEL, _VERSION],
+                "get": describe,
+                "put": scale,
+                "delete": unregister,
+            },
+            "/models/{model_name}/{version}/set-default": {
+                "parameters": [_MODEL, _VERSION],
+                "put": {
+                    "summary": "Make a version the default.",
+                    "responses": {"200": _json(_STATUS, "Default set"), **_errors(404)},
+                },
+            },
+        },
+    )

@@ -1,0 +1,211 @@
+"""``modelserve start | stop | status``: argument parsing and process control only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+from modelserve import __version__
+from modelserve.config import ConfigError, Settings, load_settings
+from modelserve.server import run_server
+
+START_WAIT_S = 120
+STOP_WAIT_S = 60
+POLL_S = 0.1
+STARTED_MESSAGE = "Model server started."
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.resolved_runtime_dir() / "modelserve.pid"
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, but someone else's
+    return pid
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "model_store": getattr(args, "model_store", None),
+        "log_level": getattr(args, "log_level", None),
+    }
+    return load_settings(args.ts_config, overrides)
+
+
+def _start(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    if settings.model_store is not None and not settings.model_store.is_dir():
+        print(f"modelserve: model store {settings.model_store} is not a directory", file=sys.stderr)
+        return 1
+    pid_file = _pid_file(settings)
+    pid = _running_pid(pid_file)
+    if pid is not None:
+        print(
+            f"modelserve is already running (pid {pid}), please use modelserve stop first.",
+            file=sys.stderr,
+        )
+        return 1
+    models = args.models or settings.load_models
+    if args.foreground:
+        return _run_foreground(settings, models, pid_file)
+    return _start_background(args, pid_file)
+
+
+def _run_foreground(settings: Settings, models: list[str], pid_file: Path) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    pid_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def started() -> None:
+        pid_file.write_text(f"{os.getpid()}\n")
+        print(STARTED_MESSAGE, flush=True)
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run_server(settings, models, started))
+    except ConfigError as exc:
+        print(f"modelserve: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if _running_pid(pid_file) in (None, os.getpid()):
+            pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def _start_background(args: argparse.Namespace, pid_file: Path) -> int:
+    log_path = Path(args.log_file)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "modelserve.cli", *sys.argv[1:], "--foreground"]
+    with log_path.open("ab") as log_file:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the shell that started it
+        )
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        if _running_pid(pid_file) == child.pid:
+            print(f"{STARTED_MESSAGE} (pid {child.pid}, log {log_path})")
+            return 0
+        if child.poll() is not None:
+            print(f"modelserve: failed to start; see {log_path}", file=sys.stderr)
+            return 1
+        time.sleep(POLL_S)
+    print(f"modelserve: not started after {START_WAIT_S} s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def _stop(args: argparse.Namespace) -> int:
+    pid_file = _pid_file(_settings_from(args))
+    pid = _running_pid(pid_file)
+    if pid is None:
+        print("modelserve is not currently running.")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while _running_pid(pid_file) == pid:
+        if time.monotonic() > deadline:
+            print(f"modelserve (pid {pid}) did not stop in {STOP_WAIT_S} s", file=sys.stderr)
+            return 1
+        time.sleep(POLL_S)
+    print("modelserve has stopped.")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    pid = _running_pid(_pid_file(settings))
+    if pid is None:
+        print("modelserve is not running.")
+        return 1
+    print(f"modelserve is running (pid {pid})")
+    for plane in ("inference", "management", "metrics"):
+        print(f"  {plane:<10} {settings.address(plane)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``modelserve`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="modelserve",
+        description="Serve TorchServe model archives (.mar) over HTTP.",
+    )
+    parser.add_argument("--version", action="version", version=f"modelserve {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command.add_argument(
+            "--ts-config",
+            type=Path,
+            metavar="FILE",
+            help="config.properties file (TorchServe keys); default ./config.properties",
+        )
+        return command
+
+    start = with_config(commands.add_parser("start", help="start the server"))
+    start.add_argument("--model-store", type=Path, metavar="DIR", help="directory of archives")
+    start.add_argument(
+        "--models",
+        nargs="+",
+        metavar="[NAME=]ARCHIVE",
+        help="archives to load at startup, or 'all' for every archive in the model store",
+    )
+    start.add_argument(
+        "--foreground", action="store_true", help="stay in the foreground and log to stderr"
+    )
+    start.add_argument(
+        "--ncs",
+        "--no-config-snapshots",
+        action="store_true",
+        help="do not save or restore model snapshots",
+    )
+    start.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    start.add_argument(
+        "--log-file",
+        default="logs/modelserve.log",
+        help="where a background server writes its log (default logs/modelserve.log)",
+    )
+    start.set_defaults(handler=_start)
+    with_config(commands.add_parser("stop", help="stop the running server")).set_defaults(
+        handler=_stop
+    )
+    with_config(commands.add_parser("status", help="is the server running?")).set_defaults(
+        handler=_status
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``modelserve`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"modelserve: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The one home of configuration: TorchServe's config.properties keys, env vars and CLI flags.
+
+Precedence, highest first: CLI flags > environment > config file > built-in defaults.
+Environment variables are ``MODELSERVE_<KEY>`` (always honoured) and TorchServe's ``TS_<KEY>``
+(honoured only with ``enable_envvars_config=true``, as TorchServe does).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "MODELSERVE_"
+TORCHSERVE_ENV_PREFIX = "TS_"
+DEFAULT_CONFIG_FILE = Path("config.properties")
+
+
+class ConfigError(ValueError):
+    """A configuration value (file, env or flag) is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """A listener address parsed from TorchServe's ``http://host:port`` form."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, key: str, value: str) -> Address:
+        """Parse ``http(s)://host:port``; a bare ``host:port`` means http."""
+        text = value if "://" in value else f"http://{value}"
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
+            raise ConfigError(f"{key}: expected http://host:port, got {value!r}")
+        return cls(parts.scheme, parts.hostname, parts.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+class Settings(BaseModel):
+    """Every server setting, under TorchServe's config.properties key names."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    inference_address: str = "http://127.0.0.1:8080"
+    management_address: str = "http://127.0.0.1:8081"
+    metrics_address: str = "http://127.0.0.1:8082"
+    model_store: Path | None = None
+    load_models: list[str] = Field(default_factory=list)
+    # Per-model startup settings: {name: {version: {minWorkers, maxWorkers, batchSize, ...}}}
+    models: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    default_workers_per_model: int = Field(0, ge=0)
+    job_queue_size: int = Field(100, ge=1)
+    default_response_timeout: int = Field(120, ge=1)
+    default_startup_timeout: int = Field(120, ge=1)
+    unregister_model_timeout: int = Field(120, ge=1)
+    max_request_size: int = Field(6553500, ge=1)
+    max_response_size: int = Field(6553500, ge=1)
+    max_archive_size: int = Field(10 * 1024**3, ge=1)
+    # TorchServe defaults this to false; a local user must be able to register models out of
+    # the box, so modelserve enables it (docs/compatibility.md).
+    enable_model_api: bool = True
+    enable_envvars_config: bool = False
+    runtime_dir: Path | None = None
+    log_level: str = "INFO"
+    number_of_gpu: int | None = Field(None, ge=0)
+
+    @field_validator("load_models", mode="before")
+    @classmethod
+    def _split_model_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return orjson.loads(value) if value.strip() else {}
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from exc
+        return value
+
+    def address(self, plane: str) -> Address:
+        """The parsed listen address of ``plane`` (inference, management or metrics)."""
+        key = f"{plane}_address"
+        return Address.parse(key, getattr(self, key))
+
+    def resolved_runtime_dir(self) -> Path:
+        """Where worker sockets and specs live: private to the server's user."""
+        if self.runtime_dir is not None:
+            return self.runtime_dir
+        return Path(tempfile.gettempdir()) / f"modelserve-{os.getuid()}"
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse a Java-style properties file (``key=value`` or ``key: value``; # and ! comments)."""
+    values: dict[str, str] = {}
+    pending = ""
+    for raw_line in text.splitlines():
+        line = pending + raw_line.strip()
+        pending = ""
+        if not line or line[0] in "#!":
+            continue
+        if line.endswith("\\"):
+            pending = line[:-1]
+            continue
+        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)", line)
+        if match:
+            values[match.group(1)] = match.group(2)
+        else:
+            values[line] = ""
+    return values
+
+
+def _environment_values(environ: Mapping[str, str], file_values: Mapping[str, str]) -> dict:
+    keys = Settings.model_fields
+    enable_ts_env = str(
+        environ.get(ENV_PREFIX + "ENABLE_ENVVARS_CONFIG")
+        or file_values.get("enable_envvars_config", "false")
+    ).lower() in ("1", "true", "yes")
+    values: dict[str, str] = {}
+    for key in keys:
+        if enable_ts_env and (TORCHSERVE_ENV_PREFIX + key.upper()) in environ:
+            values[key] = environ[TORCHSERVE_ENV_PREFIX + key.upper()]
+        if (ENV_PREFIX + key.upper()) in environ:
+            values[key] = environ[ENV_PREFIX + key.upper()]
+    return values
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from a properties file, the environment and CLI overrides.
+
+    With no ``config_file`` the ``config.properties`` of the working directory is read when
+    present, as TorchServe does.
+    """
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get("TS_CONFIG_FILE"):
+        config_file = Path(environ["TS_CONFIG_FILE"])
+    file_values: dict[str, str] = {}
+    if config_file is not None:
+        try:
+            file_values = parse_properties(Path(config_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+    elif DEFAULT_CONFIG_FILE.is_file():
+        file_values = parse_properties(DEFAULT_CONFIG_FILE.read_text())
+    merged: dict[str, Any] = {**file_values, **_environment_values(environ, file_values)}
+    merged.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{key}: {first['msg']} (got {first.get('input')!r})") from exc
+    for plane in ("inference", "management", "metrics"):
+        settings.address(plane)
+    return settings

@@ -1,0 +1,85 @@
+"""Dynamic batching for one model version.
+
+Requests queue here; idle workers take up to ``batch_size`` of them as one batch. Dispatch is
+greedy: an idle worker never waits for batch-mates, so a lone request goes out at once and
+``max_batch_delay`` is honoured as a ceiling that is never reached. Requests that arrive while
+every worker is busy accumulate and leave together as the next batch. Requests parsed in the
+same event-loop turn are coalesced by deferring dispatch by one loop callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from modelserve.engine.errors import ServiceUnavailableException
+from modelserve.engine.jobs import InferenceJob
+
+WorkerT = TypeVar("WorkerT")
+
+
+class Batcher(Generic[WorkerT]):
+    """A bounded job queue plus the set of idle workers of one model version."""
+
+    def __init__(
+        self,
+        batch_size: int,
+        capacity: int,
+        send_batch: Callable[[WorkerT, list[InferenceJob]], None],
+        full_message: str,
+    ) -> None:
+        self.batch_size = batch_size
+        self.capacity = capacity
+        self._send_batch = send_batch
+        self._full_message = full_message
+        self.pending: deque[InferenceJob] = deque()
+        self.idle: deque[WorkerT] = deque()
+        self._dispatch_scheduled = False
+
+    def submit(self, job: InferenceJob) -> None:
+        """Queue a job; raises 503 when the queue is full."""
+        if len(self.pending) >= self.capacity:
+            raise ServiceUnavailableException(self._full_message)
+        self.pending.append(job)
+        if self.idle and not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_dispatch)
+
+    def worker_idle(self, worker: WorkerT) -> None:
+        """A worker finished its batch (or loaded): give it work at once if there is any."""
+        self.idle.append(worker)
+        self.dispatch()
+
+    def worker_unavailable(self, worker: WorkerT) -> None:
+        """A worker is retiring or gone: never hand it another batch."""
+        if worker in self.idle:
+            self.idle.remove(worker)
+
+    def requeue(self, jobs: list[InferenceJob]) -> None:
+        """Put jobs back at the head of the queue, in order (their worker never got them)."""
+        self.pending.extendleft(reversed(jobs))
+        self.dispatch()
+
+    def fail_pending(self, error: BaseException) -> None:
+        """End every queued job with ``error``."""
+        while self.pending:
+            self.pending.popleft().fail(error)
+
+    def _scheduled_dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hand queued jobs to idle workers, up to ``batch_size`` each."""
+        pending, idle = self.pending, self.idle
+        while idle and pending:
+            jobs: list[InferenceJob] = []
+            while pending and len(jobs) < self.batch_size:
+                job = pending.popleft()
+                if not job.future.done():  # the client gave up while queued
+                    jobs.append(job)
+            if jobs:
+                # The most recently idle worker has the warmest caches.
+                self._send_batch(idle.pop(), jobs)

@@ -1,0 +1,370 @@
+"""The engine: everything the API planes ask of the server, behind one object."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from modelserve import archive
+from modelserve.config import Settings
+from modelserve.engine.dispatcher import Dispatcher
+from modelserve.engine.errors import (
+    BadRequestException,
+    InvalidModelException,
+    ModelNotFoundException,
+    ServingError,
+    WorkerLoadException,
+)
+from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.model_config import ModelConfig, load_model_config
+from modelserve.engine.model_version import ModelVersion, VersionSettings
+from modelserve.engine.registry import ModelRegistry
+from modelserve.engine.worker_pool import PoolTimeouts, WorkerPool
+from modelserve.wire import WireRequest, WireResponse, WorkerSpec
+
+log = logging.getLogger("modelserve.engine")
+
+RUNTIMES = ("python", "python3", "LSP")
+DEFAULT_BATCH_SIZE = 1
+DEFAULT_MAX_BATCH_DELAY_MS = 100
+FIRST_WORKER_ID = 9000
+LIST_LIMIT_MAX = 100
+
+
+@dataclass(slots=True)
+class RegisterOptions:
+    """The parameters of ``POST /models`` (None = not given)."""
+
+    url: str
+    model_name: str | None = None
+    handler: str | None = None
+    runtime: str | None = None
+    batch_size: int | None = None
+    max_batch_delay: int | None = None
+    initial_workers: int | None = None
+    synchronous: bool = True
+    response_timeout: int | None = None
+    startup_timeout: int | None = None
+    loaded_at_startup: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A management call's HTTP status and status message."""
+
+    status: int
+    message: str
+
+
+class Engine:
+    """Registry, worker pools and the dispatcher of one server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = ModelRegistry()
+        self.runtime_dir = settings.resolved_runtime_dir() / str(os.getpid())
+        self._worker_ids = itertools.count(FIRST_WORKER_ID)
+        self._dispatcher: Dispatcher | None = None
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
+
+    # ----- lifecycle
+
+    async def start(self) -> None:
+        """Create the private runtime directory and bind the worker socket."""
+        self.runtime_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.runtime_dir.parent, 0o700)  # ipc sockets live here: owner only
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        for sub in ("models", "specs"):
+            (self.runtime_dir / sub).mkdir(mode=0o700, parents=True)
+        self._dispatcher = Dispatcher(f"ipc://{self.runtime_dir / 'workers.sock'}")
+        self._dispatcher.start()
+
+    async def stop(self) -> None:
+        """Stop every worker and remove the runtime directory."""
+        await asyncio.gather(*(version.pool.close() for version in self.registry.all_versions()))
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    # ----- inference
+
+    async def predict(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
+        """Queue one request on the model version and wait for its response."""
+        model_version = self.registry.get(name, version)
+        future = asyncio.get_running_loop().create_future()
+        model_version.submit(InferenceJob(request, future, time.perf_counter()))
+        return await future
+
+    def health(self) -> str:
+        """Healthy, Partial Healthy or Unhealthy: can each default version that should serve?"""
+        expected = [self.registry.get(name) for name in self.registry.names()]
+        serving = [
+            version.pool.ready_count() > 0 for version in expected if version.pool.target > 0
+        ]
+        if all(serving):
+            return "Healthy"
+        return "Partial Healthy" if any(serving) else "Unhealthy"
+
+    # ----- management
+
+    async def register(self, options: RegisterOptions) -> Outcome:
+        """``POST /models``: resolve, validate and extract the archive, then start workers."""
+        if not options.url:
+            raise BadRequestException("Parameter url is required.")
+        if options.runtime is not None and options.runtime not in RUNTIMES:
+            raise BadRequestException(f"Invalid RuntimeType value: {options.runtime}")
+        async with self._lock:  # two registrations of one name must not both pass the 409 check
+            model_version, workers = await self._create_version(options)
+            self.registry.add(model_version)
+        label = f'Model "{model_version.name}" Version: {model_version.version}'
+        if workers == 0:
+            return Outcome(
+                200,
+                f"{label} registered with 0 initial workers. "
+                "Use scale workers API to add workers for the model.",
+            )
+        if not options.synchronous:
+            self._in_background(self._scale_and_log(model_version, workers, workers))
+            return Outcome(202, "Processing worker updates...")
+        try:
+            await model_version.scale(workers, workers, wait=True)
+        except WorkerLoadException as exc:
+            await self._remove(model_version)
+            raise WorkerLoadException(
+                f"Failed to start workers for model {model_version.name} "
+                f"version: {model_version.version}: {exc.message}"
+            ) from exc
+        return Outcome(200, f"{label} registered with {workers} initial workers")
+
+    async def _create_version(self, options: RegisterOptions) -> tuple[ModelVersion, int]:
+        store = self.settings.model_store
+        try:
+            archive_path = archive.resolve_archive(options.url, store)
+            manifest = await asyncio.to_thread(archive.read_manifest, archive_path)
+        except (
+            archive.ArchiveNotFoundError,
+            archive.UnsafeUrlError,
+            archive.RemoteUrlNotAllowedError,
+        ) as exc:  # TorchServe answers 404 for every url it will not resolve
+            raise ModelNotFoundException(str(exc)) from exc
+        except archive.ArchiveError as exc:
+            raise InvalidModelException(str(exc)) from exc
+        name = options.model_name or manifest.model_name or archive.default_model_name(archive_path)
+        version = manifest.model_version or "1.0"
+        handler = options.handler or manifest.handler
+        if not handler:
+            raise InvalidModelException(f"No handler is defined for model {name}.")
+        self.registry.check_free(name, version)
+        model_dir = self.runtime_dir / "models" / f"{name}-{uuid.uuid4().hex}"
+        try:
+            await asyncio.to_thread(
+                archive.extract_archive,
+                archive_path,
+                model_dir,
+                max_uncompressed_bytes=self.settings.max_archive_size,
+            )
+        except archive.ArchiveError as exc:
+            raise InvalidModelException(str(exc)) from exc
+        try:
+            config_path = model_dir / manifest.config_file if manifest.config_file else None
+            model_config = load_model_config(config_path)
+        except ServingError:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            raise
+        settings, workers = self._version_settings(options, name, version, model_config)
+        pool = WorkerPool(
+            label=f"{name}:{version}",
+            make_spec=lambda worker_id: WorkerSpec(
+                worker_id=worker_id,
+                endpoint=self._dispatcher.endpoint,
+                model_name=name,
+                model_version=version,
+                model_dir=str(model_dir),
+                handler=handler,
+                batch_size=settings.batch_size,
+                manifest=manifest.raw,
+                parent_pid=os.getpid(),
+                model_yaml_config=model_config.raw,
+            ),
+            next_worker_id=lambda: str(next(self._worker_ids)),
+            dispatcher=self._dispatcher,
+            spec_dir=self.runtime_dir / "specs",
+            batch_size=settings.batch_size,
+            queue_capacity=settings.job_queue_size,
+            timeouts=PoolTimeouts(
+                startup=settings.startup_timeout,
+                response=settings.response_timeout,
+                unregister=self.settings.unregister_model_timeout,
+            ),
+        )
+        model_version = ModelVersion(
+            name=name,
+            version=version,
+            url=options.url,
+            archive_path=archive_path,
+            model_dir=model_dir,
+            manifest=manifest,
+            handler=handler,
+            runtime=options.runtime or manifest.runtime or "python",
+            settings=settings,
+            loaded_at_startup=options.loaded_at_startup,
+            pool=pool,
+        )
+        return model_version, workers
+
+    def _version_settings(
+        self, options: RegisterOptions, name: str, version: str, config: ModelConfig
+    ) -> tuple[VersionSettings, int]:
+        """Apply TorchServe's precedence (reference §4.5) to every knob."""
+        startup = self.settings.models.get(name, {}).get(version, {})
+        settings = VersionSettings(
+            batch_size=_first(
+                options.batch_size, config.batch_size, startup.get("batchSize"), DEFAULT_BATCH_SIZE
+            ),
+            max_batch_delay=_first(
+                options.max_batch_delay,
+                config.max_batch_delay,
+                startup.get("maxBatchDelay"),
+                DEFAULT_MAX_BATCH_DELAY_MS,
+            ),
+            response_timeout=_first(
+                config.response_timeout,
+                startup.get("responseTimeout"),
+                options.response_timeout,
+                self.settings.default_response_timeout,
+            ),
+            startup_timeout=_first(
+                config.startup_timeout,
+                startup.get("startupTimeout"),
+                options.startup_timeout,
+                self.settings.default_startup_timeout,
+            ),
+            job_queue_size=_first(config.job_queue_size, self.settings.job_queue_size),
+        )
+        workers = options.initial_workers
+        if workers is None:
+            workers = self._default_worker_count() if options.loaded_at_startup else 0
+        worker_range = config.worker_range()
+        if worker_range is None and startup.get("minWorkers") is not None:
+            worker_range = (startup["minWorkers"], startup.get("maxWorkers", startup["minWorkers"]))
+        if worker_range is not None:
+            workers = worker_range[0]
+        return settings, workers
+
+    def _default_worker_count(self) -> int:
+        return self.settings.default_workers_per_model or os.cpu_count() or 1
+
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)  # keep a reference until done, or the task may vanish
+        task.add_done_callback(self._background.discard)
+
+    async def _scale_and_log(self, version: ModelVersion, low: int, high: int) -> None:
+        try:
+            await version.scale(low, high, wait=True)
+        except WorkerLoadException as exc:
+            log.error("workers of %s:%s failed to start: %s", version.name, version.version, exc)
+
+    async def scale(
+        self,
+        name: str,
+        version: str | None,
+        min_workers: int,
+        max_workers: int,
+        synchronous: bool,
+    ) -> Outcome:
+        """``PUT /models/{m}[/{v}]``: TorchServe's min/max scaling, sync (200) or async (202)."""
+        if max_workers < min_workers:
+            raise BadRequestException("max_worker cannot be less than min_worker.")
+        model_version = self.registry.get(name, version)
+        if not synchronous:
+            self._in_background(self._scale_and_log(model_version, min_workers, max_workers))
+            return Outcome(202, "Processing worker updates...")
+        try:
+            await model_version.scale(min_workers, max_workers, wait=True)
+        except WorkerLoadException as exc:
+            raise WorkerLoadException(
+                f"Failed to start workers for model {model_version.name} "
+                f"version: {model_version.version}: {exc.message}"
+            ) from exc
+        suffix = f", version: {version}" if version else ""
+        return Outcome(200, f"Workers scaled to {min_workers} for model: {name}{suffix}")
+
+    def set_default(self, name: str, version: str) -> Outcome:
+        """``PUT /models/{m}/{v}/set-default``."""
+        self.registry.set_default(name, version)
+        return Outcome(
+            200, f'Default version successfully updated for model "{name}" to "{version}"'
+        )
+
+    async def unregister(self, name: str, version: str | None) -> Outcome:
+        """``DELETE /models/{m}[/{v}]``: stop the workers and delete the extracted files."""
+        model_version = self.registry.check_removable(name, version)
+        await self._remove(model_version)
+        return Outcome(200, f'Model "{name}" unregistered')
+
+    async def _remove(self, model_version: ModelVersion) -> None:
+        self.registry.remove(model_version)
+        await model_version.pool.close()
+        await asyncio.to_thread(shutil.rmtree, model_version.model_dir, True)
+
+    def describe(self, name: str, version: str | None) -> list[dict[str, Any]]:
+        """``GET /models/{m}[/{v}|/all]``: a list with one entry per described version."""
+        if version == "all":
+            entry = self.registry.entry(name)
+            return [entry.versions[key].describe() for key in sorted(entry.versions)]
+        return [self.registry.get(name, version).describe()]
+
+    def list_models(self, limit: int, page_token: int) -> dict[str, Any]:
+        """``GET /models``: default versions sorted by name, paginated as TorchServe does."""
+        if limit > LIST_LIMIT_MAX or limit < 0:
+            limit = LIST_LIMIT_MAX
+        page_token = max(page_token, 0)
+        names = self.registry.names()
+        last = page_token + limit
+        body: dict[str, Any] = {}
+        if last <= len(names):
+            body["nextPageToken"] = str(last)
+        body["models"] = [
+            {"modelName": name, "modelUrl": self.registry.get(name).url}
+            for name in names[page_token:last]
+        ]
+        return body
+
+    async def load_startup_models(self, entries: list[str]) -> None:
+        """Register ``--models`` / ``load_models`` entries (``[name=]url`` or ``all``).
+
+        Workers load in the background; a model that fails is logged and skipped, and /ping
+        stays not-Healthy until every startup model has a ready worker.
+        """
+        store = self.settings.model_store
+        if any(entry.lower() == "all" for entry in entries):
+            if store is None:
+                log.error("--models all needs a model store")
+                return
+            entries = [path.name for path in archive.list_model_store(store)]
+        for entry in entries:
+            name, _, url = entry.rpartition("=")
+            options = RegisterOptions(
+                url=url, model_name=name or None, synchronous=False, loaded_at_startup=True
+            )
+            try:
+                outcome = await self.register(options)
+            except ServingError as exc:
+                log.error("startup model %s not loaded: %s", entry, exc.message)
+            else:
+                log.info("startup model %s: %s", entry, outcome.message)
+
+
+def _first(*values: int | None) -> int:
+    """The first value that is set (the last one is the default and always set)."""
+    return next(value for value in values if value is not None)

@@ -1,0 +1,116 @@
+"""One registered (model, version): its archive, settings and worker pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelserve.archive import Manifest
+from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.worker_pool import WorkerPool
+
+
+@dataclass(slots=True)
+class VersionSettings:
+    """The serving knobs of a model version, as describe reports them."""
+
+    batch_size: int
+    max_batch_delay: int
+    response_timeout: int
+    startup_timeout: int
+    job_queue_size: int
+    min_workers: int = 0
+    max_workers: int = 0
+
+
+class ModelVersion:
+    """A loaded archive with its own queue and worker processes."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        url: str,
+        archive_path: Path,
+        model_dir: Path,
+        manifest: Manifest,
+        handler: str,
+        runtime: str,
+        settings: VersionSettings,
+        loaded_at_startup: bool,
+        pool: WorkerPool,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.url = url
+        self.archive_path = archive_path
+        self.model_dir = model_dir
+        self.manifest = manifest
+        self.handler = handler
+        self.runtime = runtime
+        self.settings = settings
+        self.loaded_at_startup = loaded_at_startup
+        self.pool = pool
+        self._no_worker_message = (
+            f'Model "{name}" Version {version} has no worker to serve inference request. '
+            "Please use scale workers API to add workers."
+        )
+
+    def submit(self, job: InferenceJob) -> None:
+        """Queue an inference job (503 when no worker exists or the queue is full)."""
+        self.pool.submit(job, self._no_worker_message)
+
+    async def scale(self, min_workers: int, max_workers: int, *, wait: bool) -> int:
+        """TorchServe scaling: raise the count to min, trim it to max; returns the new count."""
+        self.settings.min_workers = min_workers
+        self.settings.max_workers = max_workers
+        count = min(max(self.pool.target, min_workers), max_workers)
+        await self.pool.scale(count, wait=wait)
+        return count
+
+    def describe(self) -> dict[str, Any]:
+        """This version's entry in TorchServe's describe output."""
+        settings = self.settings
+        queued = len(self.pool.batcher.pending)
+        description: dict[str, Any] = {
+            "modelName": self.name,
+            "modelVersion": self.version,
+            "modelUrl": self.url,
+            "runtime": self.runtime,
+            "minWorkers": settings.min_workers,
+            "maxWorkers": settings.max_workers,
+            "batchSize": settings.batch_size,
+            "maxBatchDelay": settings.max_batch_delay,
+            "responseTimeout": settings.response_timeout,
+            "startupTimeout": settings.startup_timeout,
+            "maxRetryTimeoutInSec": 300,
+            "clientTimeoutInMills": 0,
+            "parallelType": "",
+            "parallelLevel": 0,
+            "deviceType": "cpu",
+            "continuousBatching": False,
+            "useJobTicket": False,
+            "useVenv": False,
+            "stateful": False,
+            "sequenceMaxIdleMSec": 0,
+            "sequenceTimeoutMSec": 0,
+            "maxNumSequence": 0,
+            "maxSequenceJobQueueSize": 0,
+            "loadedAtStartup": self.loaded_at_startup,
+            "workers": [worker.describe() for worker in self.pool.workers.values()],
+            "jobQueueStatus": {
+                "remainingCapacity": settings.job_queue_size - queued,
+                "pendingRequests": queued,
+            },
+        }
+        failure = self.pool.last_failure
+        if failure is not None:
+            # Beyond TorchServe: why the workers are not coming up, without reading logs.
+            description["loadError"] = {
+                "type": failure.error_type,
+                "message": failure.message,
+                "traceback": failure.traceback,
+            }
+        return description

@@ -1,0 +1,316 @@
+"""The worker processes of one model version: scaling, batches in flight, crashes, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelserve import wire
+from modelserve.engine.batcher import Batcher
+from modelserve.engine.dispatcher import Dispatcher
+from modelserve.engine.errors import (
+    ServiceUnavailableException,
+    ServingError,
+    WorkerDiedException,
+    WorkerLoadException,
+)
+from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.worker_process import READY, STARTING, InFlightBatch, WorkerProcess
+from modelserve.wire import WorkerSpec
+
+log = logging.getLogger("modelserve.workers")
+
+# TorchServe's restart back-off table, in seconds, indexed by consecutive failures.
+BACK_OFF_S = (0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597)
+
+
+class WorkerTimeoutException(ServingError):
+    """The worker did not answer a batch within response_timeout and was restarted."""
+
+    status = 504
+
+
+@dataclass(slots=True)
+class PoolTimeouts:
+    """Seconds allowed for a load, a batch, and a retiring worker's exit."""
+
+    startup: float
+    response: float
+    unregister: float
+
+
+@dataclass(slots=True)
+class LoadFailure:
+    """Why the last worker failed to load: shown by describe and registration errors."""
+
+    error_type: str
+    message: str
+    traceback: str
+
+    def summary(self) -> str:
+        """``Type: message`` as a client sees it."""
+        return f"{self.error_type}: {self.message}"
+
+
+class WorkerPool:
+    """Keeps ``target`` worker processes of one model version alive and feeds them batches."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        make_spec: Callable[[str], WorkerSpec],
+        next_worker_id: Callable[[], str],
+        dispatcher: Dispatcher,
+        spec_dir: Path,
+        batch_size: int,
+        queue_capacity: int,
+        timeouts: PoolTimeouts,
+    ) -> None:
+        self.label = label
+        self._make_spec = make_spec
+        self._next_worker_id = next_worker_id
+        self._dispatcher = dispatcher
+        self._spec_dir = spec_dir
+        self.timeouts = timeouts
+        self.batcher: Batcher[WorkerProcess] = Batcher(
+            batch_size,
+            queue_capacity,
+            self._send_batch,
+            f"Model {label} has too many queued requests (job_queue_size {queue_capacity}); "
+            "retry later",
+        )
+        self.workers: dict[str, WorkerProcess] = {}
+        self.target = 0
+        self.last_failure: LoadFailure | None = None
+        self._consecutive_failures = 0
+        self._restart: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._batch_ids = itertools.count(1)
+        self._closed = False
+
+    # ----- queries
+
+    def live_workers(self) -> list[WorkerProcess]:
+        """Workers that are not on their way out."""
+        return [worker for worker in self.workers.values() if not worker.retiring]
+
+    def ready_count(self) -> int:
+        """How many workers have loaded the model and can take batches."""
+        return sum(1 for worker in self.live_workers() if worker.state == READY)
+
+    def submit(self, job: InferenceJob, no_worker_message: str) -> None:
+        """Queue a job for this version; 503 when there is no worker at all or the queue is full."""
+        if self.target == 0 and not self.workers:
+            raise ServiceUnavailableException(no_worker_message)
+        self.batcher.submit(job)
+
+    # ----- scaling
+
+    async def scale(self, count: int, *, wait: bool) -> None:
+        """Run ``count`` workers; with ``wait``, return once the new ones are loaded.
+
+        Raises WorkerLoadException naming the handler's error when a new worker fails to load.
+        """
+        self.target = count
+        self._consecutive_failures = 0
+        started = self._reconcile()
+        if wait and started:
+            await self._await_ready(started)
+
+    async def close(self) -> None:
+        """Stop every worker (in-flight batches finish first, up to the unregister timeout)."""
+        self._closed = True
+        self.target = 0
+        if self._restart is not None:
+            self._restart.cancel()
+        self._reconcile()
+        if self._tasks:
+            _, still_running = await asyncio.wait(self._tasks, timeout=self.timeouts.unregister)
+            for worker in self.workers.values():
+                worker.kill()
+            if still_running:
+                await asyncio.wait(still_running, timeout=5)
+        self.batcher.fail_pending(ServiceUnavailableException(f"Model {self.label} was unloaded"))
+
+    def _reconcile(self) -> list[WorkerProcess]:
+        live = self.live_workers()
+        if len(live) < self.target:
+            return [self._start_worker() for _ in range(self.target - len(live))]
+        # Retire the newest first: the oldest workers have the warmest caches.
+        for worker in sorted(live, key=lambda w: w.started_at, reverse=True)[
+            : len(live) - self.target
+        ]:
+            self._retire(worker)
+        return []
+
+    async def _await_ready(self, workers: list[WorkerProcess]) -> None:
+        results = await asyncio.gather(
+            *(worker.ready for worker in workers), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _start_worker(self) -> WorkerProcess:
+        worker_id = self._next_worker_id()
+        worker = WorkerProcess(self._make_spec(worker_id), self._spec_dir, self.label)
+        # Nobody may await a worker's readiness (async scaling): never warn about it.
+        worker.ready.add_done_callback(lambda future: future.cancelled() or future.exception())
+        self.workers[worker_id] = worker
+        self._dispatcher.attach(worker_id, functools.partial(self._on_message, worker))
+        task = asyncio.create_task(self._run(worker), name=f"worker-{worker_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return worker
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        worker.retiring = True
+        self.batcher.worker_unavailable(worker)
+        if worker.state == STARTING:
+            worker.kill()
+        elif worker.batch is None:
+            self._dispatcher.send(worker.id, wire.encode_stop())
+        # A busy worker gets its stop after its batch's result (see _on_result).
+        asyncio.get_running_loop().call_later(self.timeouts.unregister, worker.kill)
+
+    # ----- one worker's life
+
+    async def _run(self, worker: WorkerProcess) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await worker.spawn()
+        except OSError as exc:
+            self._on_exit(worker, None, f"could not start: {exc}")
+            return
+        startup_timer = loop.call_later(self.timeouts.startup, self._startup_timed_out, worker)
+        code = await worker.wait()
+        startup_timer.cancel()
+        self._on_exit(worker, code, None)
+
+    def _startup_timed_out(self, worker: WorkerProcess) -> None:
+        if worker.state == STARTING:
+            self.last_failure = LoadFailure(
+                "WorkerLoadTimeout",
+                f"the model did not load within startup_timeout ({self.timeouts.startup:g} s)",
+                "",
+            )
+            worker.kill()
+
+    def _on_message(
+        self, worker: WorkerProcess, header: dict[str, Any], frames: list[bytes]
+    ) -> None:
+        kind = header["k"]
+        if kind == wire.RESULT:
+            self._on_result(worker, header, frames)
+        elif kind == wire.READY:
+            self._on_ready(worker, header)
+        elif kind == wire.LOAD_FAILED:
+            self.last_failure = LoadFailure(header["type"], header["msg"], header["tb"])
+            log.error("%s worker %s failed to load: %s", self.label, worker.id, header["msg"])
+
+    def _on_ready(self, worker: WorkerProcess, header: dict[str, Any]) -> None:
+        worker.state = READY
+        worker.load_ms = header["load_ms"]
+        self._consecutive_failures = 0
+        self.last_failure = None
+        if not worker.ready.done():
+            worker.ready.set_result(None)
+        log.info("%s worker %s ready in %.0f ms", self.label, worker.id, worker.load_ms)
+        self._release(worker)
+
+    def _release(self, worker: WorkerProcess) -> None:
+        if worker.retiring:
+            self._dispatcher.send(worker.id, wire.encode_stop())
+        else:
+            self.batcher.worker_idle(worker)
+
+    def _send_batch(self, worker: WorkerProcess, jobs: list[InferenceJob]) -> None:
+        batch_id = next(self._batch_ids)
+        frames = wire.encode_batch(batch_id, [job.request for job in jobs])
+        if not self._dispatcher.send(worker.id, frames):
+            worker.kill()
+            self.batcher.requeue(jobs)
+            return
+        timer = asyncio.get_running_loop().call_later(
+            self.timeouts.response, self._batch_timed_out, worker, batch_id
+        )
+        worker.batch = InFlightBatch(batch_id, jobs, timer)
+
+    def _batch_timed_out(self, worker: WorkerProcess, batch_id: int) -> None:
+        if worker.batch is not None and worker.batch.batch_id == batch_id:
+            log.error("%s worker %s exceeded response_timeout; killing it", self.label, worker.id)
+            worker.timed_out = True
+            worker.kill()
+
+    def _on_result(
+        self, worker: WorkerProcess, header: dict[str, Any], frames: list[bytes]
+    ) -> None:
+        batch = worker.batch
+        if batch is None or batch.batch_id != header["id"]:
+            log.error("%s worker %s answered an unknown batch", self.label, worker.id)
+            return
+        worker.batch = None
+        batch.timer.cancel()
+        outcome = wire.decode_result(header, frames)
+        if isinstance(outcome, wire.BatchError):
+            for job in batch.jobs:
+                job.fail(
+                    ServingError(outcome.message, status=outcome.code, type_name=outcome.error_type)
+                )
+        else:
+            for job, response in zip(batch.jobs, outcome, strict=True):
+                job.resolve(response)
+        self._release(worker)
+
+    def _on_exit(self, worker: WorkerProcess, code: int | None, reason: str | None) -> None:
+        self._dispatcher.detach(worker.id)
+        self.workers.pop(worker.id, None)
+        self.batcher.worker_unavailable(worker)
+        reason = reason or _exit_reason(code)
+        if worker.batch is not None:
+            worker.batch.timer.cancel()
+            error: ServingError = (
+                WorkerTimeoutException(
+                    f"Worker timed out: no answer within response_timeout "
+                    f"({self.timeouts.response:g} s); the worker was restarted"
+                )
+                if worker.timed_out
+                else WorkerDiedException(f"Worker died ({reason}) while processing the request")
+            )
+            for job in worker.batch.jobs:
+                job.fail(error)
+            worker.batch = None
+        if not worker.ready.done():
+            failure = self.last_failure.summary() if self.last_failure else reason
+            worker.ready.set_exception(WorkerLoadException(failure))
+            if self.ready_count() == 0:
+                self.batcher.fail_pending(
+                    ServiceUnavailableException(f"No worker of {self.label} could load: {failure}")
+                )
+        if worker.retiring or self._closed:
+            return
+        self._consecutive_failures += 1
+        delay = BACK_OFF_S[min(self._consecutive_failures, len(BACK_OFF_S) - 1)]
+        log.warning("%s worker %s %s; restarting in %d s", self.label, worker.id, reason, delay)
+        if self._restart is None:
+            self._restart = asyncio.get_running_loop().call_later(delay, self._restart_workers)
+
+    def _restart_workers(self) -> None:
+        self._restart = None
+        if not self._closed:
+            self._reconcile()
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "exited"
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"exited with code {code}"

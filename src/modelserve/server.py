@@ -1,0 +1,102 @@
+"""Runs the engine and the three HTTP planes on one event loop, and shuts them down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from modelserve.api.inference import build_inference_app
+from modelserve.api.management import build_management_app
+from modelserve.api.metrics import build_metrics_app
+from modelserve.config import Address, ConfigError, Settings
+from modelserve.engine.engine import Engine
+
+log = logging.getLogger("modelserve.server")
+GRACEFUL_SHUTDOWN_S = 30
+
+
+class _PlaneServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the orchestrator."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def bind_socket(key: str, address: Address) -> socket.socket:
+    """Bind a listening socket now, so a busy port is a clear startup error."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {key} {address}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _plane(app: ASGIApp) -> _PlaneServer:
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        server_header=False,
+    )
+    return _PlaneServer(config)
+
+
+async def run_server(
+    settings: Settings,
+    startup_models: list[str],
+    on_started: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve until SIGTERM or SIGINT; ``on_started`` runs once every plane listens."""
+    sockets = {
+        plane: bind_socket(f"{plane}_address", settings.address(plane))
+        for plane in ("inference", "management", "metrics")
+    }
+    engine = Engine(settings)
+    await engine.start()
+    apps = {
+        "inference": build_inference_app(engine, settings.max_request_size),
+        "management": build_management_app(
+            engine, settings.max_request_size, settings.enable_model_api
+        ),
+        "metrics": build_metrics_app(),
+    }
+    servers = {plane: _plane(app) for plane, app in apps.items()}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [
+        asyncio.create_task(server.serve(sockets=[sockets[plane]]), name=f"plane-{plane}")
+        for plane, server in servers.items()
+    ]
+    try:
+        await engine.load_startup_models(startup_models)
+        for plane in servers:
+            log.info("%s API listening on %s", plane, settings.address(plane))
+        on_started()
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        log.info("shutting down")
+    finally:
+        for server in servers.values():
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.stop()

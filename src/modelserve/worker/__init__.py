@@ -1,0 +1,1 @@
+"""The worker process that hosts one model version's handler."""

@@ -1,0 +1,98 @@
+"""The worker process: load one model version, then serve batches from the frontend forever.
+
+Started by the frontend with ``python -m modelserve.worker SPEC.json`` (never forked). It
+connects a DEALER socket to the frontend's ROUTER, says ``ready`` once the handler is loaded
+and then answers each ``batch`` with a ``result``. It exits on ``stop``, and on its own when
+the frontend process disappears, so no worker outlives its server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import zmq
+
+from modelserve import wire
+from modelserve.wire import WorkerSpec
+from modelserve.worker.service import ModelService
+
+PARENT_CHECK_INTERVAL_MS = 1000
+LINGER_MS = 2000
+
+log = logging.getLogger("modelserve.worker")
+
+
+def _parent_alive(parent_pid: int) -> bool:
+    # Reparenting (getppid changes) is the reliable sign that the frontend died.
+    return parent_pid == 0 or os.getppid() == parent_pid
+
+
+def serve(spec: WorkerSpec) -> int:
+    """Load the model and serve batches until told to stop; returns the exit code."""
+    zmq_context = zmq.Context()
+    socket = zmq_context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.IDENTITY, spec.worker_id.encode())
+    socket.setsockopt(zmq.LINGER, LINGER_MS)
+    socket.connect(spec.endpoint)
+    started = time.perf_counter()
+    try:
+        service = ModelService(spec)
+    except Exception as exc:
+        log.error("failed to load the model:\n%s", traceback.format_exc())
+        message = str(exc) or type(exc).__name__
+        socket.send_multipart(
+            wire.encode_load_failed(type(exc).__name__, message, traceback.format_exc())
+        )
+        socket.close()
+        zmq_context.term()
+        return 1
+    load_ms = (time.perf_counter() - started) * 1000
+    socket.send_multipart(wire.encode_ready(spec.worker_id, os.getpid(), load_ms))
+    log.info("model %s version %s loaded in %.0f ms", spec.model_name, spec.model_version, load_ms)
+    exit_code = _serve_batches(socket, service, spec.parent_pid)
+    socket.close()
+    zmq_context.term()
+    return exit_code
+
+
+def _serve_batches(socket: zmq.Socket, service: ModelService, parent_pid: int) -> int:
+    while True:
+        if not socket.poll(PARENT_CHECK_INTERVAL_MS):
+            if not _parent_alive(parent_pid):
+                log.warning("frontend process is gone; worker exiting")
+                return 0
+            continue
+        header_frame, *frames = socket.recv_multipart()
+        header = wire.decode_header(header_frame)
+        if header["k"] == wire.STOP:
+            return 0
+        if header["k"] != wire.BATCH:
+            log.error("ignoring unexpected message kind %r", header["k"])
+            continue
+        outcome = service.predict(wire.decode_batch(header, frames))
+        if isinstance(outcome, wire.BatchError):
+            socket.send_multipart(wire.encode_batch_error(header["id"], outcome))
+        else:
+            socket.send_multipart(wire.encode_result(header["id"], outcome), copy=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m modelserve.worker SPEC.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m modelserve.worker SPEC.json", file=sys.stderr)
+        return 2
+    spec = WorkerSpec(**json.loads(Path(argv[0]).read_text()))
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [{spec.worker_id}] %(name)s: %(message)s",
+    )
+    os.chdir(spec.model_dir)  # handlers open relative paths from the model dir, as in TorchServe
+    return serve(spec)

@@ -1,0 +1,93 @@
+"""Running one batch through a loaded handler and shaping the answer for the wire."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from modelserve import __version__
+from modelserve.wire import BatchError, WireRequest, WireResponse, WorkerSpec
+from modelserve.worker.codec import encode_output, request_headers, request_row
+from modelserve.worker.context import Context
+from modelserve.worker.handler_loader import HandleFunction, load_entry_point
+
+log = logging.getLogger("modelserve.worker")
+
+
+class ModelService:
+    """A loaded handler plus its Context."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.context = Context(
+            model_name=spec.model_name,
+            model_dir=spec.model_dir,
+            manifest=spec.manifest,
+            batch_size=spec.batch_size,
+            gpu=spec.gpu_id,
+            server_version=__version__,
+            model_yaml_config=spec.model_yaml_config,
+        )
+        self._handle: HandleFunction = load_entry_point(spec.handler, spec.model_dir, self.context)
+
+    def predict(self, requests: list[WireRequest]) -> list[WireResponse] | BatchError:
+        """Run the handler on a batch; a raised exception fails the whole batch."""
+        context = self.context
+        context.start_batch(
+            [request.request_id for request in requests],
+            [request_headers(request) for request in requests],
+        )
+        data = [request_row(request) for request in requests]
+        try:
+            outputs = self._handle(data, context)
+        except Exception as exc:  # the handler's failure is reported, never fatal to the worker
+            log.error("handler failed on a batch of %d:\n%s", len(requests), traceback.format_exc())
+            return batch_error_from(exc)
+        return self._responses(outputs, len(requests))
+
+    def _responses(self, outputs: object, expected: int) -> list[WireResponse] | BatchError:
+        if not isinstance(outputs, list):
+            return BatchError(
+                500,
+                "InvalidModelOutput",
+                f"handler returned {type(outputs).__name__}, expected a list of {expected}",
+            )
+        if len(outputs) != expected:
+            return BatchError(
+                500,
+                "InvalidModelOutput",
+                f"handler returned {len(outputs)} results for a batch of {expected}",
+            )
+        responses = []
+        for index, output in enumerate(outputs):
+            processor = self.context.request_processor[index]
+            try:
+                body, implied_type = encode_output(output)
+            except TypeError as exc:
+                return BatchError(500, "InvalidModelOutput", f"unserialisable output: {exc}")
+            headers = processor.get_response_headers()
+            content_type = headers.pop("content-type", None) or implied_type
+            responses.append(
+                WireResponse(
+                    processor.get_response_status_code(),
+                    processor.get_response_status_phrase(),
+                    content_type,
+                    headers,
+                    body,
+                )
+            )
+        return responses
+
+
+def batch_error_from(exc: BaseException) -> BatchError:
+    """Map a handler exception to a batch error: its type and message reach the client.
+
+    ``PredictionException`` (TorchServe) and anything else carrying an integer ``error_code``
+    choose their status; MemoryError is 507 as in TorchServe; the rest is 500.
+    """
+    code = getattr(exc, "error_code", None)
+    if isinstance(exc, MemoryError):
+        code = 507
+    elif not isinstance(code, int) or not 400 <= code <= 599:
+        code = 500
+    message = str(exc) or type(exc).__name__
+    return BatchError(code, type(exc).__name__, message)

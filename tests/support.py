@@ -1,0 +1,146 @@
+"""Test support: build archives with the real archiver, run the real server, wait on conditions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+from modelserve_archiver.builder import build_archive
+from modelserve_archiver.options import ArchiveOptions
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HANDLERS = FIXTURES / "handlers"
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+        time.sleep(interval)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports that were free a moment ago on loopback."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def build_test_archive(
+    store: Path,
+    name: str,
+    handler: str,
+    version: str = "1.0",
+    *,
+    extra_files: list[Path] | None = None,
+    config_file: Path | None = None,
+    archive_format: str = "default",
+) -> Path:
+    """Pack a fixture handler into ``store`` with our model-archiver."""
+    options = ArchiveOptions(
+        model_name=name,
+        version=version,
+        handler=str(HANDLERS / handler),
+        extra_files=[str(path) for path in extra_files or []],
+        config_file=str(config_file) if config_file else None,
+        export_path=store,
+        archive_format=archive_format,
+        force=True,
+    )
+    return build_archive(options)
+
+
+@dataclass
+class RunningServer:
+    """A modelserve process started by a test."""
+
+    process: subprocess.Popen
+    inference: str
+    management: str
+    metrics: str
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(
+    workdir: Path,
+    model_store: Path,
+    models: list[str] | None = None,
+    config: dict[str, str] | None = None,
+) -> RunningServer:
+    """Start ``modelserve start --foreground`` on free loopback ports and wait until it serves."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = free_ports(3)
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    properties = {
+        "inference_address": urls[0],
+        "management_address": urls[1],
+        "metrics_address": urls[2],
+        "model_store": str(model_store),
+        "runtime_dir": str(workdir / "runtime"),
+        **(config or {}),
+    }
+    config_path = workdir / "config.properties"
+    config_path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+    command = [sys.executable, "-m", "modelserve.cli", "start", "--foreground"]
+    command += ["--ts-config", str(config_path)]
+    if models:
+        command += ["--models", *models]
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=os.environ.copy()
+        )
+    server = RunningServer(process, *urls, log_path)
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+        return "Model server started." in server.log()
+
+    wait_until(serving, timeout=60)
+    return server
+
+
+def ready_workers(server: RunningServer, model: str, version: str | None = None) -> int:
+    """How many workers of a model version are READY, per the describe API."""
+    path = f"/models/{model}" + (f"/{version}" if version else "")
+    response = httpx.get(server.management + path)
+    if response.status_code != 200:
+        return 0
+    return sum(worker["status"] == "READY" for worker in response.json()[0]["workers"])
