@@ -25,6 +25,8 @@ example: $(STAMP)
 	$(BIN)/python examples/digits/build.py
 
 run: example
+	@echo "Serving the digits model; once 'Model server started.' shows, try:"
+	@echo "  curl -X POST http://127.0.0.1:8080/predictions/digits -T examples/digits/sample.png"
 	$(BIN)/modelserve start --foreground --model-store examples/digits/model_store --models digits=digits.mar
 
 lint: $(STAMP)

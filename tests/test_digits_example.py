@@ -10,6 +10,7 @@ import importlib.util
 import inspect
 import io
 import json
+import re
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -42,6 +43,16 @@ def make_context(model_dir: Path, gpu_id: int | None = None) -> SimpleNamespace:
         system_properties={"model_dir": str(model_dir), "gpu_id": gpu_id, "batch_size": BATCH_SIZE},
         manifest={"model": {"modelName": "digits", "serializedFile": "digits.pt"}},
     )
+
+
+class BatchContext:
+    """The per-request status setter of TorchServe's Context, recording what was set."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
+        self.statuses[idx] = code
 
 
 def render(grid: np.ndarray, image_format: str, dark_ink_on_white: bool) -> bytes:
@@ -81,9 +92,12 @@ def handler(artifacts: tuple[Path, dict[str, Any]]) -> Any:
     return instance
 
 
-def classify(handler: Any, payloads: list[Any]) -> list[dict[str, Any]]:
+def classify(
+    handler: Any, payloads: list[Any], context: BatchContext | None = None
+) -> list[dict[str, Any]]:
     """Send one batch, each payload as the body of one request."""
-    return handler.handle([{"body": payload} for payload in payloads], None)
+    context = context or BatchContext()
+    return handler.handle([{"body": payload} for payload in payloads], context)
 
 
 def test_training_meets_accuracy_bar(artifacts: tuple[Path, dict[str, Any]]) -> None:
@@ -146,7 +160,7 @@ def test_json_forms_agree(handler: Any, heldout: tuple[np.ndarray, np.ndarray]) 
     results = classify(handler, payloads)
     assert all(result == results[0] for result in results)
     # The "data" key of a request takes precedence over "body", as in TorchServe's handlers.
-    (from_data_key,) = handler.handle([{"data": text.encode(), "body": b"ignored"}], None)
+    (from_data_key,) = handler.handle([{"data": text.encode(), "body": b"ignored"}], BatchContext())
     assert from_data_key == results[0]
 
 
@@ -241,9 +255,17 @@ def test_committed_samples_match_readme_label(handler: Any) -> None:
         "number",
     ],
 )
-def test_bad_input_names_the_problem(handler: Any, payload: Any, problem: str) -> None:
-    with pytest.raises(ValueError, match=problem):
-        classify(handler, [payload])
+def test_bad_input_names_the_problem(
+    handler: Any, heldout: tuple[np.ndarray, np.ndarray], payload: Any, problem: str
+) -> None:
+    context = BatchContext()
+    good = heldout[0][0].tolist()
+    bad_result, good_result = classify(handler, [payload, good], context)
+    assert context.statuses == {0: 400}
+    assert bad_result["code"] == 400
+    assert re.search(problem, bad_result["message"])
+    # The valid request of the same batch is still answered.
+    assert good_result["digit"] == int(heldout[1][0])
 
 
 @pytest.mark.gpu

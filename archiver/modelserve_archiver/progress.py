@@ -39,6 +39,7 @@ class ProgressBar:
         self._stream = stream
         self._done = 0
         self._last_draw = 0.0
+        self._drawn_width = 0
 
     def advance(self, nbytes: int) -> None:
         """Record ``nbytes`` more bytes; redraw at most every REDRAW_INTERVAL_S."""

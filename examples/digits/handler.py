@@ -8,7 +8,8 @@ Each request in a batch carries one digit, as any of:
 - a JSON object ``{"data": <8x8 array>}``.
 
 Each response is ``{"digit": int, "probabilities": {"0": p0, ..., "9": p9}}``.
-Malformed input raises ``ValueError`` naming the problem.
+A malformed request is answered 400 with ``{"code", "type", "message"}`` naming the problem,
+set per request through the context, so the valid requests of its batch are still classified.
 
 The module defines exactly one class, as TorchServe's class-handler loading requires.
 """
@@ -61,13 +62,22 @@ class DigitsHandler:
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
         """Classify every request of the batch ``data``; one result per request, in order."""
-        batch = self.preprocess(data)
-        probabilities = self.inference(batch)
-        return self.postprocess(probabilities)
+        results: list[dict[str, Any]] = [{} for _ in data]
+        grids: dict[int, np.ndarray] = {}
+        for index, row in enumerate(data):
+            try:
+                grids[index] = self.payload_to_grid(self.request_payload(row))
+            except ValueError as error:
+                context.set_response_status(400, "Bad Request", index)
+                results[index] = {"code": 400, "type": "BadRequest", "message": str(error)}
+        if grids:
+            probabilities = self.inference(self.preprocess(list(grids.values())))
+            for index, answer in zip(grids, self.postprocess(probabilities), strict=True):
+                results[index] = answer
+        return results
 
-    def preprocess(self, data: list[dict[str, Any]]) -> torch.Tensor:
-        """Turn the batch into one ``N x 1 x 8 x 8`` tensor scaled to the model's 0..1 range."""
-        grids = [self.payload_to_grid(self.request_payload(row)) for row in data]
+    def preprocess(self, grids: list[np.ndarray]) -> torch.Tensor:
+        """Stack grids into one ``N x 1 x 8 x 8`` tensor scaled to the model's 0..1 range."""
         stacked = torch.from_numpy(np.stack(grids)) / PIXEL_MAX
         return stacked.unsqueeze(1).to(self.device)
 

@@ -74,6 +74,8 @@ def _run_foreground(settings: Settings, models: list[str], pid_file: Path) -> in
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Each plane's uvicorn would announce itself; the server logs one line per plane instead.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     pid_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def started() -> None:

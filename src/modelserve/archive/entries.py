@@ -64,11 +64,12 @@ def source_kind(source: Path) -> SourceKind:
     """What ``source`` is, judged by its content rather than its name."""
     if source.is_dir():
         return "dir"
-    try:
-        with open(source, "rb") as stream:
-            head = stream.read(4)
-    except FileNotFoundError as exc:
-        raise ArchiveNotFoundError(f"Model not found at: {source}") from exc
+    if not source.exists():
+        raise ArchiveNotFoundError(f"Model not found at: {source}")
+    if not source.is_file():  # a fifo or device would block or never end
+        raise CorruptArchiveError(f"not a regular file or directory: {source}")
+    with open(source, "rb") as stream:
+        head = stream.read(4)
     if head in ZIP_MAGICS:
         return "zip"
     if head.startswith(GZIP_MAGIC):
@@ -98,7 +99,7 @@ def open_entries(
             with tarfile.open(source, "r|gz") as archive:
                 yield kind, _tar_entries(archive, source)
     except FORMAT_ERRORS as exc:
-        raise CorruptArchiveError(f"cannot read {kind} archive {source}: {exc}") from exc
+        raise CorruptArchiveError(f"corrupt or unreadable archive {source}: {exc}") from exc
 
 
 def _zip_entries(archive: zipfile.ZipFile, source: Path, max_bytes: int | None) -> Iterator[Entry]:
@@ -162,10 +163,18 @@ def _tar_entries(archive: tarfile.TarFile, source: Path) -> Iterator[Entry]:
             check_symlink_target(path, member.linkname, name, source)
             yield Entry(name, path, "symlink", link=member.linkname)
         elif member.islnk():
-            linked = entry_path(member.linkname, source)
-            yield Entry(name, path, "hardlink", link="/".join(linked))
+            yield Entry(name, path, "hardlink", link=_hard_link_target(member, source))
         else:
             raise UnsafeArchiveError(f"entry {name!r} in {source} is a device or special file")
+
+
+def _hard_link_target(member: tarfile.TarInfo, source: Path) -> str:
+    try:
+        return "/".join(entry_path(member.linkname, source))
+    except UnsafeArchiveError as exc:
+        raise UnsafeArchiveError(
+            f"hard link {member.name!r} in {source} points outside it: {member.linkname!r}"
+        ) from exc
 
 
 def _directory_entries(source: Path) -> Iterator[Entry]:

@@ -56,6 +56,7 @@ class Extractor:
     def finish(self) -> None:
         """Make the noted symlinks."""
         for entry in self._symlinks:
+            self._refuse_linked_parent(entry)
             destination = self._destination(entry.path)
             try:
                 os.symlink(entry.link, destination)
@@ -63,6 +64,15 @@ class Extractor:
                 raise UnsafeArchiveError(
                     f"symlink {entry.name!r} in {self._source} collides with another entry"
                 ) from exc
+
+    def _refuse_linked_parent(self, entry: Entry) -> None:
+        # a link made inside an earlier link would land wherever that one points
+        for depth in range(1, len(entry.path)):
+            if self._target.joinpath(*entry.path[:depth]).is_symlink():
+                parent = "/".join(entry.path[:depth])
+                raise UnsafeArchiveError(
+                    f"symlink {entry.name!r} in {self._source} lies under the symlink {parent!r}"
+                )
 
     def _destination(self, path: EntryPath) -> Path:
         destination = self._target.joinpath(*path)

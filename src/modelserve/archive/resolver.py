@@ -15,7 +15,6 @@ from .paths import is_within
 # Files `--models all` picks up; .tgz is accepted beside TorchServe's .tar.gz.
 STORE_SUFFIXES = (".mar", ".model", ".tar.gz", ".tgz")
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_LOCAL_HOSTS = ("", "localhost")
 
 
 def resolve_archive(url: str, model_store: Path | None) -> Path:
@@ -74,7 +73,7 @@ def list_model_store(model_store: Path) -> list[Path]:
 
 
 def _local_path(url: str) -> str:
-    """The filesystem path a url names; refuses empty, "..", remote and hosted urls."""
+    """The filesystem path a url names; refuses empty, ".." and remote urls."""
     if not url or not url.strip():
         raise UnsafeUrlError("Model url is empty")
     if ".." in url:
@@ -87,9 +86,10 @@ def _local_path(url: str) -> str:
             f"Downloading models from {scheme.group(1)} urls is not enabled: {url}"
         )
     parts = urlsplit(url)
-    if parts.netloc.lower() not in _LOCAL_HOSTS:
-        raise UnsafeUrlError(f"file url must name a local path, not host {parts.netloc!r}: {url}")
-    path = unquote(parts.path)
+    # file://name.mar puts the name where a host goes; like any relative path, it is
+    # looked up by base name in the store
+    host = "" if parts.netloc.lower() == "localhost" else parts.netloc
+    path = unquote(host + parts.path)
     if ".." in path:  # a percent-encoded ".." is still a climb
         raise UnsafeUrlError(f"Relative path is not allowed in url: {url}")
     return path

@@ -149,7 +149,14 @@ class Engine:
         store = self.settings.model_store
         try:
             archive_path = archive.resolve_archive(options.url, store)
-            manifest = await asyncio.to_thread(archive.read_manifest, archive_path)
+            # Overrides apply before validation: a manifest without a name or handler is fine
+            # when the register call supplies them (as in TorchServe).
+            manifest = await asyncio.to_thread(
+                archive.read_manifest,
+                archive_path,
+                model_name=options.model_name,
+                handler=options.handler,
+            )
         except (
             archive.ArchiveNotFoundError,
             archive.UnsafeUrlError,
@@ -158,9 +165,9 @@ class Engine:
             raise ModelNotFoundException(str(exc)) from exc
         except archive.ArchiveError as exc:
             raise InvalidModelException(str(exc)) from exc
-        name = options.model_name or manifest.model_name or archive.default_model_name(archive_path)
-        version = manifest.model_version or "1.0"
-        handler = options.handler or manifest.handler
+        name = manifest.model_name or archive.default_model_name(archive_path)
+        version = manifest.model_version
+        handler = manifest.handler
         if not handler:
             raise InvalidModelException(f"No handler is defined for model {name}.")
         self.registry.check_free(name, version)
@@ -170,6 +177,8 @@ class Engine:
                 archive.extract_archive,
                 archive_path,
                 model_dir,
+                model_name=name,
+                handler=handler,
                 max_uncompressed_bytes=self.settings.max_archive_size,
             )
         except archive.ArchiveError as exc:
@@ -191,7 +200,7 @@ class Engine:
                 model_dir=str(model_dir),
                 handler=handler,
                 batch_size=settings.batch_size,
-                manifest=manifest.raw,
+                manifest=manifest.to_dict(),
                 parent_pid=os.getpid(),
                 model_yaml_config=model_config.raw,
             ),

@@ -1,0 +1,148 @@
+"""The results of one benchmark, as a markdown table and as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtest import BATCH_SIZE, MAX_BATCH_DELAY_MS, WORKERS
+from loadtest.in_process import InProcessResult
+from loadtest.wrk import WrkResult
+
+OVERHEAD_CONCURRENCY = 1
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """One wrk run against one endpoint at one concurrency."""
+
+    target: str
+    concurrency: int
+    result: WrkResult
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the target, the concurrency and wrk's numbers."""
+        return {"model": self.target, "concurrency": self.concurrency, **self.result.as_dict()}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one benchmark measured."""
+
+    environment: dict[str, Any]
+    runs: list[LoadRun]
+    in_process: list[InProcessResult]
+    ping: LoadRun
+
+    def in_process_single(self, model: str) -> InProcessResult | None:
+        """The batch-of-one in-process result: what one request costs without a server."""
+        return next(
+            (r for r in self.in_process if r.model == model and r.batch_size == 1), None
+        )
+
+    def overhead_ms(self, model: str) -> float | None:
+        """Server p50 at concurrency 1 minus in-process p50, in ms; None if either is missing."""
+        served = next(
+            (
+                run.result.p50_ms
+                for run in self.runs
+                if run.target == model and run.concurrency == OVERHEAD_CONCURRENCY
+            ),
+            None,
+        )
+        alone = self.in_process_single(model)
+        if served is None or alone is None:
+            return None
+        return served - alone.p50_ms
+
+    def models(self) -> list[str]:
+        """The served models, in the order they were run."""
+        return list(dict.fromkeys(run.target for run in self.runs))
+
+    def as_json(self) -> dict[str, Any]:
+        """The whole report as JSON-ready data."""
+        return {
+            "environment": self.environment,
+            "serving": {
+                "workers": WORKERS,
+                "batch_size": BATCH_SIZE,
+                "max_batch_delay_ms": MAX_BATCH_DELAY_MS,
+            },
+            "results": [run.as_dict() for run in self.runs],
+            "in_process": [result.as_dict() for result in self.in_process],
+            "overhead_c1_ms": {model: self.overhead_ms(model) for model in self.models()},
+            "ping": self.ping.as_dict(),
+        }
+
+    def markdown(self) -> str:
+        """The report as a markdown section: setup, the main table, in-process, HTTP ceiling."""
+        env = self.environment
+        lines = [
+            f"## {env['date'][:10]} on {env['host']}",
+            "",
+            f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}, "
+            f"{env['wrk']}, commit {env['commit']}",
+            f"- serving: {WORKERS} worker per model, batch_size {BATCH_SIZE}, "
+            f"max_batch_delay {MAX_BATCH_DELAY_MS} ms; wrk over keep-alive connections, "
+            f"{env['duration_s']} s per run",
+            "",
+            "| model | concurrency | req/s | p50 ms | p90 ms | p99 ms | errors "
+            "| in-process req/s | in-process p50 ms | overhead at c=1, ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for run in self.runs:
+            result, alone = run.result, self.in_process_single(run.target)
+            overhead = (
+                self.overhead_ms(run.target) if run.concurrency == OVERHEAD_CONCURRENCY else None
+            )
+            lines.append(
+                f"| {run.target} | {run.concurrency} | {result.requests_per_s:,.0f} "
+                f"| {_ms(result.p50_ms)} | {_ms(result.p90_ms)} | {_ms(result.p99_ms)} "
+                f"| {result.errors} | {_rate(alone)} | {_ms(alone.p50_ms if alone else None)} "
+                f"| {_ms(overhead)} |"
+            )
+        lines += [
+            "",
+            "In-process limit (the handler called directly, back to back, for the same time):",
+            "",
+            "| model | batch | calls/s | req/s | p50 ms | p90 ms | p99 ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r.model} | {r.batch_size} | {r.calls_per_s:,.0f} | {r.requests_per_s:,.0f} "
+            f"| {_ms(r.p50_ms)} | {_ms(r.p90_ms)} | {_ms(r.p99_ms)} |"
+            for r in self.in_process
+        ]
+        ping = self.ping.result
+        lines += [
+            "",
+            f"HTTP ceiling, `GET /ping` at c={self.ping.concurrency} (wrk plus modelserve's "
+            f"HTTP layer, no worker): {ping.requests_per_s:,.0f} req/s, "
+            f"p50 {_ms(ping.p50_ms)} ms, p99 {_ms(ping.p99_ms)} ms, {ping.errors} errors.",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _ms(value: float | None) -> str:
+    """Milliseconds with about three significant digits, down to tenths of a microsecond."""
+    if value is None:
+        return "—"
+    decimals = 2 if abs(value) >= 10 else 3 if abs(value) >= 0.1 else 4
+    return f"{value:.{decimals}f}"
+
+
+def _rate(result: InProcessResult | None) -> str:
+    return "—" if result is None else f"{result.requests_per_s:,.0f}"
+
+
+def write(report: Report, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``<date>-<host>.md`` and ``.json`` into ``out_dir``; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Host names may contain dots, so the suffix is appended rather than swapped in.
+    stem = f"{report.environment['date'][:10]}-{report.environment['host']}"
+    markdown, data = out_dir / f"{stem}.md", out_dir / f"{stem}.json"
+    markdown.write_text(report.markdown())
+    data.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+    return markdown, data
