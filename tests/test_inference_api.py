@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -38,6 +39,8 @@ def test_predict_json_body(client: httpx.Client) -> None:
     assert body["header"] == "from-client"  # case-insensitive header lookup
     assert body["params"] == ["body"]
     assert body["request_id"] == response.headers["x-request-id"]
+    # One worker: it gets every core but the frontend's, and no fewer than one thread.
+    assert body["omp_threads"] == str(max(1, (os.cpu_count() or 1) - 1))
 
 
 def test_query_parameters_reach_the_handler(client: httpx.Client) -> None:

@@ -42,12 +42,16 @@ def git_revision() -> str:
 
 
 def describe_environment(duration_s: int) -> dict[str, Any]:
-    """Date, host, CPUs, software versions and the run length."""
+    """Date, host, CPUs and their load, software versions and the run length.
+
+    Call it before measuring: the load average then tells whether something else was busy.
+    """
     return {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "wrk": wrk_version(),
         "commit": git_revision(),

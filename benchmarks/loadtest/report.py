@@ -38,9 +38,7 @@ class Report:
 
     def in_process_single(self, model: str) -> InProcessResult | None:
         """The batch-of-one in-process result: what one request costs without a server."""
-        return next(
-            (r for r in self.in_process if r.model == model and r.batch_size == 1), None
-        )
+        return next((r for r in self.in_process if r.model == model and r.batch_size == 1), None)
 
     def overhead_ms(self, model: str) -> float | None:
         """Server p50 at concurrency 1 minus in-process p50, in ms; None if either is missing."""
@@ -82,8 +80,9 @@ class Report:
         lines = [
             f"## {env['date'][:10]} on {env['host']}",
             "",
-            f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}, "
-            f"{env['wrk']}, commit {env['commit']}",
+            f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), load average "
+            f"{env['load_average_1min']} at start; Python {env['python']}, {env['wrk']}, "
+            f"commit {env['commit']}",
             f"- serving: {WORKERS} worker per model, batch_size {BATCH_SIZE}, "
             f"max_batch_delay {MAX_BATCH_DELAY_MS} ms; wrk over keep-alive connections, "
             f"{env['duration_s']} s per run",

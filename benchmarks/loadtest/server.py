@@ -122,7 +122,13 @@ def running_server(workdir: Path, model_store: Path) -> Iterator[Server]:
         _wait_for(server, None, START_DEADLINE_S, "answering /ping")
         yield server
     finally:
-        stop(server)
+        code = stop(server)
+        if code != 0:
+            # Not fatal to the measurements taken, but a clean shutdown is part of serving.
+            print(
+                f"warning: server exited with {code} after SIGTERM\n{server.log_tail()}",
+                file=sys.stderr,
+            )
 
 
 def register(server: Server, archive: str, *, batch_size: int, max_batch_delay_ms: int) -> None:

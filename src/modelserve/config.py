@@ -77,6 +77,8 @@ class Settings(BaseModel):
     runtime_dir: Path | None = None
     log_level: str = "INFO"
     number_of_gpu: int | None = Field(None, ge=0)
+    # Compute threads per worker (OMP/MKL); 0 = share the cores left after the frontend's.
+    worker_threads: int = Field(0, ge=0)
 
     @field_validator("load_models", mode="before")
     @classmethod

@@ -214,6 +214,7 @@ class Engine:
                 response=settings.response_timeout,
                 unregister=self.settings.unregister_model_timeout,
             ),
+            worker_threads=self.settings.worker_threads,
         )
         model_version = ModelVersion(
             name=name,

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ class WorkerPool:
         batch_size: int,
         queue_capacity: int,
         timeouts: PoolTimeouts,
+        worker_threads: int = 0,
     ) -> None:
         self.label = label
         self._make_spec = make_spec
@@ -79,6 +81,7 @@ class WorkerPool:
         self._dispatcher = dispatcher
         self._spec_dir = spec_dir
         self.timeouts = timeouts
+        self._worker_threads = worker_threads
         self.batcher: Batcher[WorkerProcess] = Batcher(
             batch_size,
             queue_capacity,
@@ -160,7 +163,9 @@ class WorkerPool:
 
     def _start_worker(self) -> WorkerProcess:
         worker_id = self._next_worker_id()
-        worker = WorkerProcess(self._make_spec(worker_id), self._spec_dir, self.label)
+        worker = WorkerProcess(
+            self._make_spec(worker_id), self._spec_dir, self.label, self._compute_threads()
+        )
         # Nobody may await a worker's readiness (async scaling): never warn about it.
         worker.ready.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.workers[worker_id] = worker
@@ -169,6 +174,13 @@ class WorkerPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return worker
+
+    def _compute_threads(self) -> int:
+        if self._worker_threads:
+            return self._worker_threads
+        # One core stays with the frontend; the rest are shared by this version's workers.
+        spare_cores = (os.cpu_count() or 1) - 1
+        return max(1, spare_cores // max(1, self.target))
 
     def _retire(self, worker: WorkerProcess) -> None:
         worker.retiring = True

@@ -38,7 +38,9 @@ class InFlightBatch:
 class WorkerProcess:
     """A spawned ``python -m modelserve.worker`` and what it is doing."""
 
-    def __init__(self, spec: WorkerSpec, spec_dir: Path, log_tag: str) -> None:
+    def __init__(
+        self, spec: WorkerSpec, spec_dir: Path, log_tag: str, compute_threads: int
+    ) -> None:
         self.spec = spec
         self.id = spec.worker_id
         self.state = STARTING
@@ -51,6 +53,7 @@ class WorkerProcess:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._spec_path = spec_dir / f"{self.id}.json"
         self._log_tag = log_tag
+        self._compute_threads = compute_threads
         self._process: asyncio.subprocess.Process | None = None
 
     async def spawn(self) -> None:
@@ -65,9 +68,21 @@ class WorkerProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=self.spec.model_dir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=self._environment(),
         )
         self.pid = self._process.pid
+
+    def _environment(self) -> dict[str, str]:
+        # Framework thread pools default to one thread per core in every worker, so N workers
+        # plus the frontend oversubscribe the CPU and the tail latency explodes. A thread
+        # count the user set in the environment wins.
+        threads = str(self._compute_threads)
+        return {
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+        }
 
     async def wait(self) -> int:
         """Forward the worker's output to the model log until it exits; its exit code."""
