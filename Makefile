@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 FIND_LINKS := $(if $(wildcard $(WHEELS)/torch-*.whl),--find-links $(WHEELS),)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint example clean
+.PHONY: venv run test lint example clean tools
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP)
+# Prometheus and wrk, which some tests drive, installed once where apt-get and root allow;
+# elsewhere nothing is installed and those tests skip themselves.
+tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		missing=""; \
+		test -x /usr/bin/prometheus || missing="$$missing prometheus"; \
+		command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+		if [ -n "$$missing" ]; then \
+			echo "installing$$missing with apt-get"; \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends $$missing; } >/dev/null 2>&1 \
+				|| echo "could not install$$missing; the tests that need them will skip"; \
+		fi; \
+	fi
+
+test: $(STAMP) tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

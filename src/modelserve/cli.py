@@ -17,11 +17,13 @@ import uvloop
 from modelserve import __version__
 from modelserve.config import ConfigError, Settings, load_settings
 from modelserve.server import run_server
+from modelserve.telemetry.logs import configure_logging
 
 START_WAIT_S = 120
 STOP_WAIT_S = 60
 POLL_S = 0.1
 STARTED_MESSAGE = "Model server started."
+DEFAULT_CONSOLE_LOG = Path("logs/modelserve.log")
 
 
 def _pid_file(settings: Settings) -> Path:
@@ -46,6 +48,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     overrides = {
         "model_store": getattr(args, "model_store", None),
         "log_level": getattr(args, "log_level", None),
+        "log_format": getattr(args, "log_format", None),
+        "log_dir": getattr(args, "log_dir", None),
     }
     return load_settings(args.ts_config, overrides)
 
@@ -66,14 +70,18 @@ def _start(args: argparse.Namespace) -> int:
     models = args.models or settings.load_models
     if args.foreground:
         return _run_foreground(settings, models, pid_file)
-    return _start_background(args, pid_file)
+    return _start_background(_console_log(args, settings), pid_file)
+
+
+def _console_log(args: argparse.Namespace, settings: Settings) -> Path:
+    if args.log_file is not None:
+        return args.log_file
+    # Not log_dir/modelserve.log: the server log's own rotating handler writes that file.
+    return settings.log_dir / "console.log" if settings.log_dir else DEFAULT_CONSOLE_LOG
 
 
 def _run_foreground(settings: Settings, models: list[str], pid_file: Path) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings)
     # Each plane's uvicorn would announce itself; the server logs one line per plane instead.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     pid_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -94,8 +102,7 @@ def _run_foreground(settings: Settings, models: list[str], pid_file: Path) -> in
     return 0
 
 
-def _start_background(args: argparse.Namespace, pid_file: Path) -> int:
-    log_path = Path(args.log_file)
+def _start_background(log_path: Path, pid_file: Path) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "modelserve.cli", *sys.argv[1:], "--foreground"]
     with log_path.open("ab") as log_file:
@@ -185,9 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     start.add_argument(
+        "--log-format", choices=["text", "json"], help="text (default) or one JSON object a line"
+    )
+    start.add_argument(
+        "--log-dir",
+        type=Path,
+        metavar="DIR",
+        help="also write modelserve.log, access_log.log and model_log.log here, rotated daily",
+    )
+    start.add_argument(
         "--log-file",
-        default="logs/modelserve.log",
-        help="where a background server writes its log (default logs/modelserve.log)",
+        type=Path,
+        help="where a background server writes its console output (default "
+        "logs/modelserve.log, or console.log in the --log-dir)",
     )
     start.set_defaults(handler=_start)
     with_config(commands.add_parser("stop", help="stop the running server")).set_defaults(

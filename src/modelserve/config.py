@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
@@ -76,6 +76,17 @@ class Settings(BaseModel):
     enable_envvars_config: bool = False
     runtime_dir: Path | None = None
     log_level: str = "INFO"
+    # Where the access, model and server logs go (rotated daily); None = stderr only.
+    log_dir: Path | None = None
+    log_backup_count: int = Field(30, ge=0)
+    log_format: Literal["text", "json"] = "text"
+    # TorchServe's metrics keys. modelserve defaults to prometheus (TorchServe: log) and to
+    # keeping handler metrics the config does not declare (TorchServe drops them).
+    metrics_mode: Literal["prometheus", "log", "legacy"] = "prometheus"
+    metrics_config: Path | None = None
+    model_metrics_auto_detect: bool = True
+    enable_metrics_api: bool = True
+    disable_system_metrics: bool = False
     number_of_gpu: int | None = Field(None, ge=0)
     # Compute threads per worker (OMP/MKL); 0 = share the cores left after the frontend's.
     worker_threads: int = Field(0, ge=0)

@@ -17,6 +17,8 @@ from modelserve.api.management import build_management_app
 from modelserve.api.metrics import build_metrics_app
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.engine import Engine
+from modelserve.telemetry.frontend_metrics import ServerMetrics
+from modelserve.telemetry.metrics_config import MetricsConfigError, load_metrics_config
 
 log = logging.getLogger("modelserve.server")
 GRACEFUL_SHUTDOWN_S = 30
@@ -44,6 +46,21 @@ def bind_socket(key: str, address: Address) -> socket.socket:
     return sock
 
 
+def build_server_metrics(settings: Settings) -> ServerMetrics:
+    """The metric families the configuration asks for."""
+    try:
+        config = load_metrics_config(settings.metrics_config, settings.metrics_mode)
+    except MetricsConfigError as exc:
+        raise ConfigError(f"metrics_config: {exc}") from exc
+    return ServerMetrics(
+        config,
+        settings.metrics_mode,
+        socket.gethostname(),
+        settings.model_metrics_auto_detect,
+        system_metrics=not settings.disable_system_metrics,
+    )
+
+
 def _plane(app: ASGIApp) -> _PlaneServer:
     config = uvicorn.Config(
         app,
@@ -65,19 +82,20 @@ async def run_server(
     on_started: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; ``on_started`` runs once every plane listens."""
-    sockets = {
-        plane: bind_socket(f"{plane}_address", settings.address(plane))
-        for plane in ("inference", "management", "metrics")
-    }
-    engine = Engine(settings)
+    planes = ["inference", "management"] + (["metrics"] if settings.enable_metrics_api else [])
+    sockets = {plane: bind_socket(f"{plane}_address", settings.address(plane)) for plane in planes}
+    metrics = build_server_metrics(settings)
+    engine = Engine(settings, metrics)
     await engine.start()
+    count = metrics.count_response
     apps = {
-        "inference": build_inference_app(engine, settings.max_request_size),
+        "inference": build_inference_app(engine, settings.max_request_size, count),
         "management": build_management_app(
-            engine, settings.max_request_size, settings.enable_model_api
+            engine, settings.max_request_size, settings.enable_model_api, count
         ),
-        "metrics": build_metrics_app(),
     }
+    if settings.enable_metrics_api:
+        apps["metrics"] = build_metrics_app(metrics.collectors(engine.version_states), count)
     servers = {plane: _plane(app) for plane, app in apps.items()}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

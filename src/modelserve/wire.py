@@ -119,17 +119,22 @@ def decode_batch(header: dict[str, Any], frames: list[bytes]) -> list[WireReques
     ]
 
 
-def encode_result(batch_id: int, responses: list[WireResponse]) -> list[bytes]:
-    """A successful batch: header describing each response + one body frame each."""
+def encode_result(
+    batch_id: int, responses: list[WireResponse], metrics: list[list[Any]]
+) -> list[bytes]:
+    """A successful batch: header describing each response + one body frame each.
+
+    ``metrics`` are the handler's metric updates of this batch (see worker/metrics.py).
+    """
     described = [
         (response.status, response.reason, response.content_type, response.headers)
         for response in responses
     ]
-    header = encode_header({"k": RESULT, "id": batch_id, "code": 200, "r": described})
-    return [header, *(response.body for response in responses)]
+    header = {"k": RESULT, "id": batch_id, "code": 200, "r": described, "m": metrics}
+    return [encode_header(header), *(response.body for response in responses)]
 
 
-def encode_batch_error(batch_id: int, error: BatchError) -> list[bytes]:
+def encode_batch_error(batch_id: int, error: BatchError, metrics: list[list[Any]]) -> list[bytes]:
     """A failed batch: every request of it gets ``error``."""
     header = {
         "k": RESULT,
@@ -137,6 +142,7 @@ def encode_batch_error(batch_id: int, error: BatchError) -> list[bytes]:
         "code": error.code,
         "type": error.error_type,
         "msg": error.message,
+        "m": metrics,
     }
     return [encode_header(header)]
 
@@ -166,3 +172,5 @@ class WorkerSpec:
     gpu_id: int | None = None
     parent_pid: int = 0
     model_yaml_config: dict[str, Any] = field(default_factory=dict)
+    # Handler metrics declared in the metrics config: {name: {kind, unit, dimensions}}.
+    model_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -11,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.access_log import AccessLog
 from modelserve.api.limits import BodySizeLimit
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
+from modelserve.api.status_counter import StatusCounter
 from modelserve.engine.engine import Engine
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
@@ -57,7 +60,9 @@ def http_response(response: WireResponse, request_id: str) -> Response:
     )
 
 
-def build_inference_app(engine: Engine, max_request_size: int) -> Starlette:
+def build_inference_app(
+    engine: Engine, max_request_size: int, count_response: Callable[[int], None]
+) -> Starlette:
     """The Starlette app of the inference plane."""
 
     async def infer(request: Request, explain: bool) -> Response:
@@ -99,5 +104,9 @@ def build_inference_app(engine: Engine, max_request_size: int) -> Starlette:
     return Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(BodySizeLimit, limit=max_request_size)],
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(StatusCounter, count=count_response),
+            Middleware(BodySizeLimit, limit=max_request_size),
+        ],
     )

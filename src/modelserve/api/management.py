@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.access_log import AccessLog
 from modelserve.api.limits import BodySizeLimit
 from modelserve.api.openapi import management_openapi
 from modelserve.api.params import bool_param, int_param, str_param
 from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
+from modelserve.api.status_counter import StatusCounter
 from modelserve.engine.engine import Engine, Outcome, RegisterOptions
 from modelserve.engine.errors import BadRequestException, MethodNotAllowedException
 
@@ -56,7 +58,10 @@ def outcome_response(outcome: Outcome) -> Response:
 
 
 def build_management_app(
-    engine: Engine, max_request_size: int, enable_model_api: bool
+    engine: Engine,
+    max_request_size: int,
+    enable_model_api: bool,
+    count_response: Callable[[int], None],
 ) -> Starlette:
     """The Starlette app of the management plane."""
 
@@ -115,5 +120,9 @@ def build_management_app(
     return Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(BodySizeLimit, limit=max_request_size)],
+        middleware=[
+            Middleware(AccessLog),
+            Middleware(StatusCounter, count=count_response),
+            Middleware(BodySizeLimit, limit=max_request_size),
+        ],
     )

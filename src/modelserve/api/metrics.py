@@ -1,23 +1,37 @@
-"""The metrics plane (8082): Prometheus text exposition."""
+"""The metrics plane (8082): Prometheus text exposition, with TorchServe's ``name[]`` filter."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.access_log import AccessLog
 from modelserve.api.responses import EXCEPTION_HANDLERS
+from modelserve.api.status_counter import StatusCounter
+from modelserve.telemetry.store import render
 
 
-def build_metrics_app() -> Starlette:
+def build_metrics_app(
+    collectors: list[Collector], count_response: Callable[[int], None]
+) -> Starlette:
     """The Starlette app of the metrics plane."""
 
-    async def metrics(_request: Request) -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        names = request.query_params.getlist("name[]")
+        return Response(render(collectors, names), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
-        routes=[Route("/metrics", metrics, methods=["GET"])],
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/metrics/{rest:path}", metrics, methods=["GET"]),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(AccessLog), Middleware(StatusCounter, count=count_response)],
     )

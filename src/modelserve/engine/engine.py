@@ -28,6 +28,7 @@ from modelserve.engine.model_config import ModelConfig, load_model_config
 from modelserve.engine.model_version import ModelVersion, VersionSettings
 from modelserve.engine.registry import ModelRegistry
 from modelserve.engine.worker_pool import PoolTimeouts, WorkerPool
+from modelserve.telemetry.frontend_metrics import ServerMetrics, VersionState
 from modelserve.wire import WireRequest, WireResponse, WorkerSpec
 
 log = logging.getLogger("modelserve.engine")
@@ -67,8 +68,9 @@ class Outcome:
 class Engine:
     """Registry, worker pools and the dispatcher of one server."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: ServerMetrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.registry = ModelRegistry()
         self.runtime_dir = settings.resolved_runtime_dir() / str(os.getpid())
         self._worker_ids = itertools.count(FIRST_WORKER_ID)
@@ -100,9 +102,20 @@ class Engine:
     async def predict(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """Queue one request on the model version and wait for its response."""
         model_version = self.registry.get(name, version)
+        explicit = version is not None
+        metrics = model_version.metrics
+        metrics.received(explicit)
         future = asyncio.get_running_loop().create_future()
-        model_version.submit(InferenceJob(request, future, time.perf_counter()))
-        return await future
+        job = InferenceJob(request, future, time.perf_counter(), explicit)
+        try:
+            model_version.submit(job)
+            return await future
+        finally:
+            metrics.finished(explicit, time.perf_counter() - job.enqueued_at)
+
+    def version_states(self) -> list[VersionState]:
+        """Queue depth and worker states of every version, for the scrape-time gauges."""
+        return [version.state() for version in self.registry.all_versions()]
 
     def health(self) -> str:
         """Healthy, Partial Healthy or Unhealthy: can each default version that should serve?"""
@@ -190,6 +203,7 @@ class Engine:
             shutil.rmtree(model_dir, ignore_errors=True)
             raise
         settings, workers = self._version_settings(options, name, version, model_config)
+        version_metrics = self.metrics.for_version(name, version)
         pool = WorkerPool(
             label=f"{name}:{version}",
             make_spec=lambda worker_id: WorkerSpec(
@@ -203,6 +217,7 @@ class Engine:
                 manifest=manifest.to_dict(),
                 parent_pid=os.getpid(),
                 model_yaml_config=model_config.raw,
+                model_metrics=self.metrics.declared_model_metrics(),
             ),
             next_worker_id=lambda: str(next(self._worker_ids)),
             dispatcher=self._dispatcher,
@@ -215,6 +230,7 @@ class Engine:
                 unregister=self.settings.unregister_model_timeout,
             ),
             worker_threads=self.settings.worker_threads,
+            metrics=version_metrics,
         )
         model_version = ModelVersion(
             name=name,
@@ -228,6 +244,7 @@ class Engine:
             settings=settings,
             loaded_at_startup=options.loaded_at_startup,
             pool=pool,
+            metrics=version_metrics,
         )
         return model_version, workers
 

@@ -15,6 +15,8 @@ class InferenceJob:
     request: WireRequest
     future: asyncio.Future
     enqueued_at: float
+    # Whether the URL named the version (TorchServe labels metrics "default" otherwise).
+    explicit_version: bool = False
 
     def resolve(self, value: object) -> None:
         """Deliver a response unless the client already went away."""

@@ -9,6 +9,8 @@ from typing import Any
 from modelserve.archive import Manifest
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.worker_pool import WorkerPool
+from modelserve.engine.worker_process import READY
+from modelserve.telemetry.frontend_metrics import VersionMetrics, VersionState
 
 
 @dataclass(slots=True)
@@ -41,6 +43,7 @@ class ModelVersion:
         settings: VersionSettings,
         loaded_at_startup: bool,
         pool: WorkerPool,
+        metrics: VersionMetrics,
     ) -> None:
         self.name = name
         self.version = version
@@ -53,6 +56,7 @@ class ModelVersion:
         self.settings = settings
         self.loaded_at_startup = loaded_at_startup
         self.pool = pool
+        self.metrics = metrics
         self._no_worker_message = (
             f'Model "{name}" Version {version} has no worker to serve inference request. '
             "Please use scale workers API to add workers."
@@ -69,6 +73,20 @@ class ModelVersion:
         count = min(max(self.pool.target, min_workers), max_workers)
         await self.pool.scale(count, wait=wait)
         return count
+
+    def state(self) -> VersionState:
+        """Queue depth and worker states, for the scrape-time gauges."""
+        workers = self.pool.live_workers()
+        busy = sum(1 for worker in workers if worker.batch is not None)
+        ready = sum(1 for worker in workers if worker.state == READY)
+        return VersionState(
+            self.name,
+            self.version,
+            queued=len(self.pool.batcher.pending),
+            busy=busy,
+            idle=ready - busy,
+            starting=len(workers) - ready,
+        )
 
     def describe(self) -> dict[str, Any]:
         """This version's entry in TorchServe's describe output."""

@@ -7,6 +7,7 @@ import functools
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from modelserve.engine.errors import (
 )
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.worker_process import READY, STARTING, InFlightBatch, WorkerProcess
+from modelserve.telemetry.frontend_metrics import VersionMetrics
 from modelserve.wire import WorkerSpec
 
 log = logging.getLogger("modelserve.workers")
@@ -73,6 +75,7 @@ class WorkerPool:
         batch_size: int,
         queue_capacity: int,
         timeouts: PoolTimeouts,
+        metrics: VersionMetrics,
         worker_threads: int = 0,
     ) -> None:
         self.label = label
@@ -82,6 +85,7 @@ class WorkerPool:
         self._spec_dir = spec_dir
         self.timeouts = timeouts
         self._worker_threads = worker_threads
+        self._metrics = metrics
         self.batcher: Batcher[WorkerProcess] = Batcher(
             batch_size,
             queue_capacity,
@@ -163,9 +167,7 @@ class WorkerPool:
 
     def _start_worker(self) -> WorkerProcess:
         worker_id = self._next_worker_id()
-        worker = WorkerProcess(
-            self._make_spec(worker_id), self._spec_dir, self.label, self._compute_threads()
-        )
+        worker = WorkerProcess(self._make_spec(worker_id), self._spec_dir, self._compute_threads())
         # Nobody may await a worker's readiness (async scaling): never warn about it.
         worker.ready.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.workers[worker_id] = worker
@@ -235,6 +237,7 @@ class WorkerPool:
         if not worker.ready.done():
             worker.ready.set_result(None)
         log.info("%s worker %s ready in %.0f ms", self.label, worker.id, worker.load_ms)
+        self._metrics.worker_loaded(worker.id, worker.since_start_s() * 1000)
         self._release(worker)
 
     def _release(self, worker: WorkerProcess) -> None:
@@ -244,6 +247,9 @@ class WorkerPool:
             self.batcher.worker_idle(worker)
 
     def _send_batch(self, worker: WorkerProcess, jobs: list[InferenceJob]) -> None:
+        now = time.perf_counter()
+        for job in jobs:
+            self._metrics.dispatched(job.explicit_version, now - job.enqueued_at)
         batch_id = next(self._batch_ids)
         frames = wire.encode_batch(batch_id, [job.request for job in jobs])
         if not self._dispatcher.send(worker.id, frames):
@@ -253,7 +259,7 @@ class WorkerPool:
         timer = asyncio.get_running_loop().call_later(
             self.timeouts.response, self._batch_timed_out, worker, batch_id
         )
-        worker.batch = InFlightBatch(batch_id, jobs, timer)
+        worker.batch = InFlightBatch(batch_id, jobs, timer, time.perf_counter() - now)
 
     def _batch_timed_out(self, worker: WorkerProcess, batch_id: int) -> None:
         if worker.batch is not None and worker.batch.batch_id == batch_id:
@@ -268,8 +274,11 @@ class WorkerPool:
         if batch is None or batch.batch_id != header["id"]:
             log.error("%s worker %s answered an unknown batch", self.label, worker.id)
             return
+        started = time.perf_counter()
         worker.batch = None
         batch.timer.cancel()
+        if header["m"]:
+            self._metrics.apply_worker_metrics(header["m"])
         outcome = wire.decode_result(header, frames)
         if isinstance(outcome, wire.BatchError):
             for job in batch.jobs:
@@ -279,6 +288,8 @@ class WorkerPool:
         else:
             for job, response in zip(batch.jobs, outcome, strict=True):
                 job.resolve(response)
+        overhead_s = batch.send_overhead_s + time.perf_counter() - started
+        self._metrics.batch_overhead(overhead_s * 1000)
         self._release(worker)
 
     def _on_exit(self, worker: WorkerProcess, code: int | None, reason: str | None) -> None:

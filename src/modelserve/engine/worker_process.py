@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from modelserve.engine.jobs import InferenceJob
 from modelserve.wire import WorkerSpec
 
 model_log = logging.getLogger("modelserve.model_log")
+# Output is read in chunks this big; a line longer than MAX_LINE_BYTES is logged in pieces.
+OUTPUT_CHUNK_BYTES = 64 * 1024
+MAX_LINE_BYTES = 64 * 1024
 
 STARTING = "STARTING"
 READY = "READY"
@@ -33,14 +37,14 @@ class InFlightBatch:
     batch_id: int
     jobs: list[InferenceJob]
     timer: asyncio.TimerHandle
+    # Frontend time spent encoding and sending it (part of WorkerThreadTime).
+    send_overhead_s: float
 
 
 class WorkerProcess:
     """A spawned ``python -m modelserve.worker`` and what it is doing."""
 
-    def __init__(
-        self, spec: WorkerSpec, spec_dir: Path, log_tag: str, compute_threads: int
-    ) -> None:
+    def __init__(self, spec: WorkerSpec, spec_dir: Path, compute_threads: int) -> None:
         self.spec = spec
         self.id = spec.worker_id
         self.state = STARTING
@@ -52,7 +56,6 @@ class WorkerProcess:
         self.load_ms: float | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._spec_path = spec_dir / f"{self.id}.json"
-        self._log_tag = log_tag
         self._compute_threads = compute_threads
         self._process: asyncio.subprocess.Process | None = None
 
@@ -87,10 +90,13 @@ class WorkerProcess:
     async def wait(self) -> int:
         """Forward the worker's output to the model log until it exits; its exit code."""
         assert self._process is not None and self._process.stdout is not None
-        async for line in self._process.stdout:
-            model_log.info(
-                "[%s %s] %s", self._log_tag, self.id, line.decode(errors="replace").rstrip()
-            )
+        fields = {
+            "model_name": self.spec.model_name,
+            "model_version": self.spec.model_version,
+            "worker_id": self.id,
+        }
+        async for line in output_lines(self._process.stdout):
+            model_log.info(line.decode(errors="replace").rstrip(), extra=fields)
         code = await self._process.wait()
         self.state = STOPPED
         with contextlib.suppress(FileNotFoundError):
@@ -127,3 +133,22 @@ class WorkerProcess:
     def since_start_s(self) -> float:
         """Seconds since the process was started."""
         return time.time() - self.started_at.timestamp()
+
+
+async def output_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """A process's output line by line, without the newline; an overlong line comes in pieces.
+
+    StreamReader's own line iteration raises on a line over its limit, which would stop the
+    forwarding of a worker that prints, say, a large tensor.
+    """
+    pending = b""
+    while chunk := await stream.read(OUTPUT_CHUNK_BYTES):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            for start in range(0, len(line) or 1, MAX_LINE_BYTES):
+                yield line[start : start + MAX_LINE_BYTES]
+        while len(pending) > MAX_LINE_BYTES:
+            yield pending[:MAX_LINE_BYTES]
+            pending = pending[MAX_LINE_BYTES:]
+    if pending:
+        yield pending

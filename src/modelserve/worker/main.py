@@ -75,11 +75,11 @@ def _serve_batches(socket: zmq.Socket, service: ModelService, parent_pid: int) -
         if header["k"] != wire.BATCH:
             log.error("ignoring unexpected message kind %r", header["k"])
             continue
-        outcome = service.predict(wire.decode_batch(header, frames))
+        outcome, metrics = service.predict(wire.decode_batch(header, frames))
         if isinstance(outcome, wire.BatchError):
-            socket.send_multipart(wire.encode_batch_error(header["id"], outcome))
+            socket.send_multipart(wire.encode_batch_error(header["id"], outcome, metrics))
         else:
-            socket.send_multipart(wire.encode_result(header["id"], outcome), copy=False)
+            socket.send_multipart(wire.encode_result(header["id"], outcome, metrics), copy=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s [{spec.worker_id}] %(name)s: %(message)s",
+        # The frontend tags each line with the model and worker id when it forwards it.
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.chdir(spec.model_dir)  # handlers open relative paths from the model dir, as in TorchServe
     return serve(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 
 from modelserve import __version__
@@ -10,6 +11,7 @@ from modelserve.wire import BatchError, WireRequest, WireResponse, WorkerSpec
 from modelserve.worker.codec import encode_output, request_headers, request_row
 from modelserve.worker.context import Context
 from modelserve.worker.handler_loader import HandleFunction, load_entry_point
+from modelserve.worker.metrics import MetricsCache
 
 log = logging.getLogger("modelserve.worker")
 
@@ -27,22 +29,36 @@ class ModelService:
             server_version=__version__,
             model_yaml_config=spec.model_yaml_config,
         )
+        self.metrics = MetricsCache(spec.model_name, spec.model_metrics)
+        self.context.metrics = self.metrics
         self._handle: HandleFunction = load_entry_point(spec.handler, spec.model_dir, self.context)
 
-    def predict(self, requests: list[WireRequest]) -> list[WireResponse] | BatchError:
-        """Run the handler on a batch; a raised exception fails the whole batch."""
+    def predict(
+        self, requests: list[WireRequest]
+    ) -> tuple[list[WireResponse] | BatchError, list[list]]:
+        """Run the handler on a batch; returns the outcome and the batch's metric updates.
+
+        A raised exception fails the whole batch.
+        """
+        started = time.perf_counter()
         context = self.context
         context.start_batch(
             [request.request_id for request in requests],
             [request_headers(request) for request in requests],
         )
+        self.metrics.set_request_ids(context.request_ids)
         data = [request_row(request) for request in requests]
+        handler_started = time.perf_counter()
         try:
-            outputs = self._handle(data, context)
+            outcome = self._responses(self._handle(data, context), len(requests))
         except Exception as exc:  # the handler's failure is reported, never fatal to the worker
             log.error("handler failed on a batch of %d:\n%s", len(requests), traceback.format_exc())
-            return batch_error_from(exc)
-        return self._responses(outputs, len(requests))
+            outcome = batch_error_from(exc)
+        finished = time.perf_counter()
+        self.metrics.add_time("HandlerTime", (finished - handler_started) * 1000)
+        self.metrics.add_time("PredictionTime", (finished - started) * 1000)
+        self.metrics.set_request_ids(None)
+        return outcome, self.metrics.drain()
 
     def _responses(self, outputs: object, expected: int) -> list[WireResponse] | BatchError:
         if not isinstance(outputs, list):

@@ -1,0 +1,1 @@
+"""Telemetry: metrics (Prometheus), system metrics and logging setup."""

@@ -1,0 +1,270 @@
+"""The frontend's metrics: TorchServe's names and labels, plus a latency histogram and
+scrape-time gauges for queue depth and worker states.
+
+``ServerMetrics`` builds the families from the metrics config; ``VersionMetrics`` holds the
+pre-computed label keys of one model version so that the per-request updates are a few
+dict writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modelserve.telemetry.metrics_config import MetricsConfig, MetricSpec
+from modelserve.telemetry.store import (
+    CallbackCollector,
+    Family,
+    HistogramFamily,
+    MetricFamily,
+    MetricStore,
+    StoreCollector,
+)
+from modelserve.telemetry.system_metrics import GPU_METRICS, HOST_METRICS, SystemMetricsCollector
+
+log = logging.getLogger("modelserve.metrics")
+SYSTEM_METRICS = frozenset(HOST_METRICS) | frozenset(GPU_METRICS)
+
+LATENCY_HISTOGRAM = "modelserve_inference_latency_seconds"
+QUEUE_DEPTH = "modelserve_queue_depth"
+WORKERS = "modelserve_workers"
+VERSION_LABELS = ("model_name", "model_version", "hostname")
+# Handler histograms carry no unit we can rely on: buckets wide enough for ms, MB or counts.
+CUSTOM_HISTOGRAM_BUCKETS = (
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 1e4,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VersionState:
+    """What the scrape-time gauges report for one model version."""
+
+    model_name: str
+    model_version: str
+    queued: int
+    busy: int
+    idle: int
+    starting: int
+
+
+def _family(spec: MetricSpec, logged: bool) -> Family:
+    if spec.kind == "histogram":
+        return HistogramFamily(spec.name, spec.unit, spec.dimensions, logged=logged)
+    return MetricFamily(spec.name, spec.kind, spec.unit, spec.dimensions, logged=logged)
+
+
+def _key(family: Family | None, values: dict[str, str]) -> tuple[str, ...]:
+    """The label tuple of ``family`` from named values (a name it lacks gets "")."""
+    if family is None:
+        return ()
+    return tuple(values.get(name, "") for name in family.label_names)
+
+
+class ServerMetrics:
+    """All frontend metric families of one server."""
+
+    def __init__(
+        self,
+        config: MetricsConfig,
+        mode: str,
+        hostname: str,
+        auto_detect_model_metrics: bool,
+        system_metrics: bool = True,
+    ) -> None:
+        self.hostname = hostname
+        self.store = MetricStore()
+        self._config = config
+        self._auto_detect = auto_detect_model_metrics
+        # legacy: the configured ts_* counters are exported, everything else is logged.
+        self._log_others = mode in ("log", "legacy")
+        for spec in config.frontend.values():
+            if spec.name not in SYSTEM_METRICS:  # read at scrape time by their own collector
+                self.store.add(_family(spec, logged=mode == "log"))
+        if mode == "prometheus":
+            self.store.add(HistogramFamily(LATENCY_HISTOGRAM, "Seconds", VERSION_LABELS))
+        host_labels = {"Level": "Host", "Hostname": hostname, "hostname": hostname}
+        self._status = [
+            (family, _key(family, host_labels))
+            for family in (self.store.get(f"Requests{n}XX") for n in (2, 4, 5))
+        ]
+        self._dropped: set[str] = set()
+        self._exports_state = mode == "prometheus"
+        self._system = (
+            SystemMetricsCollector(hostname, lambda name: name in config.frontend)
+            if system_metrics and mode != "log"
+            else None
+        )
+
+    def collectors(self, states: Callable[[], Iterable[VersionState]]) -> list[Collector]:
+        """What /metrics exposes: the store, plus gauges computed from ``states()`` per scrape."""
+        collectors: list[Collector] = [StoreCollector(self.store)]
+        if self._system is not None:
+            collectors.append(self._system)
+        if self._exports_state:
+            collectors.append(CallbackCollector(lambda: self._state_metrics(states())))
+        return collectors
+
+    def count_response(self, status: int) -> None:
+        """Requests2XX / 4XX / 5XX (1xx and 3xx count as 5XX, as in TorchServe)."""
+        index = 0 if 200 <= status < 300 else 1 if 400 <= status < 500 else 2
+        family, key = self._status[index]
+        if family is not None:
+            family.inc(key)
+
+    def declared_model_metrics(self) -> dict[str, dict[str, Any]]:
+        """Handler metrics declared in the config, as workers receive them."""
+        return {
+            name: {"kind": spec.kind, "unit": spec.unit, "dimensions": list(spec.dimensions)}
+            for name, spec in self._config.model.items()
+        }
+
+    def for_version(self, model_name: str, model_version: str) -> VersionMetrics:
+        """The recorder of one model version."""
+        return VersionMetrics(self, model_name, model_version)
+
+    def apply_model_metrics(self, updates: list[list[Any]]) -> None:
+        """Apply the handler metrics a worker sent with a batch result."""
+        for name, unit, kind, dimension_names, dimension_values, value in updates:
+            family = self.store.get(name) or self._model_family(name, unit, kind, dimension_names)
+            if family is None:
+                continue
+            labels = (*dimension_values, self.hostname)
+            if family.kind != kind or len(labels) != len(family.label_names):
+                log.warning(
+                    "metric %s: got a %s with dimensions %s, declared as a %s with %s",
+                    name,
+                    kind,
+                    dimension_names,
+                    family.kind,
+                    list(family.label_names),
+                )
+                continue
+            family.observe(labels, value)
+
+    def _model_family(
+        self, name: str, unit: str, kind: str, dimension_names: list[str]
+    ) -> Family | None:
+        spec = self._config.model.get(name)
+        if spec is None:
+            if not self._auto_detect:
+                if name not in self._dropped:
+                    self._dropped.add(name)
+                    log.info("handler metric %s is not in the metrics config; dropped", name)
+                return None
+            spec = MetricSpec(name, kind, unit, tuple(dimension_names))
+        labels = (*spec.dimensions, "Hostname")
+        if spec.kind == "histogram":
+            family: Family = HistogramFamily(
+                name, spec.unit, labels, CUSTOM_HISTOGRAM_BUCKETS, logged=self._log_others
+            )
+        else:
+            family = MetricFamily(name, spec.kind, spec.unit, labels, logged=self._log_others)
+        return self.store.add(family)
+
+    def _state_metrics(self, states: Iterable[VersionState]) -> Iterator[Metric]:
+        queue = GaugeMetricFamily(
+            QUEUE_DEPTH, "Requests waiting for a worker", labels=list(VERSION_LABELS)
+        )
+        workers = GaugeMetricFamily(
+            WORKERS, "Worker processes by state", labels=[*VERSION_LABELS, "state"]
+        )
+        for state in states:
+            labels = [state.model_name, state.model_version, self.hostname]
+            queue.add_metric(labels, state.queued)
+            for name, count in (("busy", state.busy), ("idle", state.idle)):
+                workers.add_metric([*labels, name], count)
+            workers.add_metric([*labels, "starting"], state.starting)
+        yield queue
+        yield workers
+
+
+class VersionMetrics:
+    """Per-request and per-batch updates for one model version."""
+
+    __slots__ = (
+        "_histogram",
+        "_histogram_key",
+        "_latency",
+        "_load_time",
+        "_load_values",
+        "_queue_latency",
+        "_queue_time",
+        "_queue_time_key",
+        "_requests",
+        "_server",
+        "_thread_time",
+        "_thread_time_key",
+    )
+
+    def __init__(self, server: ServerMetrics, model_name: str, model_version: str) -> None:
+        store, host = server.store, server.hostname
+        self._server = server
+        # TorchServe labels requests without a version in the URL model_version="default".
+        by_route = {
+            explicit: {
+                "model_name": model_name,
+                "model_version": model_version if explicit else "default",
+                "hostname": host,
+            }
+            for explicit in (False, True)
+        }
+
+        def keyed(name: str) -> tuple[Family | None, dict[bool, tuple[str, ...]]]:
+            family = store.get(name)
+            return family, {explicit: _key(family, by_route[explicit]) for explicit in by_route}
+
+        self._requests = keyed("ts_inference_requests_total")
+        self._latency = keyed("ts_inference_latency_microseconds")
+        self._queue_latency = keyed("ts_queue_latency_microseconds")
+        self._histogram = store.get(LATENCY_HISTOGRAM)
+        self._histogram_key = _key(self._histogram, by_route[True])
+        host_labels = {"Level": "Host", "Hostname": host}
+        self._queue_time = store.get("QueueTime")
+        self._queue_time_key = _key(self._queue_time, host_labels)
+        self._thread_time = store.get("WorkerThreadTime")
+        self._thread_time_key = _key(self._thread_time, host_labels)
+        self._load_time = store.get("WorkerLoadTime")
+        self._load_values = {**host_labels, "model": f"{model_name}_{model_version}"}
+
+    def received(self, explicit: bool) -> None:
+        """A request arrived (counted before queueing, so 503s count too, as in TorchServe)."""
+        family, keys = self._requests
+        if family is not None:
+            family.inc(keys[explicit])
+
+    def dispatched(self, explicit: bool, waited_s: float) -> None:
+        """A request left the queue for a worker after ``waited_s``."""
+        family, keys = self._queue_latency
+        if family is not None:
+            family.inc(keys[explicit], waited_s * 1e6)
+        if self._queue_time is not None:
+            self._queue_time.set(self._queue_time_key, waited_s * 1e3)
+
+    def finished(self, explicit: bool, elapsed_s: float) -> None:
+        """A request was answered ``elapsed_s`` after it arrived."""
+        family, keys = self._latency
+        if family is not None:
+            family.inc(keys[explicit], elapsed_s * 1e6)
+        if self._histogram is not None:
+            self._histogram.observe(self._histogram_key, elapsed_s)
+
+    def batch_overhead(self, elapsed_ms: float) -> None:
+        """Frontend time spent on one batch outside the worker (encode, send, decode)."""
+        if self._thread_time is not None:
+            self._thread_time.set(self._thread_time_key, elapsed_ms)
+
+    def worker_loaded(self, worker_id: str, elapsed_ms: float) -> None:
+        """A worker loaded the model ``elapsed_ms`` after it was started."""
+        if self._load_time is not None:
+            worker_name = f"W-{worker_id}-{self._load_values['model']}"
+            values = {**self._load_values, "WorkerName": worker_name}
+            self._load_time.set(_key(self._load_time, values), elapsed_ms)
+
+    def apply_worker_metrics(self, updates: list[list[Any]]) -> None:
+        """Handler metrics that came back with a batch."""
+        self._server.apply_model_metrics(updates)
