@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from logging.handlers import TimedRotatingFileHandler
@@ -20,7 +21,8 @@ from modelserve.api.access_log import AccessLog
 from modelserve.cli import _settings_from, build_parser
 from modelserve.config import ConfigError, Settings
 from modelserve.engine.worker_process import MAX_LINE_BYTES, output_lines
-from modelserve.telemetry.logs import ACCESS_LOGGER, MODEL_LOGGER, configure_logging
+from modelserve.telemetry.log_formats import JsonFormatter, TextFormatter
+from modelserve.telemetry.logs import ACCESS_LOGGER, MODEL_LOGGER, TEXT_FORMAT, configure_logging
 
 TRACEBACK_LINES = (
     "Traceback (most recent call last):",
@@ -30,7 +32,19 @@ TRACEBACK_LINES = (
 
 
 def _read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
+    """The complete lines of a log file so far (the server may be writing the next one)."""
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1]
+
+
+def _wait_for(path: Path, *patterns: str) -> str:
+    """The log file's lines once every regex in ``patterns`` is found in them."""
+
+    def matched() -> str:
+        text = _read(path)
+        return text if all(re.search(pattern, text) for pattern in patterns) else ""
+
+    return wait_until(matched)
 
 
 def _serve_and_exercise(workdir: Path, model_store: Path, log_format: str) -> RunningServer:
@@ -45,15 +59,19 @@ def _serve_and_exercise(workdir: Path, model_store: Path, log_format: str) -> Ru
             "default_workers_per_model": "1",
         },
     )
-    inference = httpx.Client(base_url=server.inference, timeout=60)
-    ok = inference.post("/predictions/probe?alpha=1", json={"echo": "hi"})
-    assert ok.status_code == 200
-    failed = inference.post("/predictions/probe", json={"fail": "boom"})
-    # The client gets the exception's last line: its type and message.
-    assert failed.status_code == 500
-    assert failed.json() == {"code": 500, "type": "RuntimeError", "message": "boom"}
-    assert httpx.get(server.management + "/models").status_code == 200
-    assert httpx.get(server.metrics + "/metrics").status_code == 200
+    try:
+        with httpx.Client(base_url=server.inference, timeout=60) as inference:
+            ok = inference.post("/predictions/probe?alpha=1", json={"echo": "hi"})
+            assert ok.status_code == 200
+            failed = inference.post("/predictions/probe", json={"fail": "boom"})
+        # The client gets the exception's last line: its type and message.
+        assert failed.status_code == 500
+        assert failed.json() == {"code": 500, "type": "RuntimeError", "message": "boom"}
+        assert httpx.get(server.management + "/models").status_code == 200
+        assert httpx.get(server.metrics + "/metrics").status_code == 200
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 
@@ -79,18 +97,12 @@ def json_logs(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> It
 
 def test_access_log_has_a_line_per_request(text_logs: tuple[RunningServer, Path]) -> None:
     _, log_dir = text_logs
-    expected = (
+    text = _wait_for(
+        log_dir / "access_log.log",
         r'"POST /predictions/probe HTTP/1\.1" 200 \d+\.\d{3} ms',  # no query string
         r'"POST /predictions/probe HTTP/1\.1" 500 \d+\.\d{3} ms',
         r'"GET /models HTTP/1\.1" 200 ',
         r'"GET /metrics HTTP/1\.1" 200 ',
-    )
-    text = wait_until(
-        lambda: (
-            (text := _read(log_dir / "access_log.log"))
-            and all(re.search(pattern, text) for pattern in expected)
-            and text
-        )
     )
     assert re.search(r"modelserve\.access: 127\.0\.0\.1:\d+ \"POST", text)
     assert "alpha" not in text
@@ -100,24 +112,17 @@ def test_model_log_tags_worker_lines_and_keeps_tracebacks(
     text_logs: tuple[RunningServer, Path],
 ) -> None:
     _, log_dir = text_logs
-    text = wait_until(
-        lambda: (
-            (text := _read(log_dir / "model_log.log"))
-            and all(line in text for line in TRACEBACK_LINES)
-            and text
-        )
-    )
-    tag = re.compile(r" modelserve\.model_log \[probe:1\.0 \S+\] ")
-    assert all(tag.search(line) for line in text.splitlines())
+    tag = r" modelserve\.model_log \[probe:1\.0 \S+\] "
     # Each line of the traceback is a line of the model log, with the worker's tag.
-    for line in TRACEBACK_LINES:
-        assert re.search(tag.pattern + r"\s*" + re.escape(line), text)
+    text = _wait_for(
+        log_dir / "model_log.log", *(tag + r"\s*" + re.escape(line) for line in TRACEBACK_LINES)
+    )
+    assert all(re.search(tag, line) for line in text.splitlines())
 
 
 def test_server_log_holds_only_server_lines(text_logs: tuple[RunningServer, Path]) -> None:
     server, log_dir = text_logs
-    text = wait_until(lambda: _read(log_dir / "modelserve.log"))
-    assert "inference API listening on" in text
+    text = _wait_for(log_dir / "modelserve.log", "inference API listening on")
     assert "modelserve.access" not in text and "modelserve.model_log" not in text
     # stderr gets all three streams.
     console = wait_until(lambda: "modelserve.access:" in server.log() and server.log())
@@ -153,12 +158,47 @@ def test_json_logs_have_one_object_per_line(json_logs: Path) -> None:
     assert {(entry["model_name"], entry["model_version"]) for entry in model} == {("probe", "1.0")}
 
 
+def _record(created: float, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("modelserve.t", logging.INFO, __file__, 1, "hi %s", ("you",), None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    record.__dict__.update(extra)
+    return record
+
+
+def test_formats_render_timestamps_as_logging_does() -> None:
+    text, json = TextFormatter(TEXT_FORMAT), JsonFormatter()
+    # Two records in one second (the cached second) and one in the next.
+    for created in (1_700_000_000.25, 1_700_000_000.75, 1_700_000_001.5):
+        expected = logging.Formatter(TEXT_FORMAT).format(_record(created))
+        assert text.format(_record(created)) == expected
+        entry = orjson.loads(json.format(_record(created, worker_id="9000")))
+        moment = datetime.fromtimestamp(created).astimezone()
+        assert entry == {
+            "timestamp": moment.isoformat(timespec="milliseconds"),
+            "level": "INFO",
+            "logger": "modelserve.t",
+            "message": "hi you",
+            "worker_id": "9000",
+        }
+
+
+def test_json_format_carries_the_exception() -> None:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("t", logging.ERROR, "", 0, "failed", (), sys.exc_info())
+    entry = orjson.loads(JsonFormatter().format(record))
+    assert entry["exception"].endswith("RuntimeError: boom")
+
+
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """Put back the handlers, levels and propagation that configure_logging replaces."""
     loggers = [logging.getLogger(name) for name in ("", ACCESS_LOGGER, MODEL_LOGGER)]
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    flags = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
     yield
+    logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
     for logger, handlers, level, propagate in saved:
         for handler in logger.handlers[:]:
             logger.removeHandler(handler)
@@ -248,7 +288,9 @@ def _access_records(app: AccessLog, caplog: pytest.LogCaptureFixture) -> list[lo
 
 def test_access_log_middleware_fields(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
-    [record] = _access_records(AccessLog(_ok), caplog)
+    counted: list[int] = []
+    [record] = _access_records(AccessLog(_ok, counted.append), caplog)
+    assert counted == [201]
     assert (record.method, record.path, record.status) == ("GET", "/some/path", 201)
     assert record.latency_ms >= 0
     assert '"GET /some/path HTTP/1.1" 201 ' in record.getMessage()
@@ -258,10 +300,14 @@ def test_access_log_middleware_logs_a_failed_request_as_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
-    [record] = _access_records(AccessLog(_crash), caplog)
+    counted: list[int] = []
+    [record] = _access_records(AccessLog(_crash, counted.append), caplog)
     assert record.status == 500
+    assert counted == [500]
 
 
 def test_access_log_middleware_is_silent_when_disabled(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger=ACCESS_LOGGER)
-    assert _access_records(AccessLog(_ok), caplog) == []
+    counted: list[int] = []
+    assert _access_records(AccessLog(_ok, counted.append), caplog) == []
+    assert counted == [201]  # the response counters still count

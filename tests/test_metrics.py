@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -32,8 +33,11 @@ def sample(samples: dict[tuple, float], name: str, **labels: str) -> float | Non
 
 @pytest.fixture(scope="module")
 def metrics_server(tmp_path_factory: pytest.TempPathFactory, model_store: Path):
-    build_test_archive(model_store, "metered", "metrics_probe.py")
-    server = start_server(tmp_path_factory.mktemp("metrics_server"), model_store)
+    # A store of its own: the shared one is listed whole by other tests (--models all).
+    store = tmp_path_factory.mktemp("metrics_store")
+    shutil.copy(model_store / "probe.mar", store)
+    build_test_archive(store, "metered", "metrics_probe.py")
+    server = start_server(tmp_path_factory.mktemp("metrics_server"), store)
     for url in ("probe.mar", "metered.mar"):
         response = httpx.post(
             server.management + "/models", params={"url": url, "initial_workers": 1}, timeout=60

@@ -27,6 +27,8 @@ BUILTIN_HANDLERS: frozenset[str] = frozenset(
         "dali_image_classifier",
         "vllm_handler",
         "trt_llm_handler",
+        # modelserve's own built-in: the generic tensor handler of quick deploy
+        "tensor",
     }
 )
 LSP_BUILTIN_HANDLERS: frozenset[str] = frozenset({"BaseHandler", "TorchScriptHandler"})

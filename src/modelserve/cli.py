@@ -1,4 +1,4 @@
-"""``modelserve start | stop | status``: argument parsing and process control only."""
+"""``modelserve start | stop | status | serve``: argument parsing and process control only."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
 
-from modelserve import __version__
+from modelserve import __version__, quick_deploy
 from modelserve.config import ConfigError, Settings, load_settings
 from modelserve.server import run_server
 from modelserve.telemetry.logs import configure_logging
@@ -50,6 +51,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         "log_level": getattr(args, "log_level", None),
         "log_format": getattr(args, "log_format", None),
         "log_dir": getattr(args, "log_dir", None),
+        "device": getattr(args, "device", None),
     }
     return load_settings(args.ts_config, overrides)
 
@@ -60,17 +62,50 @@ def _start(args: argparse.Namespace) -> int:
         print(f"modelserve: model store {settings.model_store} is not a directory", file=sys.stderr)
         return 1
     pid_file = _pid_file(settings)
+    if _already_running(pid_file):
+        return 1
+    models = args.models or settings.load_models
+    if args.foreground:
+        return _run_foreground(settings, models, pid_file)
+    return _start_background(_console_log(args, settings), pid_file)
+
+
+def _already_running(pid_file: Path) -> bool:
     pid = _running_pid(pid_file)
     if pid is not None:
         print(
             f"modelserve is already running (pid {pid}), please use modelserve stop first.",
             file=sys.stderr,
         )
+    return pid is not None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    pid_file = _pid_file(_settings_from(args))
+    if _already_running(pid_file):
         return 1
-    models = args.models or settings.load_models
-    if args.foreground:
-        return _run_foreground(settings, models, pid_file)
-    return _start_background(_console_log(args, settings), pid_file)
+    request = quick_deploy.ServeRequest(
+        path=args.path,
+        name=args.name,
+        batch_size=args.batch_size,
+        max_batch_delay=args.max_batch_delay,
+        workers=args.workers,
+        device=args.device,
+        port=args.port,
+        management_port=args.management_port,
+        metrics_port=args.metrics_port,
+        output=args.output,
+    )
+    try:
+        with quick_deploy.prepare(request, args.ts_config) as deployment:
+            return _run_foreground(
+                deployment.settings, deployment.startup_models, pid_file, deployment.usage
+            )
+    except quick_deploy.QuickDeployError as exc:
+        print(f"modelserve: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C while packing, before the server handles signals
+        return 130
 
 
 def _console_log(args: argparse.Namespace, settings: Settings) -> Path:
@@ -80,7 +115,9 @@ def _console_log(args: argparse.Namespace, settings: Settings) -> Path:
     return settings.log_dir / "console.log" if settings.log_dir else DEFAULT_CONSOLE_LOG
 
 
-def _run_foreground(settings: Settings, models: list[str], pid_file: Path) -> int:
+def _run_foreground(
+    settings: Settings, models: list[str], pid_file: Path, started_note: str = ""
+) -> int:
     configure_logging(settings)
     # Each plane's uvicorn would announce itself; the server logs one line per plane instead.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -89,6 +126,8 @@ def _run_foreground(settings: Settings, models: list[str], pid_file: Path) -> in
     def started() -> None:
         pid_file.write_text(f"{os.getpid()}\n")
         print(STARTED_MESSAGE, flush=True)
+        if started_note:
+            print(started_note, flush=True)
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -155,6 +194,80 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+DEVICE_HELP = (
+    "where every worker runs: cpu, cuda (spread over the visible GPUs) or cuda:N; "
+    "default: the GPUs when there are any, else the CPU"
+)
+SERVE_HELP = "serve one saved model file at once, in the foreground"
+
+
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an int in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def _add_serve_command(serve: argparse.ArgumentParser) -> None:
+    serve.description = (
+        "Pack PATH for the built-in tensor handler (JSON nested lists in and out) and serve it "
+        f"in the foreground until Ctrl-C or SIGTERM. PATH is {quick_deploy.SUPPORTED_FORMATS}."
+    )
+    port = _whole_number(1, 65535)
+    serve.add_argument("path", type=Path, metavar="PATH", help="the saved model")
+    serve.add_argument("--name", help="model name in the URLs (default: the file name's stem)")
+    serve.add_argument(
+        "--batch-size",
+        type=_whole_number(1),
+        default=quick_deploy.DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"requests per batch (default {quick_deploy.DEFAULT_BATCH_SIZE})",
+    )
+    serve.add_argument(
+        "--max-batch-delay",
+        type=_whole_number(0),
+        default=quick_deploy.DEFAULT_MAX_BATCH_DELAY_MS,
+        metavar="MS",
+        help="longest wait in ms for a batch to fill "
+        f"(default {quick_deploy.DEFAULT_MAX_BATCH_DELAY_MS})",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_whole_number(1),
+        default=quick_deploy.DEFAULT_WORKERS,
+        metavar="N",
+        help=f"worker processes (default {quick_deploy.DEFAULT_WORKERS})",
+    )
+    serve.add_argument("--device", help=DEVICE_HELP)
+    for flag, plane, default in (
+        ("--port", "inference", 8080),
+        ("--management-port", "management", 8081),
+        ("--metrics-port", "metrics", 8082),
+    ):
+        serve.add_argument(
+            flag,
+            type=port,
+            metavar="PORT",
+            help=f"{plane} port (default: the configured one, else {default})",
+        )
+    serve.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE.mar",
+        help="also write the model archive here, for a later modelserve start",
+    )
+    serve.set_defaults(handler=_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``modelserve`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -206,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where a background server writes its console output (default "
         "logs/modelserve.log, or console.log in the --log-dir)",
     )
+    start.add_argument("--device", help=DEVICE_HELP)
     start.set_defaults(handler=_start)
+    _add_serve_command(with_config(commands.add_parser("serve", help=SERVE_HELP)))
     with_config(commands.add_parser("stop", help="stop the running server")).set_defaults(
         handler=_stop
     )

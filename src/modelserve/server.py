@@ -18,10 +18,13 @@ from modelserve.api.metrics import build_metrics_app
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.engine import Engine
 from modelserve.telemetry.frontend_metrics import ServerMetrics
+from modelserve.telemetry.logs import flush_access_log
 from modelserve.telemetry.metrics_config import MetricsConfigError, load_metrics_config
 
 log = logging.getLogger("modelserve.server")
 GRACEFUL_SHUTDOWN_S = 30
+# How stale an access-log line may get before it is written out.
+ACCESS_LOG_FLUSH_S = 0.2
 
 
 class _PlaneServer(uvicorn.Server):
@@ -44,6 +47,12 @@ def bind_socket(key: str, address: Address) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+async def _flush_logs_periodically() -> None:
+    while True:
+        await asyncio.sleep(ACCESS_LOG_FLUSH_S)
+        flush_access_log()
 
 
 def build_server_metrics(settings: Settings) -> ServerMetrics:
@@ -105,6 +114,7 @@ async def run_server(
         asyncio.create_task(server.serve(sockets=[sockets[plane]]), name=f"plane-{plane}")
         for plane, server in servers.items()
     ]
+    flusher = asyncio.create_task(_flush_logs_periodically())
     try:
         await engine.load_startup_models(startup_models)
         for plane in servers:
@@ -119,3 +129,5 @@ async def run_server(
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         await engine.stop()
+        flusher.cancel()
+        flush_access_log()

@@ -174,3 +174,5 @@ class WorkerSpec:
     model_yaml_config: dict[str, Any] = field(default_factory=dict)
     # Handler metrics declared in the metrics config: {name: {kind, unit, dimensions}}.
     model_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Directories put first on the worker's PYTHONPATH (the model's own pip packages).
+    python_path: list[str] = field(default_factory=list)

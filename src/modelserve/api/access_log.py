@@ -1,9 +1,14 @@
-"""The access log: one line per HTTP request, on every plane."""
+"""The access log and the response counters: one observer of every HTTP response of a plane.
+
+Both need the response status, so one ASGI wrapper serves both: a second wrapper around every
+request would cost more than the work it does.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,18 +18,30 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class AccessLog:
-    """ASGI middleware: logs client, method, path, status and latency of each request.
+    """ASGI middleware: counts each response's status with ``count(status)`` and logs client,
+    method, path, status and latency of each request.
 
-    Pure ASGI (no Request object) because it sits on the inference hot path; it does nothing
-    at all while the access logger is disabled for INFO.
+    Pure ASGI (no Request object) because it sits on the inference hot path; with the access
+    logger off for INFO it only counts.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, count: Callable[[int], None]) -> None:
         self.app = app
+        self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        count = self.count
+        if not access_log.isEnabledFor(logging.INFO):
+
+            async def counting_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    count(message["status"])
+                await send(message)
+
+            await self.app(scope, receive, counting_send)
             return
         started = time.perf_counter()
         status = 0
@@ -34,6 +51,7 @@ class AccessLog:
             nonlocal status, logged
             if message["type"] == "http.response.start":
                 status = message["status"]
+                count(status)
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 latency_ms = (time.perf_counter() - started) * 1000
                 await send(message)
@@ -48,6 +66,8 @@ class AccessLog:
             if not logged:
                 # The app raised or returned before finishing a response; the server
                 # answers 500 for one that never started.
+                if not status:
+                    count(500)
                 _log(scope, status or 500, (time.perf_counter() - started) * 1000)
 
 

@@ -16,7 +16,6 @@ from modelserve.api.access_log import AccessLog
 from modelserve.api.limits import BodySizeLimit
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
-from modelserve.api.status_counter import StatusCounter
 from modelserve.engine.engine import Engine
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
@@ -105,8 +104,7 @@ def build_inference_app(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            Middleware(AccessLog),
-            Middleware(StatusCounter, count=count_response),
+            Middleware(AccessLog, count=count_response),
             Middleware(BodySizeLimit, limit=max_request_size),
         ],
     )

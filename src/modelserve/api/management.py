@@ -17,7 +17,6 @@ from modelserve.api.limits import BodySizeLimit
 from modelserve.api.openapi import management_openapi
 from modelserve.api.params import bool_param, int_param, str_param
 from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
-from modelserve.api.status_counter import StatusCounter
 from modelserve.engine.engine import Engine, Outcome, RegisterOptions
 from modelserve.engine.errors import BadRequestException, MethodNotAllowedException
 
@@ -121,8 +120,7 @@ def build_management_app(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            Middleware(AccessLog),
-            Middleware(StatusCounter, count=count_response),
+            Middleware(AccessLog, count=count_response),
             Middleware(BodySizeLimit, limit=max_request_size),
         ],
     )

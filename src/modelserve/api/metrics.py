@@ -14,7 +14,6 @@ from starlette.routing import Route
 
 from modelserve.api.access_log import AccessLog
 from modelserve.api.responses import EXCEPTION_HANDLERS
-from modelserve.api.status_counter import StatusCounter
 from modelserve.telemetry.store import render
 
 
@@ -33,5 +32,5 @@ def build_metrics_app(
             Route("/metrics/{rest:path}", metrics, methods=["GET"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(AccessLog), Middleware(StatusCounter, count=count_response)],
+        middleware=[Middleware(AccessLog, count=count_response)],
     )

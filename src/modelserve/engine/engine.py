@@ -11,10 +11,18 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from modelserve import archive
-from modelserve.config import Settings
+from modelserve.archive import Manifest
+from modelserve.config import ConfigError, Settings, cuda_visible_devices
+from modelserve.engine.devices import (
+    DevicePlacementError,
+    Placement,
+    resolve_placement,
+    visible_gpu_count,
+)
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import (
     BadRequestException,
@@ -25,6 +33,7 @@ from modelserve.engine.errors import (
 )
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.model_config import ModelConfig, load_model_config
+from modelserve.engine.model_dependencies import install_requirements
 from modelserve.engine.model_version import ModelVersion, VersionSettings
 from modelserve.engine.registry import ModelRegistry
 from modelserve.engine.worker_pool import PoolTimeouts, WorkerPool
@@ -77,6 +86,11 @@ class Engine:
         self._dispatcher: Dispatcher | None = None
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
+        self.gpu_count = visible_gpu_count(settings.number_of_gpu, cuda_visible_devices())
+        try:  # a --device naming a GPU that is not there is a startup error, not a model's
+            self._server_placement = resolve_placement(self.gpu_count, settings.device)
+        except DevicePlacementError as exc:
+            raise ConfigError(f"device: {exc}") from exc
 
     # ----- lifecycle
 
@@ -89,6 +103,11 @@ class Engine:
             (self.runtime_dir / sub).mkdir(mode=0o700, parents=True)
         self._dispatcher = Dispatcher(f"ipc://{self.runtime_dir / 'workers.sock'}")
         self._dispatcher.start()
+        log.info(
+            "%d GPUs visible to workers; device: %s",
+            self.gpu_count,
+            self.settings.device or "auto",
+        )
 
     async def stop(self) -> None:
         """Stop every worker and remove the runtime directory."""
@@ -199,14 +218,18 @@ class Engine:
         try:
             config_path = model_dir / manifest.config_file if manifest.config_file else None
             model_config = load_model_config(config_path)
+            settings, workers = self._version_settings(options, name, version, model_config)
+            placement = self._placement(name, model_config)
+            python_path = await self._install_dependencies(
+                name, model_dir, manifest, settings.startup_timeout
+            )
         except ServingError:
             shutil.rmtree(model_dir, ignore_errors=True)
             raise
-        settings, workers = self._version_settings(options, name, version, model_config)
         version_metrics = self.metrics.for_version(name, version)
         pool = WorkerPool(
             label=f"{name}:{version}",
-            make_spec=lambda worker_id: WorkerSpec(
+            make_spec=lambda worker_id, gpu_id: WorkerSpec(
                 worker_id=worker_id,
                 endpoint=self._dispatcher.endpoint,
                 model_name=name,
@@ -215,9 +238,11 @@ class Engine:
                 handler=handler,
                 batch_size=settings.batch_size,
                 manifest=manifest.to_dict(),
+                gpu_id=gpu_id,
                 parent_pid=os.getpid(),
                 model_yaml_config=model_config.raw,
                 model_metrics=self.metrics.declared_model_metrics(),
+                python_path=python_path,
             ),
             next_worker_id=lambda: str(next(self._worker_ids)),
             dispatcher=self._dispatcher,
@@ -231,6 +256,7 @@ class Engine:
             ),
             worker_threads=self.settings.worker_threads,
             metrics=version_metrics,
+            placement=placement,
         )
         model_version = ModelVersion(
             name=name,
@@ -276,6 +302,7 @@ class Engine:
                 self.settings.default_startup_timeout,
             ),
             job_queue_size=_first(config.job_queue_size, self.settings.job_queue_size),
+            device_ids=config.device_ids,
         )
         workers = options.initial_workers
         if workers is None:
@@ -288,7 +315,42 @@ class Engine:
         return settings, workers
 
     def _default_worker_count(self) -> int:
-        return self.settings.default_workers_per_model or os.cpu_count() or 1
+        # TorchServe's rule: one worker per GPU where there are GPUs, else one per CPU core.
+        return (
+            self.settings.default_workers_per_model
+            or len(self._server_placement.gpu_ids)
+            or os.cpu_count()
+            or 1
+        )
+
+    def _placement(self, name: str, config: ModelConfig) -> Placement:
+        try:
+            return resolve_placement(
+                self.gpu_count,
+                self.settings.device,
+                config.device_type,
+                config.device_ids,
+                model=f"model {name}",
+            )
+        except DevicePlacementError as exc:
+            raise InvalidModelException(f"Model {name}: {exc}") from exc
+
+    async def _install_dependencies(
+        self, name: str, model_dir: Path, manifest: Manifest, timeout_s: float
+    ) -> list[str]:
+        """The workers' PYTHONPATH entries for the model's own pip packages: their directory
+        once installed (with ``install_py_dep_per_model``), else none."""
+        if not manifest.requirements_file:
+            return []
+        if not self.settings.install_py_dep_per_model:
+            log.info(
+                "model %s: requirementsFile %s not installed (install_py_dep_per_model=false)",
+                name,
+                manifest.requirements_file,
+            )
+            return []
+        target = await install_requirements(name, model_dir, manifest.requirements_file, timeout_s)
+        return [str(target)]
 
     def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -44,6 +44,12 @@ class InvalidModelException(ServingError):
     status = 400
 
 
+class ModelException(ServingError):
+    """The model could not be set up, e.g. its Python dependencies failed to install."""
+
+    status = 400
+
+
 class ConflictStatusException(ServingError):
     """The model version is already registered."""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from modelserve.engine.devices import DEVICE_TYPES
 from modelserve.engine.errors import InvalidModelException
 
 log = logging.getLogger("modelserve.engine")
@@ -40,6 +41,8 @@ class ModelConfig:
     response_timeout: int | None = None
     startup_timeout: int | None = None
     job_queue_size: int | None = None
+    device_type: str | None = None
+    device_ids: tuple[int, ...] | None = None
 
     def worker_range(self) -> tuple[int, int] | None:
         """(min, max) when the YAML sets a usable pair (min > 0 and max >= min)."""
@@ -62,15 +65,33 @@ def load_model_config(path: Path | None) -> ModelConfig:
         raise InvalidModelException(f"cannot read model config {path.name}: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidModelException(f"model config {path.name} is not a YAML mapping")
-    values: dict[str, int] = {}
+    values: dict[str, Any] = {}
     for yaml_key, field_name in _INT_KEYS.items():
         value = document.get(yaml_key)
         if value is None:
             continue
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if _is_whole_number(value):
             values[field_name] = value
         else:
-            log.warning(
-                "model config %s: ignoring %s=%r (not a whole number)", path.name, yaml_key, value
-            )
+            _ignore(path, yaml_key, value, "not a whole number")
+    device_type = document.get("deviceType")
+    if device_type is not None:
+        if device_type in DEVICE_TYPES:
+            values["device_type"] = device_type
+        else:
+            _ignore(path, "deviceType", device_type, f"not one of {', '.join(DEVICE_TYPES)}")
+    device_ids = document.get("deviceIds")
+    if device_ids is not None:
+        if isinstance(device_ids, list) and device_ids and all(map(_is_whole_number, device_ids)):
+            values["device_ids"] = tuple(device_ids)
+        else:
+            _ignore(path, "deviceIds", device_ids, "not a list of GPU numbers")
     return ModelConfig(raw=document, **values)
+
+
+def _is_whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _ignore(path: Path, key: str, value: Any, reason: str) -> None:
+    log.warning("model config %s: ignoring %s=%r (%s)", path.name, key, value, reason)

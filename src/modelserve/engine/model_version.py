@@ -24,6 +24,8 @@ class VersionSettings:
     job_queue_size: int
     min_workers: int = 0
     max_workers: int = 0
+    # The model config's deviceIds; describe shows them only when the config sets them.
+    device_ids: tuple[int, ...] | None = None
 
 
 class ModelVersion:
@@ -107,7 +109,8 @@ class ModelVersion:
             "clientTimeoutInMills": 0,
             "parallelType": "",
             "parallelLevel": 0,
-            "deviceType": "cpu",
+            "deviceType": self.pool.placement.device_type,
+            **({"deviceIds": list(settings.device_ids)} if settings.device_ids else {}),
             "continuousBatching": False,
             "useJobTicket": False,
             "useVenv": False,

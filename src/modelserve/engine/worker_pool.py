@@ -15,6 +15,7 @@ from typing import Any
 
 from modelserve import wire
 from modelserve.engine.batcher import Batcher
+from modelserve.engine.devices import Placement
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import (
     ServiceUnavailableException,
@@ -68,7 +69,7 @@ class WorkerPool:
         self,
         *,
         label: str,
-        make_spec: Callable[[str], WorkerSpec],
+        make_spec: Callable[[str, int | None], WorkerSpec],
         next_worker_id: Callable[[], str],
         dispatcher: Dispatcher,
         spec_dir: Path,
@@ -77,6 +78,7 @@ class WorkerPool:
         timeouts: PoolTimeouts,
         metrics: VersionMetrics,
         worker_threads: int = 0,
+        placement: Placement | None = None,
     ) -> None:
         self.label = label
         self._make_spec = make_spec
@@ -86,6 +88,7 @@ class WorkerPool:
         self.timeouts = timeouts
         self._worker_threads = worker_threads
         self._metrics = metrics
+        self.placement = placement or Placement()
         self.batcher: Batcher[WorkerProcess] = Batcher(
             batch_size,
             queue_capacity,
@@ -167,7 +170,9 @@ class WorkerPool:
 
     def _start_worker(self) -> WorkerProcess:
         worker_id = self._next_worker_id()
-        worker = WorkerProcess(self._make_spec(worker_id), self._spec_dir, self._compute_threads())
+        gpu_id = self.placement.next_gpu(live.spec.gpu_id for live in self.live_workers())
+        spec = self._make_spec(worker_id, gpu_id)
+        worker = WorkerProcess(spec, self._spec_dir, self._compute_threads())
         # Nobody may await a worker's readiness (async scaling): never warn about it.
         worker.ready.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.workers[worker_id] = worker

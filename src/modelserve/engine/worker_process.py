@@ -72,6 +72,10 @@ class WorkerProcess:
             stderr=asyncio.subprocess.STDOUT,
             cwd=self.spec.model_dir,
             env=self._environment(),
+            # Out of the terminal's process group: Ctrl-C stops the frontend, which stops its
+            # workers in order, instead of killing them mid-batch. A worker whose frontend is
+            # gone exits by itself (worker/main.py).
+            start_new_session=True,
         )
         self.pid = self._process.pid
 
@@ -80,12 +84,16 @@ class WorkerProcess:
         # plus the frontend oversubscribe the CPU and the tail latency explodes. A thread
         # count the user set in the environment wins.
         threads = str(self._compute_threads)
-        return {
+        environment = {
             "OMP_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
             **os.environ,
             "PYTHONUNBUFFERED": "1",
         }
+        if self.spec.python_path:
+            inherited = [environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else []
+            environment["PYTHONPATH"] = os.pathsep.join([*self.spec.python_path, *inherited])
+        return environment
 
     async def wait(self) -> int:
         """Forward the worker's output to the model log until it exits; its exit code."""

@@ -21,6 +21,7 @@ import zmq
 from modelserve import wire
 from modelserve.wire import WorkerSpec
 from modelserve.worker.service import ModelService
+from modelserve.worker.ts_compat import enable_ts_compat
 
 PARENT_CHECK_INTERVAL_MS = 1000
 LINGER_MS = 2000
@@ -96,4 +97,5 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.chdir(spec.model_dir)  # handlers open relative paths from the model dir, as in TorchServe
+    enable_ts_compat()
     return serve(spec)

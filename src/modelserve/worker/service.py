@@ -55,8 +55,8 @@ class ModelService:
             log.error("handler failed on a batch of %d:\n%s", len(requests), traceback.format_exc())
             outcome = batch_error_from(exc)
         finished = time.perf_counter()
-        self.metrics.add_time("HandlerTime", (finished - handler_started) * 1000)
-        self.metrics.add_time("PredictionTime", (finished - started) * 1000)
+        self.metrics.record_timing("HandlerTime", (finished - handler_started) * 1000)
+        self.metrics.record_timing("PredictionTime", (finished - started) * 1000)
         self.metrics.set_request_ids(None)
         return outcome, self.metrics.drain()
 
@@ -105,5 +105,8 @@ def batch_error_from(exc: BaseException) -> BatchError:
         code = 507
     elif not isinstance(code, int) or not 400 <= code <= 599:
         code = 500
-    message = str(exc) or type(exc).__name__
+    # TorchServe's PredictionException renders as "message : code"; its .message is the text.
+    message = getattr(exc, "message", None)
+    if not isinstance(message, str):
+        message = str(exc) or type(exc).__name__
     return BatchError(code, type(exc).__name__, message)

@@ -1,0 +1,64 @@
+"""Loading a model archive's model with the framework it was saved in.
+
+``load_model(model_dir, manifest, device)`` picks the backend from the manifest's
+serializedFile (and modelFile), as ``detect_backend`` explains, or takes it explicitly:
+
+===============  ===============================================================
+``torchscript``  ``.pt``/``.pth`` without modelFile: ``torch.jit.load``
+``eager``        modelFile's one ``nn.Module`` class + a state dict, loaded with
+                 ``torch.load(weights_only=True)``
+``onnx``         ``.onnx``: an ONNX Runtime InferenceSession
+``tensorflow``   a SavedModel directory: its ``serving_default`` signature
+``tensorrt``     ``.engine``/``.plan``/``.trt``: a TensorRT engine, on a GPU only
+===============  ===============================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from .artifacts import BACKENDS, detect_backend, serialized_name
+from .model import LoadedModel, ModelLoadError, TensorSpec
+
+__all__ = [
+    "BACKENDS",
+    "TORCH_BACKENDS",
+    "LoadedModel",
+    "ModelLoadError",
+    "TensorSpec",
+    "detect_backend",
+    "load_model",
+]
+
+TORCH_BACKENDS = frozenset({"torchscript", "eager"})
+# Imported on use, so that only the framework of the model in hand has to be installed.
+_LOADER_MODULES = {
+    "torchscript": "torchscript",
+    "eager": "eager",
+    "onnx": "onnx_runtime",
+    "tensorflow": "tensorflow_saved_model",
+    "tensorrt": "tensorrt_engine",
+}
+
+
+def load_model(
+    model_dir: Path, manifest: dict[str, Any], device: str, backend: str | None = None
+) -> LoadedModel:
+    """Load the archive's model onto ``device`` (``"cpu"``, ``"cuda:0"`` …).
+
+    ``backend`` (one of BACKENDS) overrides detection. Raises ModelLoadError naming the
+    file, the framework and the cause; a missing framework package says which extra to
+    install.
+    """
+    model_dir = Path(model_dir)
+    backend = backend or detect_backend(model_dir, manifest)
+    if backend not in _LOADER_MODULES:
+        raise ModelLoadError(
+            serialized_name(manifest) or "the model archive",
+            repr(backend),
+            f"unknown backend (choose one of {', '.join(BACKENDS)})",
+        )
+    loader = importlib.import_module(f"{__name__}.{_LOADER_MODULES[backend]}")
+    return loader.load(model_dir, manifest, device)

@@ -1,0 +1,1 @@
+"""``ts.metrics``: the types of the handler metrics API (``context.metrics``)."""

@@ -1,0 +1,90 @@
+"""Matching a request's tensors to the model's inputs: names, shapes and dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, TensorSpec
+from modelserve_handlers.errors import BadInputError
+
+from . import Tensors
+from .formats import TensorRequest
+
+# JSON floats for a torch model, whose input dtypes nobody declares: torch's default dtype.
+# JSON integers stay int64, as token ids and indices must.
+TORCH_JSON_FLOAT = np.dtype("float32")
+
+
+def bind_inputs(request: TensorRequest, model: LoadedModel) -> Tensors:
+    """The request's tensors keyed by model input name, checked and cast where the model says.
+
+    Torch modules declare names but no shapes or dtypes, so for them the checks are left to
+    the model itself (see ``invoke``).
+    """
+    tensors = _named(request, model)
+    if model.backend in TORCH_BACKENDS:
+        if not request.typed:
+            return {
+                name: array.astype(TORCH_JSON_FLOAT) if array.dtype.kind == "f" else array
+                for name, array in tensors.items()
+            }
+        return tensors
+    specs = {spec.name: spec for spec in model.inputs}
+    unknown = sorted(set(tensors) - set(specs))
+    missing = [name for name in specs if name not in tensors]
+    if unknown or missing:
+        problem = f'unknown input "{unknown[0]}"' if unknown else f'missing input "{missing[0]}"'
+        raise BadInputError(f"{problem} (the model takes {_names(model)})")
+    return {name: _conform(tensors[name], specs[name]) for name in specs}
+
+
+def batchable(model: LoadedModel) -> bool:
+    """Whether requests may be concatenated along axis 0: no input fixes its first dimension."""
+    return all(
+        spec.shape is None or (spec.shape and spec.shape[0] is None) for spec in model.inputs
+    )
+
+
+def _named(request: TensorRequest, model: LoadedModel) -> Tensors:
+    if None not in request.tensors:
+        return {str(name): array for name, array in request.tensors.items()}
+    (array,) = request.tensors.values()
+    names = model.input_names
+    # A torch module gets a lone tensor as its first argument, whatever else forward() takes.
+    if len(names) > 1 and model.backend not in TORCH_BACKENDS:
+        raise BadInputError(
+            f"the model takes {len(names)} inputs ({_names(model)}): send named tensors "
+            '{"inputs": [{"name", "shape", "datatype", "data"}, ...]}'
+        )
+    return {names[0] if names else "input_0": array}
+
+
+def _conform(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.shape is not None and (
+        array.ndim != len(spec.shape)
+        or any(
+            want is not None and want != got
+            for want, got in zip(spec.shape, array.shape, strict=True)
+        )
+    ):
+        raise BadInputError(
+            f'input "{spec.name}": expected shape {_render(spec.shape)}, got {array.shape}'
+        )
+    if spec.dtype is None or array.dtype == spec.dtype:
+        return array
+    # Same kind only: ints and lower precision widen silently, floats never become ints.
+    if not np.can_cast(array.dtype, spec.dtype, "same_kind"):
+        raise BadInputError(f'input "{spec.name}": expected {spec.dtype} values, got {array.dtype}')
+    return array.astype(spec.dtype)
+
+
+def _render(shape: tuple[int | None, ...]) -> str:
+    dims = [
+        str(dim) if dim is not None else ("N" if axis == 0 else "?")
+        for axis, dim in enumerate(shape)
+    ]
+    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+
+def _names(model: LoadedModel) -> str:
+    return ", ".join(model.input_names)

@@ -1,0 +1,186 @@
+"""``modelserve serve PATH``: serve one saved model at once, with no handler or archive to write.
+
+The format is told from PATH; the model is packed for the built-in ``tensor`` handler (JSON
+nested lists in and out) into a private temporary model store, which the server, run in the
+foreground, loads at start with the requested batching and workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelserve_archiver.builder import build_archive
+from modelserve_archiver.errors import ArchiverError
+from modelserve_archiver.options import ArchiveOptions
+from modelserve_archiver.validation import MODEL_NAME_PATTERN
+from modelserve_handlers.backends.artifacts import (
+    ONNX_SUFFIXES,
+    SAVED_MODEL_FILE,
+    TENSORRT_SUFFIXES,
+    TORCHSCRIPT_SUFFIXES,
+)
+
+from modelserve.config import Settings, load_settings
+
+HANDLER = "tensor"
+MODEL_VERSION = "1.0"
+DEFAULT_BATCH_SIZE = 1
+DEFAULT_MAX_BATCH_DELAY_MS = 5
+DEFAULT_WORKERS = 1
+SUPPORTED_FORMATS = (
+    "a TorchScript .pt/.pth file, an .onnx file, a TensorFlow SavedModel directory "
+    f"(with {SAVED_MODEL_FILE}) or a TensorRT .engine/.plan/.trt file"
+)
+SERIALIZED_SUFFIXES = TORCHSCRIPT_SUFFIXES + ONNX_SUFFIXES + TENSORRT_SUFFIXES
+# Clients on this machine reach a server bound to every interface through loopback.
+_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+class QuickDeployError(Exception):
+    """PATH or a flag cannot be served; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    """What ``modelserve serve`` was asked for; None = the configured or built-in default."""
+
+    path: Path
+    name: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_batch_delay: int = DEFAULT_MAX_BATCH_DELAY_MS
+    workers: int = DEFAULT_WORKERS
+    device: str | None = None
+    port: int | None = None
+    management_port: int | None = None
+    metrics_port: int | None = None
+    output: Path | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model ready to serve: the server settings, its startup entry, and how to call it."""
+
+    settings: Settings
+    startup_models: list[str]
+    usage: str
+
+
+def archive_inputs(path: Path) -> dict[str, Any]:
+    """The ArchiveOptions fields that pack ``path``; QuickDeployError for other formats."""
+    if not path.exists():
+        raise QuickDeployError(f"cannot serve {path}: no such file or directory")
+    if path.is_dir() and (path / SAVED_MODEL_FILE).is_file():
+        # The SavedModel's content becomes the model directory, where the tensorflow backend
+        # looks for it when the manifest names no serialized file.
+        return {"extra_files": [str(path)]}
+    if path.is_file() and path.suffix.lower() in SERIALIZED_SUFFIXES:
+        return {"serialized_file": str(path)}
+    raise QuickDeployError(f"cannot serve {path}: expected {SUPPORTED_FORMATS}")
+
+
+def model_name(request: ServeRequest) -> str:
+    """``--name``, else the file's stem with characters a model name cannot hold as ``_``."""
+    name = request.name
+    if name is None:
+        stem = request.path.name if request.path.is_dir() else request.path.stem
+        name = re.sub(r"[^A-Za-z0-9_\-.]", "_", stem)
+    if not MODEL_NAME_PATTERN.fullmatch(name):
+        raise QuickDeployError(
+            f"invalid model name {name!r}: use letters, digits, '_', '-' and '.', starting "
+            "with a letter or digit (pass --name)"
+        )
+    return name
+
+
+def build_model_archive(
+    request: ServeRequest, name: str, inputs: dict[str, Any], store: Path
+) -> Path:
+    """Pack ``inputs`` (see archive_inputs) for the ``tensor`` handler into ``store``, and
+    copy the archive to ``--output``."""
+    options = ArchiveOptions(
+        model_name=name,
+        version=MODEL_VERSION,
+        handler=HANDLER,
+        export_path=store,
+        # Uncompressed: weights barely shrink, and a large model is packed in seconds.
+        archive_format="zip-store",
+        **inputs,
+    )
+    try:
+        archive = build_archive(options)
+    except ArchiverError as exc:
+        raise QuickDeployError(f"cannot pack {request.path}: {exc}") from exc
+    if request.output is not None:
+        try:
+            request.output.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(archive, request.output)
+        except OSError as exc:
+            raise QuickDeployError(f"cannot write --output {request.output}: {exc}") from exc
+    return archive
+
+
+def server_settings(
+    request: ServeRequest, name: str, store: Path, config_file: Path | None
+) -> Settings:
+    """The configured settings with the temporary store, the model's knobs and the ports."""
+    model_knobs = {
+        "minWorkers": request.workers,
+        "maxWorkers": request.workers,
+        "batchSize": request.batch_size,
+        "maxBatchDelay": request.max_batch_delay,
+    }
+    overrides = {
+        "model_store": store,
+        "models": {name: {MODEL_VERSION: model_knobs}},
+        "device": request.device,
+    }
+    settings = load_settings(config_file, overrides)
+    ports = {
+        "inference": request.port,
+        "management": request.management_port,
+        "metrics": request.metrics_port,
+    }
+    # A port flag moves the plane; the host stays the configured one (127.0.0.1 by default).
+    addresses = {
+        f"{plane}_address": str(dataclasses.replace(settings.address(plane), port=port))
+        for plane, port in ports.items()
+        if port is not None
+    }
+    return settings.model_copy(update=addresses)
+
+
+def usage(settings: Settings, name: str) -> str:
+    """A curl command line that asks the model for a prediction, and what it sends."""
+    address = settings.address("inference")
+    host = _LOOPBACK_FOR.get(address.host, address.host)
+    url = str(dataclasses.replace(address, host=host))
+    return (
+        f"curl -X POST {url}/predictions/{name} -H 'Content-Type: application/json' "
+        "-d @input.json\n"
+        "  (input.json: the model's input as a JSON nested list, one row per item, "
+        "e.g. [[0.5, 1.0, 1.5]])"
+    )
+
+
+@contextlib.contextmanager
+def prepare(request: ServeRequest, config_file: Path | None = None) -> Iterator[Deployment]:
+    """Pack the model into a private temporary store, removed when the context ends.
+
+    Raises QuickDeployError for a path or name that cannot be served, ConfigError for a bad
+    setting (``--device``, the config file).
+    """
+    inputs = archive_inputs(request.path)
+    name = model_name(request)
+    with tempfile.TemporaryDirectory(prefix="modelserve-serve-") as directory:
+        store = Path(directory)
+        settings = server_settings(request, name, store, config_file)
+        archive = build_model_archive(request, name, inputs, store)
+        yield Deployment(settings, [f"{name}={archive.name}"], usage(settings, name))
