@@ -6,7 +6,11 @@ PYTHON ?= python3
 VENV ?= .venv
 WHEELS ?= /opt/wheels
 BIN := $(VENV)/bin
-FIND_LINKS := $(if $(wildcard $(WHEELS)/torch-*.whl),--find-links $(WHEELS),)
+TORCH_WHEEL := $(firstword $(wildcard $(WHEELS)/torch-*.whl))
+FIND_LINKS := $(if $(TORCH_WHEEL),--find-links $(WHEELS),)
+# The wheel file itself when there is one: a plain "torch" would take the registry's newest
+# build, with several GB of CUDA packages.
+TORCH_REQUIREMENT := $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch>=2.1)
 STAMP := $(VENV)/.installed
 
 .PHONY: venv run test lint example clean tools
@@ -15,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, from the local wheel when present, so nothing else drags in a CUDA build
-	$(BIN)/python -m pip install --quiet $(FIND_LINKS) "torch>=2.1"
+	$(BIN)/python -m pip install --quiet "$(TORCH_REQUIREMENT)"
 	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -e ".[torch,dev]"
 	touch $(STAMP)
 
