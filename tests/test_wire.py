@@ -28,8 +28,8 @@ def test_batch_round_trip_keeps_bodies_out_of_the_header() -> None:
 
 def test_result_and_batch_error_round_trip() -> None:
     responses = [wire.WireResponse(201, "made", "text/plain", {"x": "y"}, b"ok")]
-    header_frame, *frames = wire.encode_result(3, responses, [])
+    header_frame, *frames = wire.encode_result(3, responses, wire.BatchTelemetry([], 1.0, 2.0))
     assert wire.decode_result(wire.decode_header(header_frame), frames) == responses
     error = wire.BatchError(507, "MemoryError", "out of memory")
-    [header_frame] = wire.encode_batch_error(3, error, [])
+    [header_frame] = wire.encode_batch_error(3, error, wire.BatchTelemetry([], 1.0, 2.0))
     assert wire.decode_result(wire.decode_header(header_frame), []) == error

@@ -119,22 +119,33 @@ def decode_batch(header: dict[str, Any], frames: list[bytes]) -> list[WireReques
     ]
 
 
-def encode_result(
-    batch_id: int, responses: list[WireResponse], metrics: list[list[Any]]
-) -> list[bytes]:
-    """A successful batch: header describing each response + one body frame each.
+@dataclass(slots=True)
+class BatchTelemetry:
+    """What a worker measured on one batch: the handler's metric updates (see
+    worker/metrics.py) and its own timings (HandlerTime, PredictionTime), in ms."""
 
-    ``metrics`` are the handler's metric updates of this batch (see worker/metrics.py).
-    """
+    metrics: list[list[Any]]
+    handler_ms: float
+    prediction_ms: float
+
+    def fields(self) -> dict[str, Any]:
+        """The header fields carrying it."""
+        return {"m": self.metrics, "t": (self.handler_ms, self.prediction_ms)}
+
+
+def encode_result(
+    batch_id: int, responses: list[WireResponse], telemetry: BatchTelemetry
+) -> list[bytes]:
+    """A successful batch: header describing each response + one body frame each."""
     described = [
         (response.status, response.reason, response.content_type, response.headers)
         for response in responses
     ]
-    header = {"k": RESULT, "id": batch_id, "code": 200, "r": described, "m": metrics}
+    header = {"k": RESULT, "id": batch_id, "code": 200, "r": described, **telemetry.fields()}
     return [encode_header(header), *(response.body for response in responses)]
 
 
-def encode_batch_error(batch_id: int, error: BatchError, metrics: list[list[Any]]) -> list[bytes]:
+def encode_batch_error(batch_id: int, error: BatchError, telemetry: BatchTelemetry) -> list[bytes]:
     """A failed batch: every request of it gets ``error``."""
     header = {
         "k": RESULT,
@@ -142,7 +153,7 @@ def encode_batch_error(batch_id: int, error: BatchError, metrics: list[list[Any]
         "code": error.code,
         "type": error.error_type,
         "msg": error.message,
-        "m": metrics,
+        **telemetry.fields(),
     }
     return [encode_header(header)]
 

@@ -282,6 +282,7 @@ class WorkerPool:
         started = time.perf_counter()
         worker.batch = None
         batch.timer.cancel()
+        self._metrics.worker_timings(*header["t"])
         if header["m"]:
             self._metrics.apply_worker_metrics(header["m"])
         outcome = wire.decode_result(header, frames)

@@ -130,7 +130,7 @@ class ServerMetrics:
     def apply_model_metrics(self, updates: list[list[Any]]) -> None:
         """Apply the handler metrics a worker sent with a batch result."""
         for name, unit, kind, dimension_names, dimension_values, value in updates:
-            family = self.store.get(name) or self._model_family(name, unit, kind, dimension_names)
+            family = self.model_family(name, unit, kind, dimension_names)
             if family is None:
                 continue
             labels = (*dimension_values, self.hostname)
@@ -146,9 +146,13 @@ class ServerMetrics:
                 continue
             family.observe(labels, value)
 
-    def _model_family(
+    def model_family(
         self, name: str, unit: str, kind: str, dimension_names: list[str]
     ) -> Family | None:
+        """The family of a handler metric, created on first use; None when it is dropped."""
+        existing = self.store.get(name)
+        if existing is not None:
+            return existing
         spec = self._config.model.get(name)
         if spec is None:
             if not self._auto_detect:
@@ -187,11 +191,13 @@ class VersionMetrics:
     """Per-request and per-batch updates for one model version."""
 
     __slots__ = (
+        "_handler_time",
         "_histogram",
         "_histogram_key",
         "_latency",
         "_load_time",
         "_load_values",
+        "_prediction_time",
         "_queue_latency",
         "_queue_time",
         "_queue_time_key",
@@ -199,6 +205,7 @@ class VersionMetrics:
         "_server",
         "_thread_time",
         "_thread_time_key",
+        "_worker_time_key",
     )
 
     def __init__(self, server: ServerMetrics, model_name: str, model_version: str) -> None:
@@ -230,6 +237,13 @@ class VersionMetrics:
         self._thread_time_key = _key(self._thread_time, host_labels)
         self._load_time = store.get("WorkerLoadTime")
         self._load_values = {**host_labels, "model": f"{model_name}_{model_version}"}
+        # The worker's own timings arrive as two numbers per batch, not as generic metrics.
+        timing_dimensions = ["ModelName", "Level"]
+        self._handler_time = server.model_family("HandlerTime", "ms", "gauge", timing_dimensions)
+        self._prediction_time = server.model_family(
+            "PredictionTime", "ms", "gauge", timing_dimensions
+        )
+        self._worker_time_key = (model_name, "Model", host)
 
     def received(self, explicit: bool) -> None:
         """A request arrived (counted before queueing, so 503s count too, as in TorchServe)."""
@@ -264,6 +278,15 @@ class VersionMetrics:
             worker_name = f"W-{worker_id}-{self._load_values['model']}"
             values = {**self._load_values, "WorkerName": worker_name}
             self._load_time.set(_key(self._load_time, values), elapsed_ms)
+
+    def worker_timings(self, handler_ms: float, prediction_ms: float) -> None:
+        """HandlerTime and PredictionTime of the last batch."""
+        for family, value in (
+            (self._handler_time, handler_ms),
+            (self._prediction_time, prediction_ms),
+        ):
+            if family is not None and len(family.label_names) == len(self._worker_time_key):
+                family.set(self._worker_time_key, value)
 
     def apply_worker_metrics(self, updates: list[list[Any]]) -> None:
         """Handler metrics that came back with a batch."""

@@ -76,11 +76,11 @@ def _serve_batches(socket: zmq.Socket, service: ModelService, parent_pid: int) -
         if header["k"] != wire.BATCH:
             log.error("ignoring unexpected message kind %r", header["k"])
             continue
-        outcome, metrics = service.predict(wire.decode_batch(header, frames))
+        outcome, telemetry = service.predict(wire.decode_batch(header, frames))
         if isinstance(outcome, wire.BatchError):
-            socket.send_multipart(wire.encode_batch_error(header["id"], outcome, metrics))
+            socket.send_multipart(wire.encode_batch_error(header["id"], outcome, telemetry))
         else:
-            socket.send_multipart(wire.encode_result(header["id"], outcome, metrics), copy=False)
+            socket.send_multipart(wire.encode_result(header["id"], outcome, telemetry), copy=False)
 
 
 def main(argv: list[str] | None = None) -> int:

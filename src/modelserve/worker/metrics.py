@@ -131,13 +131,6 @@ class MetricsCache:
             ]
         )
 
-    def record_timing(self, name: str, milliseconds: float) -> None:
-        """The worker's own per-batch timings (HandlerTime, PredictionTime): a fast path that
-        skips the dimension handling of the public API, since these run on every batch."""
-        self._updates.append(
-            [name, "ms", "gauge", ["ModelName", "Level"], [self.model_name, "Model"], milliseconds]
-        )
-
     def drain(self) -> list[list[Any]]:
         """Take the buffered updates."""
         updates, self._updates = self._updates, []

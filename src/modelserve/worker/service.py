@@ -7,7 +7,7 @@ import time
 import traceback
 
 from modelserve import __version__
-from modelserve.wire import BatchError, WireRequest, WireResponse, WorkerSpec
+from modelserve.wire import BatchError, BatchTelemetry, WireRequest, WireResponse, WorkerSpec
 from modelserve.worker.codec import encode_output, request_headers, request_row
 from modelserve.worker.context import Context
 from modelserve.worker.handler_loader import HandleFunction, load_entry_point
@@ -35,8 +35,8 @@ class ModelService:
 
     def predict(
         self, requests: list[WireRequest]
-    ) -> tuple[list[WireResponse] | BatchError, list[list]]:
-        """Run the handler on a batch; returns the outcome and the batch's metric updates.
+    ) -> tuple[list[WireResponse] | BatchError, BatchTelemetry]:
+        """Run the handler on a batch; returns the outcome and what was measured.
 
         A raised exception fails the whole batch.
         """
@@ -55,10 +55,13 @@ class ModelService:
             log.error("handler failed on a batch of %d:\n%s", len(requests), traceback.format_exc())
             outcome = batch_error_from(exc)
         finished = time.perf_counter()
-        self.metrics.record_timing("HandlerTime", (finished - handler_started) * 1000)
-        self.metrics.record_timing("PredictionTime", (finished - started) * 1000)
         self.metrics.set_request_ids(None)
-        return outcome, self.metrics.drain()
+        telemetry = BatchTelemetry(
+            self.metrics.drain(),
+            handler_ms=(finished - handler_started) * 1000,
+            prediction_ms=(finished - started) * 1000,
+        )
+        return outcome, telemetry
 
     def _responses(self, outputs: object, expected: int) -> list[WireResponse] | BatchError:
         if not isinstance(outputs, list):
