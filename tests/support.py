@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import psutil
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
 
@@ -102,8 +103,12 @@ def start_server(
     model_store: Path,
     models: list[str] | None = None,
     config: dict[str, str] | None = None,
+    args: list[str] | None = None,
 ) -> RunningServer:
-    """Start ``modelserve start --foreground`` on free loopback ports and wait until it serves."""
+    """Start ``modelserve start --foreground`` on free loopback ports and wait until it serves.
+
+    ``args`` are further ``modelserve start`` flags, e.g. ``["--ncs"]``.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     ports = free_ports(3)
     urls = [f"http://127.0.0.1:{port}" for port in ports]
@@ -118,7 +123,7 @@ def start_server(
     config_path = workdir / "config.properties"
     config_path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
     command = [sys.executable, "-m", "modelserve.cli", "start", "--foreground"]
-    command += ["--ts-config", str(config_path)]
+    command += ["--ts-config", str(config_path), *(args or [])]
     if models:
         command += ["--models", *models]
     log_path = workdir / "server.log"
@@ -144,3 +149,27 @@ def ready_workers(server: RunningServer, model: str, version: str | None = None)
     if response.status_code != 200:
         return 0
     return sum(worker["status"] == "READY" for worker in response.json()[0]["workers"])
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process runs: a zombie (exited, not reaped by whoever inherited it) does not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def worker_processes(server: RunningServer) -> list[psutil.Process]:
+    """The live worker processes (``python -m modelserve.worker``) the server has spawned."""
+    try:
+        children = psutil.Process(server.process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    workers = []
+    for child in children:
+        try:
+            if "modelserve.worker" in child.cmdline() and process_alive(child.pid):
+                workers.append(child)
+        except psutil.Error:  # exited while we looked
+            continue
+    return workers

@@ -52,6 +52,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         "log_format": getattr(args, "log_format", None),
         "log_dir": getattr(args, "log_dir", None),
         "device": getattr(args, "device", None),
+        # --ncs can only turn snapshots off; without it the configured value stands.
+        "enable_snapshots": False if getattr(args, "ncs", False) else None,
     }
     return load_settings(args.ts_config, overrides)
 

@@ -95,6 +95,9 @@ class Settings(BaseModel):
     device: str | None = None
     # pip-install an archive's requirementsFile at registration (TorchServe's key).
     install_py_dep_per_model: bool = False
+    # Snapshots of the registered models (TorchServe's logs/config); --ncs turns them off.
+    snapshot_dir: Path = Path("logs/config")
+    enable_snapshots: bool = True
     # Compute threads per worker (OMP/MKL); 0 = share the cores left after the frontend's.
     worker_threads: int = Field(0, ge=0)
 

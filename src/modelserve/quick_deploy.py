@@ -141,6 +141,8 @@ def server_settings(
         "model_store": store,
         "models": {name: {MODEL_VERSION: model_knobs}},
         "device": request.device,
+        # The archive lives in a temporary store: a snapshot of it could not be restored.
+        "enable_snapshots": False,
     }
     settings = load_settings(config_file, overrides)
     ports = {

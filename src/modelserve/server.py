@@ -17,6 +17,7 @@ from modelserve.api.management import build_management_app
 from modelserve.api.metrics import build_metrics_app
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.engine import Engine
+from modelserve.engine.snapshot import SnapshotError, latest_snapshot
 from modelserve.telemetry.frontend_metrics import ServerMetrics
 from modelserve.telemetry.logs import flush_access_log
 from modelserve.telemetry.metrics_config import MetricsConfigError, load_metrics_config
@@ -47,6 +48,21 @@ def bind_socket(key: str, address: Address) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+async def _load_models(engine: Engine, settings: Settings, startup_models: list[str]) -> None:
+    """Restore the newest snapshot when there is one (startup models are then ignored, as in
+    TorchServe); otherwise register the startup models."""
+    snapshot = latest_snapshot(settings.snapshot_dir) if engine.snapshots is not None else None
+    if snapshot is None:
+        await engine.load_startup_models(startup_models)
+        return
+    if startup_models:
+        log.warning("restoring %s; ignoring --models / load_models", snapshot)
+    try:
+        await engine.snapshots.restore(engine, snapshot)
+    except SnapshotError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 async def _flush_logs_periodically() -> None:
@@ -116,7 +132,7 @@ async def run_server(
     ]
     flusher = asyncio.create_task(_flush_logs_periodically())
     try:
-        await engine.load_startup_models(startup_models)
+        await _load_models(engine, settings, startup_models)
         for plane in servers:
             log.info("%s API listening on %s", plane, settings.address(plane))
         on_started()

@@ -102,7 +102,7 @@ def build_management_app(
 
     async def set_default(request: Request) -> Response:
         path = request.path_params
-        return outcome_response(engine.set_default(path["model_name"], path["version"]))
+        return outcome_response(await engine.set_default(path["model_name"], path["version"]))
 
     async def api_description(_request: Request) -> Response:
         return json_response(management_openapi())

@@ -5,11 +5,15 @@ greedy: an idle worker never waits for batch-mates, so a lone request goes out a
 ``max_batch_delay`` is honoured as a ceiling that is never reached. Requests that arrive while
 every worker is busy accumulate and leave together as the next batch. Requests parsed in the
 same event-loop turn are coalesced by deferring dispatch by one loop callback.
+
+No request waits forever: one waiting longer than ``max_wait_s`` for a worker (none can load,
+all keep crashing) is answered 503. The check runs on a timer only while requests are queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -29,14 +33,19 @@ class Batcher(Generic[WorkerT]):
         capacity: int,
         send_batch: Callable[[WorkerT, list[InferenceJob]], None],
         full_message: str,
+        max_wait_s: float,
+        waited_too_long: Callable[[], BaseException],
     ) -> None:
         self.batch_size = batch_size
         self.capacity = capacity
         self._send_batch = send_batch
         self._full_message = full_message
+        self._max_wait_s = max_wait_s
+        self._waited_too_long = waited_too_long
         self.pending: deque[InferenceJob] = deque()
         self.idle: deque[WorkerT] = deque()
         self._dispatch_scheduled = False
+        self._expiry: asyncio.TimerHandle | None = None
 
     def submit(self, job: InferenceJob) -> None:
         """Queue a job; raises 503 when the queue is full."""
@@ -46,6 +55,8 @@ class Batcher(Generic[WorkerT]):
         if self.idle and not self._dispatch_scheduled:
             self._dispatch_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_dispatch)
+        if self._expiry is None:
+            self._arm_expiry()
 
     def worker_idle(self, worker: WorkerT) -> None:
         """A worker finished its batch (or loaded): give it work at once if there is any."""
@@ -66,6 +77,20 @@ class Batcher(Generic[WorkerT]):
         """End every queued job with ``error``."""
         while self.pending:
             self.pending.popleft().fail(error)
+
+    def _arm_expiry(self) -> None:
+        interval = min(1.0, self._max_wait_s / 4)
+        self._expiry = asyncio.get_running_loop().call_later(interval, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        cutoff = time.perf_counter() - self._max_wait_s
+        pending = self.pending
+        # The queue is in arrival order (requeued jobs go back to the head, and are older).
+        while pending and pending[0].enqueued_at <= cutoff:
+            pending.popleft().fail(self._waited_too_long())
+        if pending:
+            self._arm_expiry()
 
     def _scheduled_dispatch(self) -> None:
         self._dispatch_scheduled = False

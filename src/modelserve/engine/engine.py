@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from modelserve import archive
 from modelserve.archive import Manifest
 from modelserve.config import ConfigError, Settings, cuda_visible_devices
@@ -34,6 +36,7 @@ from modelserve.engine.errors import (
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.model_config import ModelConfig, load_model_config
 from modelserve.engine.model_dependencies import install_requirements
+from modelserve.engine.model_snapshots import SnapshotKeeper
 from modelserve.engine.model_version import ModelVersion, VersionSettings
 from modelserve.engine.registry import ModelRegistry
 from modelserve.engine.worker_pool import PoolTimeouts, WorkerPool
@@ -45,6 +48,7 @@ log = logging.getLogger("modelserve.engine")
 RUNTIMES = ("python", "python3", "LSP")
 DEFAULT_BATCH_SIZE = 1
 DEFAULT_MAX_BATCH_DELAY_MS = 100
+DEFAULT_MAX_RETRY_TIMEOUT_S = 300
 FIRST_WORKER_ID = 9000
 LIST_LIMIT_MAX = 100
 
@@ -85,6 +89,11 @@ class Engine:
         self._worker_ids = itertools.count(FIRST_WORKER_ID)
         self._dispatcher: Dispatcher | None = None
         self._lock = asyncio.Lock()
+        self.snapshots = (
+            SnapshotKeeper(settings.snapshot_dir, settings.model_store)
+            if settings.enable_snapshots
+            else None
+        )
         self._background: set[asyncio.Task] = set()
         self.gpu_count = visible_gpu_count(settings.number_of_gpu, cuda_visible_devices())
         try:  # a --device naming a GPU that is not there is a startup error, not a model's
@@ -98,6 +107,7 @@ class Engine:
         """Create the private runtime directory and bind the worker socket."""
         self.runtime_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.runtime_dir.parent, 0o700)  # ipc sockets live here: owner only
+        _remove_stale_runtime_dirs(self.runtime_dir.parent)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
         for sub in ("models", "specs"):
             (self.runtime_dir / sub).mkdir(mode=0o700, parents=True)
@@ -158,6 +168,7 @@ class Engine:
             model_version, workers = await self._create_version(options)
             self.registry.add(model_version)
         label = f'Model "{model_version.name}" Version: {model_version.version}'
+        await self._changed()
         if workers == 0:
             return Outcome(
                 200,
@@ -253,7 +264,9 @@ class Engine:
                 startup=settings.startup_timeout,
                 response=settings.response_timeout,
                 unregister=self.settings.unregister_model_timeout,
+                max_retry=settings.max_retry_timeout,
             ),
+            max_response_size=self.settings.max_response_size,
             worker_threads=self.settings.worker_threads,
             metrics=version_metrics,
             placement=placement,
@@ -302,6 +315,7 @@ class Engine:
                 self.settings.default_startup_timeout,
             ),
             job_queue_size=_first(config.job_queue_size, self.settings.job_queue_size),
+            max_retry_timeout=_first(config.max_retry_timeout, DEFAULT_MAX_RETRY_TIMEOUT_S),
             device_ids=config.device_ids,
         )
         workers = options.initial_workers
@@ -362,6 +376,16 @@ class Engine:
             await version.scale(low, high, wait=True)
         except WorkerLoadException as exc:
             log.error("workers of %s:%s failed to start: %s", version.name, version.version, exc)
+        await self._changed()
+
+    def scale_in_background(self, name: str, version: str, low: int, high: int) -> None:
+        """Scale a version without waiting (snapshot restore)."""
+        self._in_background(self._scale_and_log(self.registry.get(name, version), low, high))
+
+    async def _changed(self) -> None:
+        """A management change succeeded: record the new state."""
+        if self.snapshots is not None:
+            await self.snapshots.save(self.registry)
 
     async def scale(
         self,
@@ -385,12 +409,14 @@ class Engine:
                 f"Failed to start workers for model {model_version.name} "
                 f"version: {model_version.version}: {exc.message}"
             ) from exc
+        await self._changed()
         suffix = f", version: {version}" if version else ""
         return Outcome(200, f"Workers scaled to {min_workers} for model: {name}{suffix}")
 
-    def set_default(self, name: str, version: str) -> Outcome:
+    async def set_default(self, name: str, version: str) -> Outcome:
         """``PUT /models/{m}/{v}/set-default``."""
         self.registry.set_default(name, version)
+        await self._changed()
         return Outcome(
             200, f'Default version successfully updated for model "{name}" to "{version}"'
         )
@@ -399,6 +425,7 @@ class Engine:
         """``DELETE /models/{m}[/{v}]``: stop the workers and delete the extracted files."""
         model_version = self.registry.check_removable(name, version)
         await self._remove(model_version)
+        await self._changed()
         return Outcome(200, f'Model "{name}" unregistered')
 
     async def _remove(self, model_version: ModelVersion) -> None:
@@ -452,6 +479,14 @@ class Engine:
                 log.error("startup model %s not loaded: %s", entry, exc.message)
             else:
                 log.info("startup model %s: %s", entry, outcome.message)
+
+
+def _remove_stale_runtime_dirs(parent: Path) -> None:
+    """Delete what servers killed with SIGKILL left behind (sockets, extracted models)."""
+    for entry in parent.iterdir():
+        if entry.is_dir() and entry.name.isdigit() and not psutil.pid_exists(int(entry.name)):
+            log.info("removing the runtime directory of dead server process %s", entry.name)
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _first(*values: int | None) -> int:

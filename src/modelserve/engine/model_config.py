@@ -26,6 +26,7 @@ _INT_KEYS = {
     "responseTimeout": "response_timeout",
     "startupTimeout": "startup_timeout",
     "jobQueueSize": "job_queue_size",
+    "maxRetryTimeoutInSec": "max_retry_timeout",
 }
 
 
@@ -41,6 +42,7 @@ class ModelConfig:
     response_timeout: int | None = None
     startup_timeout: int | None = None
     job_queue_size: int | None = None
+    max_retry_timeout: int | None = None
     device_type: str | None = None
     device_ids: tuple[int, ...] | None = None
 

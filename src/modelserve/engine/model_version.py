@@ -22,6 +22,7 @@ class VersionSettings:
     response_timeout: int
     startup_timeout: int
     job_queue_size: int
+    max_retry_timeout: int = 300
     min_workers: int = 0
     max_workers: int = 0
     # The model config's deviceIds; describe shows them only when the config sets them.
@@ -105,7 +106,7 @@ class ModelVersion:
             "maxBatchDelay": settings.max_batch_delay,
             "responseTimeout": settings.response_timeout,
             "startupTimeout": settings.startup_timeout,
-            "maxRetryTimeoutInSec": 300,
+            "maxRetryTimeoutInSec": settings.max_retry_timeout,
             "clientTimeoutInMills": 0,
             "parallelType": "",
             "parallelLevel": 0,

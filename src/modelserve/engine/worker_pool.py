@@ -42,11 +42,20 @@ class WorkerTimeoutException(ServingError):
 
 @dataclass(slots=True)
 class PoolTimeouts:
-    """Seconds allowed for a load, a batch, and a retiring worker's exit."""
+    """Seconds allowed for a load, a batch, a retiring worker's exit, and restarts."""
 
     startup: float
     response: float
     unregister: float
+    # Workers failing for longer than this are not restarted again (TorchServe's
+    # maxRetryTimeoutInSec); describe and /ping show the model as not serving.
+    max_retry: float = 300.0
+
+
+class ResponseTooLargeException(ServingError):
+    """A handler's response is larger than max_response_size."""
+
+    status = 500
 
 
 @dataclass(slots=True)
@@ -77,6 +86,7 @@ class WorkerPool:
         queue_capacity: int,
         timeouts: PoolTimeouts,
         metrics: VersionMetrics,
+        max_response_size: int,
         worker_threads: int = 0,
         placement: Placement | None = None,
     ) -> None:
@@ -95,7 +105,14 @@ class WorkerPool:
             self._send_batch,
             f"Model {label} has too many queued requests (job_queue_size {queue_capacity}); "
             "retry later",
+            max_wait_s=timeouts.response,
+            waited_too_long=lambda: ServiceUnavailableException(
+                f"Model {label}: no worker took the request within response_timeout "
+                f"({timeouts.response:g} s)"
+            ),
         )
+        self._max_response_size = max_response_size
+        self._failing_since: float | None = None
         self.workers: dict[str, WorkerProcess] = {}
         self.target = 0
         self.last_failure: LoadFailure | None = None
@@ -238,6 +255,7 @@ class WorkerPool:
         worker.state = READY
         worker.load_ms = header["load_ms"]
         self._consecutive_failures = 0
+        self._failing_since = None
         self.last_failure = None
         if not worker.ready.done():
             worker.ready.set_result(None)
@@ -292,8 +310,17 @@ class WorkerPool:
                     ServingError(outcome.message, status=outcome.code, type_name=outcome.error_type)
                 )
         else:
+            limit = self._max_response_size
             for job, response in zip(batch.jobs, outcome, strict=True):
-                job.resolve(response)
+                if len(response.body) > limit:
+                    job.fail(
+                        ResponseTooLargeException(
+                            f"The response of {len(response.body)} bytes exceeds "
+                            f"max_response_size ({limit} bytes)"
+                        )
+                    )
+                else:
+                    job.resolve(response)
         overhead_s = batch.send_overhead_s + time.perf_counter() - started
         self._metrics.batch_overhead(overhead_s * 1000)
         self._release(worker)
@@ -324,6 +351,16 @@ class WorkerPool:
                     ServiceUnavailableException(f"No worker of {self.label} could load: {failure}")
                 )
         if worker.retiring or self._closed:
+            return
+        now = time.monotonic()
+        self._failing_since = self._failing_since or now
+        if now - self._failing_since > self.timeouts.max_retry:
+            log.error(
+                "%s workers have failed for over %g s; not restarting them (last: %s)",
+                self.label,
+                self.timeouts.max_retry,
+                reason,
+            )
             return
         self._consecutive_failures += 1
         delay = BACK_OFF_S[min(self._consecutive_failures, len(BACK_OFF_S) - 1)]
