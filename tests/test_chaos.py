@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -34,7 +35,7 @@ LOAD_DEADLINE_S = 50
 class Outcome:
     """What one request got back, and how long it took."""
 
-    __slots__ = ("status", "body", "elapsed_s", "error")
+    __slots__ = ("body", "elapsed_s", "error", "status")
 
     def __init__(
         self, status: int, body: bytes, elapsed_s: float, error: str | None = None
@@ -68,10 +69,8 @@ async def _kill_workers(server: RunningServer, model: str, stop: asyncio.Event) 
     chooser = random.Random(20260131)
     async with httpx.AsyncClient(timeout=10) as client:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), KILL_EVERY_S)
-            except TimeoutError:
-                pass
             if stop.is_set():
                 break
             response = await client.get(f"{server.management}/models/{model}")

@@ -7,15 +7,13 @@ from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelserve.api.access_log import AccessLog
-from modelserve.api.limits import BodySizeLimit
 from modelserve.api.openapi import inference_openapi
-from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
+from modelserve.api.plane import build_plane
+from modelserve.api.responses import json_response, status_response
 from modelserve.engine.engine import Engine
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
@@ -100,11 +98,4 @@ def build_inference_app(
                 methods=INFERENCE_METHODS,
             ),
         ]
-    return Starlette(
-        routes=routes,
-        exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[
-            Middleware(AccessLog, count=count_response),
-            Middleware(BodySizeLimit, limit=max_request_size),
-        ],
-    )
+    return build_plane(routes, count_response, max_request_size)

@@ -7,16 +7,14 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelserve.api.access_log import AccessLog
-from modelserve.api.limits import BodySizeLimit
 from modelserve.api.openapi import management_openapi
 from modelserve.api.params import bool_param, int_param, str_param
-from modelserve.api.responses import EXCEPTION_HANDLERS, json_response, status_response
+from modelserve.api.plane import build_plane
+from modelserve.api.responses import json_response, status_response
 from modelserve.engine.engine import Engine, Outcome, RegisterOptions
 from modelserve.engine.errors import BadRequestException, MethodNotAllowedException
 
@@ -116,11 +114,4 @@ def build_management_app(
         Route("/models/{model_name}/{version}", model, methods=model_methods),
         Route("/models/{model_name}/{version}/set-default", set_default, methods=["PUT"]),
     ]
-    return Starlette(
-        routes=routes,
-        exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[
-            Middleware(AccessLog, count=count_response),
-            Middleware(BodySizeLimit, limit=max_request_size),
-        ],
-    )
+    return build_plane(routes, count_response, max_request_size)

@@ -7,13 +7,11 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelserve.api.access_log import AccessLog
-from modelserve.api.responses import EXCEPTION_HANDLERS
+from modelserve.api.plane import build_plane
 from modelserve.telemetry.store import render
 
 
@@ -26,11 +24,10 @@ def build_metrics_app(
         names = request.query_params.getlist("name[]")
         return Response(render(collectors, names), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
-        routes=[
+    return build_plane(
+        [
             Route("/metrics", metrics, methods=["GET"]),
             Route("/metrics/{rest:path}", metrics, methods=["GET"]),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(AccessLog, count=count_response)],
+        count_response,
     )
