@@ -191,9 +191,11 @@ def test_ncs_neither_writes_nor_restores_and_a_restore_ignores_startup_models(
         tmp_path / "restored", model_store, models=["probe=probe.mar"], config=config
     )
     try:
-        wait_until(lambda: ready_workers(restored, "other") == 1, timeout=30)
         listed = _ok(httpx.get(restored.management + "/models", timeout=30)).json()["models"]
         assert [model["modelName"] for model in listed] == ["other"]
+        [other] = _ok(httpx.get(restored.management + "/models/other", timeout=30)).json()
+        assert (other["minWorkers"], other["maxWorkers"]) == (1, 1), other
+        wait_until(lambda: ready_workers(restored, "other") == 1, timeout=15)
     finally:
         assert restored.stop() == 0
 
@@ -230,8 +232,13 @@ def test_each_successful_change_writes_one_snapshot_and_a_failed_one_none(
         refused(httpx.post(management, params={"url": "missing.mar"}), 404)
         refused(httpx.post(management, params={"url": "other.mar", "batch_size": "x"}), 400)
 
-        versions = changed(httpx.post(management, params={"url": "probe_v2.mar"}, timeout=60))
+        versions = changed(
+            httpx.post(management, params={"url": "probe_v2.mar", "initial_workers": 1}, timeout=60)
+        )
         assert sorted(version.version for version in versions) == ["1.0", "2.0"]
+        # The snapshot of a registration records the workers it started.
+        v2 = next(version for version in versions if version.version == "2.0")
+        assert (v2.min_workers, v2.max_workers, v2.default) == (1, 1, False)
         versions = changed(
             httpx.put(
                 f"{management}/probe/1.0",

@@ -168,14 +168,18 @@ class Engine:
             model_version, workers = await self._create_version(options)
             self.registry.add(model_version)
         label = f'Model "{model_version.name}" Version: {model_version.version}'
-        await self._changed()
+        # The asked worker count is part of the registration (and of its snapshot) at once,
+        # not only once the workers are up.
+        model_version.settings.min_workers = model_version.settings.max_workers = workers
         if workers == 0:
+            await self._changed()
             return Outcome(
                 200,
                 f"{label} registered with 0 initial workers. "
                 "Use scale workers API to add workers for the model.",
             )
         if not options.synchronous:
+            await self._changed()
             self._in_background(self._scale_and_log(model_version, workers, workers))
             return Outcome(202, "Processing worker updates...")
         try:
@@ -186,6 +190,7 @@ class Engine:
                 f"Failed to start workers for model {model_version.name} "
                 f"version: {model_version.version}: {exc.message}"
             ) from exc
+        await self._changed()
         return Outcome(200, f"{label} registered with {workers} initial workers")
 
     async def _create_version(self, options: RegisterOptions) -> tuple[ModelVersion, int]:
