@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +102,11 @@ class BaseHandler:
         return data.tolist()
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        """Answer a batch: describe, explain or predict, and record ``HandlerTime``."""
-        started = time.perf_counter()
+        """Answer a batch: describe, explain or predict.
+
+        ``HandlerTime`` is measured by the worker around every handler call, so it is not
+        recorded here a second time.
+        """
         self.context = context
         if self._is_describe():
             output = [self.describe_handle()]
@@ -114,9 +116,6 @@ class BaseHandler:
                 output = self.explain_handle(data_preprocess, data)
             else:
                 output = self.postprocess(self.inference(data_preprocess))
-        if context.metrics is not None:
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-            context.metrics.add_time("HandlerTime", elapsed_ms, None, "ms")
         return output
 
     def explain_handle(self, data_preprocess: Any, raw_data: list[dict[str, Any]]) -> Any:

@@ -165,7 +165,16 @@ class MetricsCache:
     ) -> None:
         if not isinstance(name, str):
             raise MetricsCacheTypeError(f"metric name must be a str, got {type(name).__name__}")
-        dimensions = self._with_default_dimensions(dimensions)
+        self._record(name, value, unit, self._with_default_dimensions(dimensions), metric_type)
+
+    def _record(
+        self,
+        name: str,
+        value: float,
+        unit: str,
+        dimensions: list[Dimension],
+        metric_type: MetricTypes,
+    ) -> None:
         metric = self._metrics.get((name, metric_type)) or self.add_metric_to_cache(
             name, unit, [dimension.name for dimension in dimensions], metric_type
         )
@@ -237,10 +246,7 @@ class MetricsCache:
         dimensions = list(dimensions or [])
         if "Level" not in {dimension.name for dimension in dimensions}:
             dimensions.append(Dimension("Level", "Error"))
-        metric = self._metrics.get((name, MetricTypes.COUNTER)) or self.add_metric_to_cache(
-            name, "", [dimension.name for dimension in dimensions], MetricTypes.COUNTER
-        )
-        metric.add_or_update(value, [dimension.value for dimension in dimensions])
+        self._record(name, value, "", dimensions, MetricTypes.COUNTER)
 
     def get_metric(
         self, metric_name: str, metric_type: MetricTypes = MetricTypes.COUNTER
