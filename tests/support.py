@@ -104,22 +104,28 @@ def start_server(
     models: list[str] | None = None,
     config: dict[str, str] | None = None,
     args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunningServer:
     """Start ``modelserve start --foreground`` on free loopback ports and wait until it serves.
 
-    ``args`` are further ``modelserve start`` flags, e.g. ``["--ncs"]``.
+    ``args`` are further ``modelserve start`` flags, e.g. ``["--ncs"]``; ``env`` adds
+    environment variables.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ports = free_ports(3)
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
     properties = {
-        "inference_address": urls[0],
-        "management_address": urls[1],
-        "metrics_address": urls[2],
+        "inference_address": f"http://127.0.0.1:{ports[0]}",
+        "management_address": f"http://127.0.0.1:{ports[1]}",
+        "metrics_address": f"http://127.0.0.1:{ports[2]}",
         "model_store": str(model_store),
         "runtime_dir": str(workdir / "runtime"),
         **(config or {}),
     }
+    # Clients reach an all-interfaces listener through loopback.
+    urls = [
+        properties[f"{plane}_address"].replace("0.0.0.0", "127.0.0.1")
+        for plane in ("inference", "management", "metrics")
+    ]
     config_path = workdir / "config.properties"
     config_path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
     command = [sys.executable, "-m", "modelserve.cli", "start", "--foreground"]
@@ -129,7 +135,11 @@ def start_server(
     log_path = workdir / "server.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=os.environ.copy()
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env={**os.environ, **(env or {})},
         )
     server = RunningServer(process, *urls, log_path)
 

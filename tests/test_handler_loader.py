@@ -97,3 +97,18 @@ def test_errors_name_what_is_missing(model_dir: Path) -> None:
     _write(model_dir, "bad_import", "import package_that_is_not_installed\n")
     with pytest.raises(ModuleNotFoundError, match="package_that_is_not_installed"):
         load_entry_point("bad_import", str(model_dir), _context(model_dir))
+
+
+@pytest.mark.parametrize("handler", ["0.0.0+unknown", "missing_package.module", "json.nope"])
+def test_a_dotted_name_that_is_nowhere_is_not_found(model_dir: Path, handler: str) -> None:
+    """A missing package on the dotted path is the handler not existing, not a failing import
+    inside the handler (found by the API fuzzing: it was a 500)."""
+    with pytest.raises(HandlerLoadError, match="neither in the model directory nor a built-in"):
+        load_entry_point(handler, str(model_dir), _context(model_dir))
+
+
+@pytest.mark.parametrize("handler", [".", "..", ".relative", "...:fn"])
+def test_a_relative_module_name_names_no_module(model_dir: Path, handler: str) -> None:
+    """import_module would answer a TypeError (relative import without a package)."""
+    with pytest.raises(HandlerLoadError, match="names no module"):
+        load_entry_point(handler, str(model_dir), _context(model_dir))

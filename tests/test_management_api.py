@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import RunningServer, ready_workers, wait_until
+from support import RunningServer, ready_workers, wait_until, worker_processes
+
+from modelserve.engine.worker_pool import MAX_WORKERS_PER_VERSION
 
 
 @pytest.fixture()
@@ -248,3 +250,112 @@ def test_options_describes_the_api(api: httpx.Client) -> None:
     document = api.options("/").json()
     assert document["openapi"].startswith("3.")
     assert "/models/{model_name}/{version}/set-default" in document["paths"]
+
+
+# ----- regressions found by the schemathesis fuzzing (test_api_fuzz.py)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params", "name"),
+    [
+        ("PUT", "/models/probe", {"min_worker": MAX_WORKERS_PER_VERSION + 1}, "min_worker"),
+        ("PUT", "/models/probe/1.0", {"max_worker": 100000}, "max_worker"),
+        ("POST", "/models", {"url": "probe.mar", "initial_workers": 100000}, "initial_workers"),
+    ],
+)
+def test_worker_counts_above_the_cap_are_400(
+    api: httpx.Client,
+    server: RunningServer,
+    method: str,
+    path: str,
+    params: dict[str, object],
+    name: str,
+) -> None:
+    """A worker count above MAX_WORKERS_PER_VERSION is refused instead of spawning it."""
+    if method == "PUT":
+        assert api.post("/models", params={"url": "probe.mar"}).status_code == 200
+    response = api.request(method, path, params=params)
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "type": "BadRequestException",
+        "message": f"Invalid value for {name}: {params[name]} "
+        f"(must be <= {MAX_WORKERS_PER_VERSION})",
+    }
+    assert worker_processes(server) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "name", "shown"),
+    [
+        # Larger than 64 bits: describe (orjson) could not render the version.
+        ({"max_batch_delay": 10**20}, "max_batch_delay", str(10**20)),
+        # Beyond a float: the response timer would overflow on the first batch.
+        ({"response_timeout": 10**400}, "response_timeout", str(10**400)),
+        ({"batch_size": 2**31}, "batch_size", str(2**31)),
+    ],
+)
+def test_integers_beyond_a_java_int_are_400(
+    api: httpx.Client, params: dict[str, int], name: str, shown: str
+) -> None:
+    """Integer parameters stop at 2**31 - 1, as TorchServe's Integer.parseInt does."""
+    response = api.post("/models", params={"url": "probe.mar", **params})
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "type": "BadRequestException",
+        "message": f"Invalid value for {name}: {shown} (must be <= {2**31 - 1})",
+    }
+    assert api.get("/models/probe").status_code == 404
+
+
+def test_json_body_integers_must_be_whole(api: httpx.Client) -> None:
+    """A JSON 2.5 is not silently registered as batch size 2."""
+    response = api.post("/models", json={"url": "probe.mar", "batch_size": 2.5})
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "type": "BadRequestException",
+        "message": "Invalid value for batch_size: 2.5 (expected an integer)",
+    }
+    assert api.post("/models", json={"url": "probe.mar", "batch_size": 4.0}).status_code == 200
+    assert api.get("/models/probe").json()[0]["batchSize"] == 4
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason"),
+    [
+        ("no_such_module", "handler module 'no_such_module' is neither in the model directory nor"),
+        ("0.0.0+unknown", "handler module '0.0.0+unknown' is neither in the model directory nor"),
+        ("..", "handler '..' names no module"),
+    ],
+)
+def test_a_handler_that_names_nothing_is_400(api: httpx.Client, handler: str, reason: str) -> None:
+    """The worker cannot even find the handler: the request is wrong, not the server."""
+    params = {"url": "probe.mar", "handler": handler, "initial_workers": 1}
+    response = api.post("/models", params=params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "InvalidHandlerException"
+    assert body["message"].startswith(
+        f"Failed to start workers for model probe version: 1.0: HandlerLoadError: {reason}"
+    )
+    assert api.get("/models/probe").status_code == 404
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "a\\b", "a\x00b", "..", ".", "a\nb"])
+def test_model_names_no_path_can_hold_are_400(
+    api: httpx.Client, server: RunningServer, name: str
+) -> None:
+    """A name with "/" could never be addressed, "../" wrote the model outside the runtime
+    directory, and a NUL byte was a 500."""
+    response = api.post("/models", params={"url": "probe.mar", "model_name": name})
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "type": "BadRequestException",
+        "message": f"Invalid model name {name!r}: it must not be empty, '.' or '..', or contain "
+        "'/', '\\' or control characters",
+    }
+    assert api.get("/models").json()["models"] == []
+    assert not list(server.log_path.parent.glob("**/escaped-*"))

@@ -54,6 +54,9 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         "device": getattr(args, "device", None),
         # --ncs can only turn snapshots off; without it the configured value stands.
         "enable_snapshots": False if getattr(args, "ncs", False) else None,
+        # Likewise, these flags only switch their setting one way.
+        "disable_token_authorization": True if getattr(args, "disable_token_auth", False) else None,
+        "enable_model_api": True if getattr(args, "enable_model_api", False) else None,
     }
     return load_settings(args.ts_config, overrides)
 
@@ -304,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-config-snapshots",
         action="store_true",
         help="do not save or restore model snapshots",
+    )
+    start.add_argument(
+        "--dt",
+        "--disable-token-auth",
+        dest="disable_token_auth",
+        action="store_true",
+        help="serve without token authorization, even on a public address (docs/security.md)",
+    )
+    start.add_argument(
+        "--enable-model-api",
+        action="store_true",
+        help="allow register and unregister (the default; accepted for TorchServe scripts)",
     )
     start.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     start.add_argument(

@@ -101,11 +101,55 @@ class Settings(BaseModel):
     # Compute threads per worker (OMP/MKL); 0 = share the cores left after the frontend's.
     worker_threads: int = Field(0, ge=0)
 
+    # ----- security (docs/security.md)
+    # Token authorization. None (unset) = on exactly when the inference or management plane
+    # listens on a non-loopback address; true/false force it (TorchServe: on by default).
+    disable_token_authorization: bool | None = None
+    token_expiration_min: float = Field(60, gt=0)
+    # Where the generated management/inference/API keys are written (mode 0600).
+    key_file: Path = Path("key_file.json")
+    # A fixed token that never expires, for containers: the value itself, or a file holding it
+    # (a mounted secret). Either replaces the generated keys.
+    auth_token: str | None = None
+    auth_token_file: Path | None = None
+    # Regexes a register url must match (whole url, case-insensitive) to be fetched; empty =
+    # only archives in the model store (TorchServe allows every file and http(s) url).
+    allowed_urls: list[str] = Field(default_factory=list)
+    max_download_size: int = Field(10 * 1024**3, ge=1)
+    download_timeout: float = Field(600, gt=0)
+    # TLS for the planes whose address is https://.
+    certificate_file: Path | None = None
+    private_key_file: Path | None = None
+    # CORS response headers; unset = none sent (as in TorchServe).
+    cors_allowed_origin: str | None = None
+    cors_allowed_methods: str | None = None
+    cors_allowed_headers: str | None = None
+    # Request line plus headers, in bytes, on every plane.
+    max_header_size: int = Field(64 * 1024, ge=1024)
+
     @field_validator("load_models", mode="before")
     @classmethod
     def _split_model_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_urls", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: Any) -> Any:
+        # TorchServe's separator is a comma; a regex needing a literal comma cannot be listed.
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_urls")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
         return value
 
     @field_validator("device")

@@ -13,12 +13,16 @@ from collections.abc import Callable
 import uvicorn
 from starlette.types import ASGIApp
 
+from modelserve.api.http_protocol import bounded_protocol
 from modelserve.api.inference import build_inference_app
 from modelserve.api.management import build_management_app
 from modelserve.api.metrics import build_metrics_app
+from modelserve.api.plane import SIMPLE_METHODS, CorsPolicy, PlaneAccess
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.engine import Engine
 from modelserve.engine.snapshot import SnapshotError, latest_snapshot
+from modelserve.security.exposure import AccessPolicy, access_policy
+from modelserve.security.tokens import KeyKind
 from modelserve.telemetry.frontend_metrics import ServerMetrics
 from modelserve.telemetry.logs import flush_access_log
 from modelserve.telemetry.metrics_config import MetricsConfigError, load_metrics_config
@@ -90,19 +94,74 @@ def build_server_metrics(settings: Settings) -> ServerMetrics:
     )
 
 
-def _plane(app: ASGIApp) -> _PlaneServer:
+def cors_policy(settings: Settings) -> CorsPolicy | None:
+    """TorchServe's cors_allowed_* keys as a policy; None when no origin is allowed."""
+    if not settings.cors_allowed_origin:
+        return None
+
+    def items(value: str | None) -> list[str]:
+        return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+    return CorsPolicy(
+        origins=items(settings.cors_allowed_origin),
+        methods=items(settings.cors_allowed_methods) or list(SIMPLE_METHODS),
+        headers=items(settings.cors_allowed_headers),
+    )
+
+
+def tls_files(settings: Settings, plane: str) -> dict[str, str]:
+    """uvicorn's certificate options for a plane whose address is https://, else none."""
+    if settings.address(plane).scheme != "https":
+        return {}
+    files = {"ssl_certfile": settings.certificate_file, "ssl_keyfile": settings.private_key_file}
+    for option, path in files.items():
+        key = "certificate_file" if option == "ssl_certfile" else "private_key_file"
+        if path is None:
+            raise ConfigError(f"{plane}_address is https: set {key}")
+        if not path.is_file():
+            raise ConfigError(f"{key}: no such file {path}")
+    return {option: str(path) for option, path in files.items()}
+
+
+def _plane(app: ASGIApp, settings: Settings, plane: str) -> _PlaneServer:
     config = uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=bounded_protocol(settings.max_header_size),
         lifespan="off",
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
         proxy_headers=False,  # nothing sits in front by default; saves work per request
+        **tls_files(settings, plane),
     )
+    try:
+        config.load()  # a bad certificate or key fails here, before the server says it started
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(f"{plane} TLS: {exc}") from exc
     return _PlaneServer(config)
+
+
+def _accesses(settings: Settings, policy: AccessPolicy) -> dict[str, PlaneAccess]:
+    """Each plane's key requirement and CORS policy; metrics needs no key, as in TorchServe."""
+    cors = cors_policy(settings)
+    return {
+        "inference": PlaneAccess(policy.verifier, KeyKind.INFERENCE, cors),
+        "management": PlaneAccess(policy.verifier, KeyKind.MANAGEMENT, cors),
+        "metrics": PlaneAccess(None, KeyKind.INFERENCE, cors),
+    }
+
+
+def _announce(policy: AccessPolicy, settings: Settings) -> None:
+    if policy.generated_keys is not None:
+        log.info("token authorization is on: keys are in %s", policy.generated_keys.path.resolve())
+    elif policy.verifier is not None:
+        log.info("token authorization is on: the static auth_token is required")
+    else:
+        log.info("token authorization is off (every plane listens on loopback)")
+    if policy.model_control_refusal is not None and settings.enable_model_api:
+        log.warning("%s", policy.model_control_refusal)
 
 
 async def run_server(
@@ -113,19 +172,29 @@ async def run_server(
     """Serve until SIGTERM or SIGINT; ``on_started`` runs once every plane listens."""
     planes = ["inference", "management"] + (["metrics"] if settings.enable_metrics_api else [])
     sockets = {plane: bind_socket(f"{plane}_address", settings.address(plane)) for plane in planes}
+    policy = access_policy(settings)
     metrics = build_server_metrics(settings)
     engine = Engine(settings, metrics)
-    await engine.start()
     count = metrics.count_response
+    limit = settings.max_request_size
+    access = _accesses(settings, policy)
     apps = {
-        "inference": build_inference_app(engine, settings.max_request_size, count),
+        "inference": build_inference_app(engine, limit, count, access["inference"]),
         "management": build_management_app(
-            engine, settings.max_request_size, settings.enable_model_api, count
+            engine, limit, policy.model_control_refusal, count, access["management"]
         ),
     }
     if settings.enable_metrics_api:
-        apps["metrics"] = build_metrics_app(metrics.collectors(engine.version_states), count)
-    servers = {plane: _plane(app) for plane, app in apps.items()}
+        collectors = metrics.collectors(engine.version_states)
+        apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"])
+    servers = {plane: _plane(app, settings, plane) for plane, app in apps.items()}
+    _announce(policy, settings)
+    if policy.generated_keys is not None:
+        try:
+            policy.generated_keys.write()
+        except OSError as exc:
+            raise ConfigError(f"key_file: cannot write {exc.filename}: {exc.strerror}") from exc
+    await engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -154,5 +223,7 @@ async def run_server(
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         await engine.stop()
+        if policy.generated_keys is not None:
+            policy.generated_keys.remove()
         flusher.cancel()
         flush_access_log()

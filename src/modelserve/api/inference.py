@@ -12,17 +12,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelserve.api.openapi import inference_openapi
-from modelserve.api.plane import build_plane
+from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import json_response, status_response
 from modelserve.engine.engine import Engine
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+# Bounds a form's part count; each part's size is already bounded by the body limit.
+MAX_FORM_PARTS = 1000
 # TorchServe runs inference for any method on a predictions path; OPTIONS describes the API.
 INFERENCE_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
-async def wire_request(request: Request, url_path: str, explain: bool) -> WireRequest:
+async def wire_request(
+    request: Request, url_path: str, explain: bool, max_part_size: int
+) -> WireRequest:
     """Translate an HTTP request into TorchServe's handler input (reference §1.1)."""
     headers = dict(request.headers)
     headers["url_path"] = url_path
@@ -33,7 +37,10 @@ async def wire_request(request: Request, url_path: str, explain: bool) -> WireRe
     ]
     mime = headers.get("content-type", "").partition(";")[0].strip().lower()
     if mime in FORM_TYPES:
-        async with request.form() as form:
+        form_reader = request.form(
+            max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS, max_part_size=max_part_size
+        )
+        async with form_reader as form:
             for name, value in form.multi_items():
                 if isinstance(value, UploadFile):
                     parameters.append(
@@ -58,7 +65,10 @@ def http_response(response: WireResponse, request_id: str) -> Response:
 
 
 def build_inference_app(
-    engine: Engine, max_request_size: int, count_response: Callable[[int], None]
+    engine: Engine,
+    max_request_size: int,
+    count_response: Callable[[int], None],
+    access: PlaneAccess | None = None,
 ) -> Starlette:
     """The Starlette app of the inference plane."""
 
@@ -66,7 +76,7 @@ def build_inference_app(
         if request.method == "OPTIONS":
             return json_response(inference_openapi())
         params = request.path_params
-        wire = await wire_request(request, params.get("url_path", ""), explain)
+        wire = await wire_request(request, params.get("url_path", ""), explain, max_request_size)
         response = await engine.predict(params["model_name"], params.get("version"), wire)
         return http_response(response, wire.request_id)
 
@@ -98,4 +108,4 @@ def build_inference_app(
                 methods=INFERENCE_METHODS,
             ),
         ]
-    return build_plane(routes, count_response, max_request_size)
+    return build_plane(routes, count_response, max_request_size, access)

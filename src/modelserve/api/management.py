@@ -11,12 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.auth import TOKEN_API_PATH, token_endpoint
 from modelserve.api.openapi import management_openapi
 from modelserve.api.params import bool_param, int_param, str_param
-from modelserve.api.plane import build_plane
+from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import json_response, status_response
 from modelserve.engine.engine import Engine, Outcome, RegisterOptions
 from modelserve.engine.errors import BadRequestException, MethodNotAllowedException
+from modelserve.engine.worker_pool import MAX_WORKERS_PER_VERSION
 
 
 async def register_params(request: Request) -> Mapping[str, Any]:
@@ -42,7 +44,7 @@ def register_options(params: Mapping[str, Any]) -> RegisterOptions:
         runtime=str_param(params, "runtime"),
         batch_size=int_param(params, "batch_size", None, minimum=1),
         max_batch_delay=int_param(params, "max_batch_delay", None),
-        initial_workers=int_param(params, "initial_workers", None),
+        initial_workers=int_param(params, "initial_workers", None, maximum=MAX_WORKERS_PER_VERSION),
         synchronous=bool_param(params, "synchronous", True),
         response_timeout=int_param(params, "response_timeout", None, minimum=1),
         startup_timeout=int_param(params, "startup_timeout", None, minimum=1),
@@ -57,16 +59,16 @@ def outcome_response(outcome: Outcome) -> Response:
 def build_management_app(
     engine: Engine,
     max_request_size: int,
-    enable_model_api: bool,
+    model_control_refusal: str | None,
     count_response: Callable[[int], None],
+    access: PlaneAccess | None = None,
 ) -> Starlette:
-    """The Starlette app of the management plane."""
+    """The Starlette app of the management plane. ``model_control_refusal`` says why
+    register and unregister are refused (405), or is None when they are allowed."""
 
     def require_model_api() -> None:
-        if not enable_model_api:
-            raise MethodNotAllowedException(
-                "Model registration and removal are disabled (enable_model_api=false)"
-            )
+        if model_control_refusal is not None:
+            raise MethodNotAllowedException(model_control_refusal)
 
     async def models(request: Request) -> Response:
         if request.method == "POST":
@@ -87,8 +89,10 @@ def build_management_app(
                 raise BadRequestException("customized=true cannot be combined with all versions")
             return json_response(engine.describe(name, version))
         if request.method == "PUT":
-            min_workers = int_param(params, "min_worker", 1)
-            max_workers = int_param(params, "max_worker", min_workers)
+            min_workers = int_param(params, "min_worker", 1, maximum=MAX_WORKERS_PER_VERSION)
+            max_workers = int_param(
+                params, "max_worker", min_workers, maximum=MAX_WORKERS_PER_VERSION
+            )
             version = version or str_param(params, "model_version")
             synchronous = bool_param(params, "synchronous", False)
             outcome = await engine.scale(name, version, min_workers, max_workers, synchronous)
@@ -114,4 +118,6 @@ def build_management_app(
         Route("/models/{model_name}/{version}", model, methods=model_methods),
         Route("/models/{model_name}/{version}/set-default", set_default, methods=["PUT"]),
     ]
-    return build_plane(routes, count_response, max_request_size)
+    if access is not None and access.verifier is not None:
+        routes.append(Route(TOKEN_API_PATH, token_endpoint(access.verifier), methods=["GET"]))
+    return build_plane(routes, count_response, max_request_size, access)

@@ -11,12 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelserve.api.plane import build_plane
+from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.telemetry.store import render
 
 
 def build_metrics_app(
-    collectors: list[Collector], count_response: Callable[[int], None]
+    collectors: list[Collector],
+    count_response: Callable[[int], None],
+    max_request_size: int,
+    access: PlaneAccess | None = None,
 ) -> Starlette:
     """The Starlette app of the metrics plane."""
 
@@ -30,4 +33,6 @@ def build_metrics_app(
             Route("/metrics/{rest:path}", metrics, methods=["GET"]),
         ],
         count_response,
+        max_request_size,
+        access,
     )

@@ -6,6 +6,10 @@ from functools import cache
 from typing import Any
 
 from modelserve import __version__
+from modelserve.api.params import INT_MAX
+from modelserve.engine.engine import RUNTIMES
+from modelserve.engine.registry import PATH_SEGMENT_PATTERN
+from modelserve.engine.worker_pool import MAX_WORKERS_PER_VERSION
 
 _ERROR = {
     "type": "object",
@@ -37,10 +41,27 @@ def _path_param(name: str, description: str) -> dict[str, Any]:
     }
 
 
-def _query(name: str, kind: str, description: str, required: bool = False) -> dict[str, Any]:
+def _query(
+    name: str,
+    kind: str,
+    description: str,
+    required: bool = False,
+    *,
+    minimum: int = 0,
+    maximum: int = INT_MAX,
+    values: tuple[str, ...] | None = None,
+    pattern: str | None = None,
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": kind}
-    if kind == "integer":
-        schema["minimum"] = 0
+    if pattern is not None:
+        schema["pattern"] = pattern
+    if values is not None:
+        schema["enum"] = list(values)
+    elif kind == "string" and required:  # an empty value counts as absent
+        schema["minLength"] = 1
+    if kind == "integer":  # the bounds int_param enforces (a 400 outside them)
+        schema["minimum"] = minimum
+        schema["maximum"] = maximum
     return {
         "in": "query",
         "name": name,
@@ -120,20 +141,40 @@ def management_openapi() -> dict[str, Any]:
         },
     }
     register_params = [
-        _query("url", "string", "Archive name in the model store, or a file:// url.", True),
-        _query("model_name", "string", "Overrides the manifest's model name."),
+        _query(
+            "url",
+            "string",
+            "Archive name in the model store, a file:// url, or a url matching allowed_urls.",
+            True,
+        ),
+        _query(
+            "model_name",
+            "string",
+            "Overrides the manifest's model name.",
+            pattern=PATH_SEGMENT_PATTERN,
+        ),
         _query("handler", "string", "Overrides the manifest's handler."),
-        _query("runtime", "string", "python, python3 or LSP."),
-        _query("batch_size", "integer", "Largest batch (>= 1)."),
+        _query("runtime", "string", "The runtime.", values=RUNTIMES),
+        _query("batch_size", "integer", "Largest batch.", minimum=1),
         _query("max_batch_delay", "integer", "Longest wait for a batch, ms."),
-        _query("initial_workers", "integer", "Workers to start."),
+        _query("initial_workers", "integer", "Workers to start.", maximum=MAX_WORKERS_PER_VERSION),
         _query("synchronous", "boolean", "Wait for the workers (default true)."),
-        _query("response_timeout", "integer", "Seconds a batch may take (>= 1)."),
-        _query("startup_timeout", "integer", "Seconds a model load may take (>= 1)."),
+        _query("response_timeout", "integer", "Seconds a batch may take.", minimum=1),
+        _query("startup_timeout", "integer", "Seconds a model load may take.", minimum=1),
     ]
     scale_params = [
-        _query("min_worker", "integer", "Workers to run at least (default 1)."),
-        _query("max_worker", "integer", "Workers to run at most (default min_worker)."),
+        _query(
+            "min_worker",
+            "integer",
+            "Workers to run at least (default 1).",
+            maximum=MAX_WORKERS_PER_VERSION,
+        ),
+        _query(
+            "max_worker",
+            "integer",
+            "Workers to run at most (default min_worker; less than min_worker is a 400).",
+            maximum=MAX_WORKERS_PER_VERSION,
+        ),
         _query("synchronous", "boolean", "Wait for the workers (default false)."),
     ]
     describe = {
@@ -195,6 +236,19 @@ def management_openapi() -> dict[str, Any]:
                 "put": {
                     "summary": "Make a version the default.",
                     "responses": {"200": _json(_STATUS, "Default set"), **_errors(404)},
+                },
+            },
+            "/token": {
+                "get": {
+                    "summary": "Regenerate the management or inference key (API key required; "
+                    "404 while token authorization is off).",
+                    "parameters": [
+                        _query("type", "string", "Which key.", values=("management", "inference"))
+                    ],
+                    "responses": {
+                        "200": _json({"type": "object"}, "The new key and its expiry"),
+                        **_errors(400, 401, 404),
+                    },
                 },
             },
         },

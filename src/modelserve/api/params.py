@@ -7,27 +7,38 @@ from typing import Any
 
 from modelserve.engine.errors import BadRequestException
 
+# TorchServe reads its integer parameters as Java ints, so nothing larger is valid there either.
+# The bound also keeps values in range of what they feed: asyncio timers (a float of seconds),
+# orjson (64-bit integers) in describe and snapshots.
+INT_MAX = 2**31 - 1
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
 def int_param(
-    params: Mapping[str, Any], name: str, default: int | None, minimum: int = 0
+    params: Mapping[str, Any],
+    name: str,
+    default: int | None,
+    minimum: int = 0,
+    maximum: int = INT_MAX,
 ) -> int | None:
-    """An integer parameter ≥ ``minimum``; ``default`` when absent or empty."""
+    """An integer parameter in [``minimum``, ``maximum``]; ``default`` when absent or empty."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if isinstance(raw, bool):
+    # A JSON body may carry true or 2.5: int() would read them as 1 and 2 without a word.
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
         raise BadRequestException(f"Invalid value for {name}: {raw!r} (expected an integer)")
     try:
         value = int(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequestException(
             f"Invalid value for {name}: {raw!r} (expected an integer)"
         ) from None
     if value < minimum:
         raise BadRequestException(f"Invalid value for {name}: {value} (must be >= {minimum})")
+    if value > maximum:
+        raise BadRequestException(f"Invalid value for {name}: {value} (must be <= {maximum})")
     return value
 
 

@@ -1,26 +1,67 @@
-"""What every plane's Starlette app shares: error rendering, the response observer, limits."""
+"""What every plane's Starlette app shares: error rendering, the response observer, access
+control and limits."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from modelserve.api.access_log import AccessLog
+from modelserve.api.auth import RequireKey
 from modelserve.api.limits import BodySizeLimit
 from modelserve.api.responses import EXCEPTION_HANDLERS
+from modelserve.security.tokens import KeyKind, KeyVerifier
+
+# Methods a browser may use cross-origin without a preflight; the default when
+# cors_allowed_methods is unset.
+SIMPLE_METHODS = ("GET", "HEAD", "POST")
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    """TorchServe's cors_allowed_* keys: which web origins may call the planes, and how."""
+
+    origins: list[str]
+    methods: list[str] = field(default_factory=lambda: list(SIMPLE_METHODS))
+    headers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlaneAccess:
+    """Who may call a plane: the key it requires (if any) and the web origins allowed."""
+
+    verifier: KeyVerifier | None = None
+    kind: KeyKind = KeyKind.INFERENCE
+    cors: CorsPolicy | None = None
 
 
 def build_plane(
     routes: list[BaseRoute],
     count_response: Callable[[int], None],
     max_request_size: int | None = None,
+    access: PlaneAccess | None = None,
 ) -> Starlette:
-    """A plane's app: TorchServe-shaped errors, access log and status counters (outermost),
-    and the request body limit when given."""
+    """A plane's app. Outermost first: access log and status counters (so refusals are logged
+    and counted), CORS (a browser's preflight carries no key), the key check, then the body
+    limit; each only when configured."""
+    access = access or PlaneAccess()
     middleware = [Middleware(AccessLog, count=count_response)]
+    if access.cors is not None:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=access.cors.origins,
+                allow_methods=access.cors.methods,
+                allow_headers=access.cors.headers,
+            )
+        )
+    if access.verifier is not None:
+        middleware.append(Middleware(RequireKey, verifier=access.verifier, kind=access.kind))
     if max_request_size is not None:
         middleware.append(Middleware(BodySizeLimit, limit=max_request_size))
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=middleware)

@@ -6,24 +6,27 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import ArchiveNotFoundError, RemoteUrlNotAllowedError, UnsafeUrlError
 from .paths import is_within
+from .url_policy import check_url_text, file_url, is_allowed, url_scheme
 
 # Files `--models all` picks up; .tgz is accepted beside TorchServe's .tar.gz.
 STORE_SUFFIXES = (".mar", ".model", ".tar.gz", ".tgz")
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-def resolve_archive(url: str, model_store: Path | None) -> Path:
+def resolve_archive(url: str, model_store: Path | None, allowed_urls: Sequence[str] = ()) -> Path:
     """The file or directory in ``model_store`` that ``url`` names.
 
     A plain name or relative path resolves to ``<model_store>/<basename>``, as in
-    TorchServe; an absolute path or ``file://`` url must lie inside the model store.
-    Raises UnsafeUrlError (empty, "..", outside the store), RemoteUrlNotAllowedError
-    (http, https and other downloads), ArchiveNotFoundError (nothing there, or no store).
+    TorchServe; an absolute path or ``file://`` url must lie inside the model store, or
+    its ``file://<real path>`` must match one of ``allowed_urls``.
+    Raises UnsafeUrlError (empty, "..", other unsafe spellings, outside the store and not
+    allowed), RemoteUrlNotAllowedError (http, https and other downloads),
+    ArchiveNotFoundError (nothing there, or no store).
     """
     path = _local_path(url)
     if model_store is None:
@@ -32,7 +35,12 @@ def resolve_archive(url: str, model_store: Path | None) -> Path:
     if os.path.isabs(path):
         candidate = Path(os.path.normpath(path))
         if not _strictly_inside(candidate, store):
-            raise UnsafeUrlError(f"url points outside the model store {store}: {url}")
+            if not is_allowed(file_url(candidate), allowed_urls):
+                raise UnsafeUrlError(
+                    f"Given URL {url} does not match any allowed URL(s) "
+                    f"(it points outside the model store {store})"
+                )
+            candidate = Path(os.path.realpath(candidate))
     else:
         name = posixpath.basename(path.rstrip("/"))
         if name in ("", "."):
@@ -73,26 +81,22 @@ def list_model_store(model_store: Path) -> list[Path]:
 
 
 def _local_path(url: str) -> str:
-    """The filesystem path a url names; refuses empty, ".." and remote urls."""
+    """The filesystem path a url names; refuses empty, unsafe and remote urls."""
     if not url or not url.strip():
         raise UnsafeUrlError("Model url is empty")
-    if ".." in url:
-        raise UnsafeUrlError(f"Relative path is not allowed in url: {url}")
-    scheme = _URL_SCHEME.match(url)
+    check_url_text(url)
+    scheme = url_scheme(url)
     if scheme is None:
         return url
-    if scheme.group(1).lower() != "file":
+    if scheme != "file":
         raise RemoteUrlNotAllowedError(
-            f"Downloading models from {scheme.group(1)} urls is not enabled: {url}"
+            f"Downloading models from {scheme} urls is not enabled: {url}"
         )
     parts = urlsplit(url)
     # file://name.mar puts the name where a host goes; like any relative path, it is
     # looked up by base name in the store
     host = "" if parts.netloc.lower() == "localhost" else parts.netloc
-    path = unquote(host + parts.path)
-    if ".." in path:  # a percent-encoded ".." is still a climb
-        raise UnsafeUrlError(f"Relative path is not allowed in url: {url}")
-    return path
+    return unquote(host + parts.path)
 
 
 def _strictly_inside(candidate: Path, store: Path) -> bool:

@@ -17,8 +17,9 @@ from typing import Any
 import psutil
 
 from modelserve import archive
-from modelserve.archive import Manifest
+from modelserve.archive import Manifest, url_policy
 from modelserve.config import ConfigError, Settings, cuda_visible_devices
+from modelserve.engine.archive_download import download_archive
 from modelserve.engine.devices import (
     DevicePlacementError,
     Placement,
@@ -164,9 +165,17 @@ class Engine:
             raise BadRequestException("Parameter url is required.")
         if options.runtime is not None and options.runtime not in RUNTIMES:
             raise BadRequestException(f"Invalid RuntimeType value: {options.runtime}")
-        async with self._lock:  # two registrations of one name must not both pass the 409 check
-            model_version, workers = await self._create_version(options)
-            self.registry.add(model_version)
+        # Outside the lock: a download may take minutes, and other calls must go on meanwhile.
+        url, downloaded = await self._local_source(options.url)
+        try:
+            # Two registrations of one name must not both pass the 409 check.
+            async with self._lock:
+                model_version, workers = await self._version_from(options, url)
+                self.registry.add(model_version)
+        except BaseException:
+            if downloaded is not None:  # a failed registration keeps no download
+                downloaded.unlink(missing_ok=True)
+            raise
         label = f'Model "{model_version.name}" Version: {model_version.version}'
         # The asked worker count is part of the registration (and of its snapshot) at once,
         # not only once the workers are up.
@@ -188,15 +197,29 @@ class Engine:
             await self._remove(model_version)
             raise WorkerLoadException(
                 f"Failed to start workers for model {model_version.name} "
-                f"version: {model_version.version}: {exc.message}"
+                f"version: {model_version.version}: {exc.message}",
+                status=exc.status,  # 400 when the handler names nothing loadable
+                type_name=exc.type_name,
             ) from exc
         await self._changed()
         return Outcome(200, f"{label} registered with {workers} initial workers")
 
-    async def _create_version(self, options: RegisterOptions) -> tuple[ModelVersion, int]:
+    async def _local_source(self, url: str) -> tuple[str, Path | None]:
+        """The model-store url to register, and the file downloaded for it (if any).
+
+        An http(s) url is downloaded into the store first; the version then records the
+        stored file's name (snapshots, modelUrl), so a restart loads it without downloading.
+        """
+        if not url_policy.is_remote_url(url):
+            return url, None
+        archive_path = await download_archive(url, self.settings)
+        return archive_path.name, archive_path
+
+    async def _version_from(self, options: RegisterOptions, url: str) -> tuple[ModelVersion, int]:
+        """Resolve ``url`` in the model store, check and unpack the archive, set up its pool."""
         store = self.settings.model_store
         try:
-            archive_path = archive.resolve_archive(options.url, store)
+            archive_path = archive.resolve_archive(url, store, self.settings.allowed_urls)
             # Overrides apply before validation: a manifest without a name or handler is fine
             # when the register call supplies them (as in TorchServe).
             manifest = await asyncio.to_thread(
@@ -279,7 +302,7 @@ class Engine:
         model_version = ModelVersion(
             name=name,
             version=version,
-            url=options.url,
+            url=url,
             archive_path=archive_path,
             model_dir=model_dir,
             manifest=manifest,
@@ -412,7 +435,9 @@ class Engine:
         except WorkerLoadException as exc:
             raise WorkerLoadException(
                 f"Failed to start workers for model {model_version.name} "
-                f"version: {model_version.version}: {exc.message}"
+                f"version: {model_version.version}: {exc.message}",
+                status=exc.status,  # 400 when the handler names nothing loadable
+                type_name=exc.type_name,
             ) from exc
         await self._changed()
         suffix = f", version: {version}" if version else ""

@@ -50,6 +50,12 @@ class ModelException(ServingError):
     status = 400
 
 
+class DownloadArchiveException(ServingError):
+    """An allowed url could not be downloaded: the origin failed, or the file is too large."""
+
+    status = 400
+
+
 class ConflictStatusException(ServingError):
     """The model version is already registered."""
 
@@ -96,3 +102,10 @@ class WorkerDiedException(InternalServerException):
 
 class WorkerLoadException(InternalServerException):
     """A worker could not load the model; the message carries the handler's error."""
+
+
+class InvalidHandlerException(WorkerLoadException):
+    """The handler names nothing a worker can load (no such module, class or function): the
+    archive or the register call's handler override is wrong, not the server."""
+
+    status = 400

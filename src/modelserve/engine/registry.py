@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from modelserve.engine.errors import (
+    BadRequestException,
     ConflictStatusException,
     InvalidModelVersionException,
     ModelNotFoundException,
     ModelVersionNotFoundException,
 )
 from modelserve.engine.model_version import ModelVersion
+
+# What a model name or version may be: not "." or "..", no "/", backslash or control character (both
+# Python's and ECMAScript's regex syntax, since the OpenAPI document carries it too).
+PATH_SEGMENT_PATTERN = r"^(?!\.\.?$)[^/\\\x00-\x1f\x7f-\x9f]+$"
 
 
 @dataclass(slots=True)
@@ -57,7 +63,10 @@ class ModelRegistry:
         return [version for entry in self._models.values() for version in entry.versions.values()]
 
     def check_free(self, name: str, version: str) -> None:
-        """409 when (name, version) is already registered."""
+        """Whether (name, version) can be registered: 400 for a name or version no URL path
+        can address, 409 when it is already registered."""
+        _check_path_segment("model name", name)
+        _check_path_segment("model version", version)
         entry = self._models.get(name)
         if entry is not None and version in entry.versions:
             raise ConflictStatusException(
@@ -97,3 +106,18 @@ class ModelRegistry:
         del entry.versions[model_version.version]
         if not entry.versions:
             del self._models[model_version.name]
+
+
+def _check_path_segment(what: str, value: str) -> None:
+    """400 unless ``value`` can be one segment of a URL path and of a file name.
+
+    A name with "/" could never be described, scaled or unregistered (the router splits it),
+    and the model directory is named after it: "../x" would be extracted outside the runtime
+    directory, and a NUL byte fails every file operation. TorchServe checks nothing here; its
+    archiver allows only ``[A-Za-z0-9][A-Za-z0-9_.-]*``, which this check never refuses.
+    """
+    if not re.fullmatch(PATH_SEGMENT_PATTERN, value):
+        raise BadRequestException(
+            f"Invalid {what} {value!r}: it must not be empty, '.' or '..', or contain '/', "
+            "'\\' or control characters"
+        )

@@ -18,6 +18,7 @@ from modelserve.engine.batcher import Batcher
 from modelserve.engine.devices import Placement
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import (
+    InvalidHandlerException,
     ServiceUnavailableException,
     ServingError,
     WorkerDiedException,
@@ -29,6 +30,17 @@ from modelserve.telemetry.frontend_metrics import VersionMetrics
 from modelserve.wire import WorkerSpec
 
 log = logging.getLogger("modelserve.workers")
+
+# The most workers one model version may run (min_worker, max_worker, initial_workers above it
+# are a 400). TorchServe has no bound, so one `PUT /models/m?min_worker=100000` makes it spawn
+# 100000 processes and takes the host down. Each worker is a whole interpreter with its own copy
+# of the model; beyond a few per core (GPU hosts have cores to match) more workers only add
+# memory and contention, so this cap refuses nothing useful.
+MAX_WORKERS_PER_VERSION = max(32, 4 * (os.cpu_count() or 1))
+
+# The error type a worker reports when the handler string names nothing it can import
+# (modelserve.worker.handler_loader.HandlerLoadError; the frontend does not import worker code).
+HANDLER_LOAD_ERROR = "HandlerLoadError"
 
 # TorchServe's restart back-off table, in seconds, indexed by consecutive failures.
 BACK_OFF_S = (0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597)
@@ -345,7 +357,11 @@ class WorkerPool:
             worker.batch = None
         if not worker.ready.done():
             failure = self.last_failure.summary() if self.last_failure else reason
-            worker.ready.set_exception(WorkerLoadException(failure))
+            invalid_handler = (
+                self.last_failure is not None and self.last_failure.error_type == HANDLER_LOAD_ERROR
+            )
+            error_class = InvalidHandlerException if invalid_handler else WorkerLoadException
+            worker.ready.set_exception(error_class(failure))
             if self.ready_count() == 0:
                 self.batcher.fail_pending(
                     ServiceUnavailableException(f"No worker of {self.label} could load: {failure}")

@@ -35,9 +35,17 @@ def split_handler(handler: str) -> tuple[str, str | None]:
     module_part, _, function = handler.partition(":")
     module_name = module_part.rsplit("/", 1)[-1]
     module_name = module_name.removesuffix(".py")
-    if not module_name:
+    # A leading dot would be a relative import, which import_module refuses with a TypeError.
+    if not module_name or module_name.startswith("."):
         raise HandlerLoadError(f"handler {handler!r} names no module")
     return module_name, function or None
+
+
+def _is_missing(module_name: str, error: ModuleNotFoundError) -> bool:
+    """Whether the import failed because ``module_name`` itself, or a package on its dotted
+    path, does not exist, rather than because of one of the module's own imports."""
+    missing = error.name
+    return missing is not None and (module_name == missing or module_name.startswith(missing + "."))
 
 
 def _import_handler_module(module_name: str, model_dir: str) -> ModuleType:
@@ -46,12 +54,13 @@ def _import_handler_module(module_name: str, model_dir: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name != module_name:
+        if not _is_missing(module_name, exc):
             raise  # the handler exists but one of its own imports is missing
+    builtin = f"{BUILTIN_PACKAGE}.{module_name}"
     try:
-        return importlib.import_module(f"{BUILTIN_PACKAGE}.{module_name}")
+        return importlib.import_module(builtin)
     except ModuleNotFoundError as exc:
-        if exc.name != f"{BUILTIN_PACKAGE}.{module_name}":
+        if not _is_missing(builtin, exc):
             raise
         raise HandlerLoadError(
             f"handler module {module_name!r} is neither in the model directory nor a built-in"

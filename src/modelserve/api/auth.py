@@ -1,0 +1,93 @@
+"""Bearer-key checks on the inference and management planes, and the key regeneration API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modelserve.api.responses import error_response, json_response
+from modelserve.security.tokens import GeneratedKeys, KeyKind, KeyVerifier
+
+# TorchServe's header form; the scheme name is case-insensitive (RFC 9110).
+_BEARER = re.compile(rb"^Bearer\s+(\S+)$", re.IGNORECASE)
+AUTH_FAILED_MESSAGE = (
+    "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
+)
+TOKEN_API_PATH = "/token"
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key in the request's ``Authorization: Bearer`` header, if there is one."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            match = _BEARER.match(value.strip())
+            return match.group(1).decode("latin-1") if match else None
+    return None
+
+
+def unauthorized() -> Response:
+    """401 with TorchServe's error type and a challenge naming the scheme."""
+    return error_response(
+        401, "InvalidKeyException", AUTH_FAILED_MESSAGE, {"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _describes_api(scope: Scope) -> bool:
+    # As in TorchServe, the API description stays readable without a key.
+    path = scope["path"]
+    return path == "/api-description" or (path == "/" and scope["method"] == "OPTIONS")
+
+
+class RequireKey:
+    """ASGI middleware: 401 unless the request carries the plane's key.
+
+    The token API checks the API key itself, so it is let through here.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: KeyVerifier, kind: KeyKind) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not _describes_api(scope)
+            and not (self.kind is KeyKind.MANAGEMENT and scope["path"] == TOKEN_API_PATH)
+        ):
+            key = presented_key(scope)
+            if key is None or not self.verifier.verify(self.kind, key):
+                await unauthorized()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def token_endpoint(verifier: KeyVerifier) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /token?type=management|inference``: a new key for that plane, API key required."""
+
+    async def regenerate(request: Request) -> Response:
+        key = presented_key(request.scope)
+        if key is None or not verifier.verify(KeyKind.API, key):
+            return unauthorized()
+        if not isinstance(verifier, GeneratedKeys):
+            return error_response(
+                400,
+                "BadRequestException",
+                "Keys cannot be regenerated: a static auth_token is configured. "
+                "Change the token and restart instead.",
+            )
+        kind = request.query_params.get("type", "")
+        if kind not in (KeyKind.MANAGEMENT.value, KeyKind.INFERENCE.value):
+            return error_response(
+                400,
+                "BadRequestException",
+                f"Token Authentication failed. Invalid type {kind!r}: "
+                "expected type=management or type=inference",
+            )
+        return json_response(verifier.regenerate(KeyKind(kind)))
+
+    return regenerate
