@@ -378,11 +378,17 @@ class WorkerPool:
                 reason,
             )
             return
+        if self._restart is not None:
+            # Workers failing together are restarted together: one step up the back-off
+            # table per round, not one per worker (N crashes would otherwise mean minutes).
+            log.warning(
+                "%s worker %s %s; restarting with the others", self.label, worker.id, reason
+            )
+            return
         self._consecutive_failures += 1
         delay = BACK_OFF_S[min(self._consecutive_failures, len(BACK_OFF_S) - 1)]
         log.warning("%s worker %s %s; restarting in %d s", self.label, worker.id, reason, delay)
-        if self._restart is None:
-            self._restart = asyncio.get_running_loop().call_later(delay, self._restart_workers)
+        self._restart = asyncio.get_running_loop().call_later(delay, self._restart_workers)
 
     def _restart_workers(self) -> None:
         self._restart = None
