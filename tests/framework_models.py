@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from modelserve_archiver.builder import build_archive
+from modelserve_archiver.options import ArchiveOptions
 
 Reference = Callable[[np.ndarray], np.ndarray]
 
@@ -167,3 +169,18 @@ def save_tf_saved_model(directory: Path, samples: list[np.ndarray]) -> tuple[Pat
         return by_input[np.ascontiguousarray(x, dtype=np.float32).tobytes()]
 
     return saved, reference
+
+
+def tensor_archive(store: Path, name: str, serialized: Path) -> str:
+    """Pack ``serialized`` with the built-in ``tensor`` handler; returns the archive's name."""
+    build_archive(
+        ArchiveOptions(
+            model_name=name,
+            version="1.0",
+            handler="tensor",
+            serialized_file=str(serialized),
+            export_path=store,
+            force=True,
+        )
+    )
+    return f"{name}.mar"

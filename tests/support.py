@@ -81,6 +81,9 @@ class RunningServer:
     management: str
     metrics: str
     log_path: Path
+    # gRPC "host:port" targets (inference: TorchServe + KServe v2 services; management).
+    grpc_inference: str = ""
+    grpc_management: str = ""
 
     def log(self) -> str:
         """Everything the server printed so far."""
@@ -112,11 +115,13 @@ def start_server(
     environment variables.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    ports = free_ports(3)
+    ports = free_ports(5)
     properties = {
         "inference_address": f"http://127.0.0.1:{ports[0]}",
         "management_address": f"http://127.0.0.1:{ports[1]}",
         "metrics_address": f"http://127.0.0.1:{ports[2]}",
+        "grpc_inference_port": str(ports[3]),
+        "grpc_management_port": str(ports[4]),
         "model_store": str(model_store),
         "runtime_dir": str(workdir / "runtime"),
         **(config or {}),
@@ -141,7 +146,12 @@ def start_server(
             cwd=workdir,
             env={**os.environ, **(env or {})},
         )
-    server = RunningServer(process, *urls, log_path)
+    grpc_targets = [
+        f"{_client_host(properties.get(f'grpc_{plane}_address', '127.0.0.1'))}:"
+        f"{properties[f'grpc_{plane}_port']}"
+        for plane in ("inference", "management")
+    ]
+    server = RunningServer(process, *urls, log_path, *grpc_targets)
 
     def serving() -> bool:
         if process.poll() is not None:
@@ -150,6 +160,13 @@ def start_server(
 
     wait_until(serving, timeout=60)
     return server
+
+
+def _client_host(host: str) -> str:
+    """Where a client reaches a listener on ``host``: loopback for an all-interfaces one."""
+    if host in ("0.0.0.0", "::", "[::]"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def ready_workers(server: RunningServer, model: str, version: str | None = None) -> int:

@@ -16,7 +16,12 @@ def test_ping_is_unhealthy_until_startup_models_load_then_partial(tmp_path, mode
         # probe loads, broken never does: the server can serve only part of its models.
         wait_until(lambda: ping().json()["status"] == "Partial Healthy")
         assert ping().status_code == 200
-        described = httpx.get(server.management + "/models/broken").json()[0]
+
+        def broken_description() -> dict:
+            return httpx.get(server.management + "/models/broken").json()[0]
+
+        # probe may be ready before broken's first load has failed
+        described = wait_until(lambda: (found := broken_description()).get("loadError") and found)
         assert described["loadedAtStartup"] is True
         assert described["loadError"]["type"] == "FileNotFoundError"
         assert "weights.bin" in described["loadError"]["message"]

@@ -66,6 +66,9 @@ def environment(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "MODELSERVE_RUNTIME_DIR": str(tmp_path / "runtime"),
         "TMPDIR": str(tmp_path / "tmp"),
+        # Any free gRPC ports, not 7070/7071, which a parallel run may hold.
+        "MODELSERVE_GRPC_INFERENCE_PORT": "0",
+        "MODELSERVE_GRPC_MANAGEMENT_PORT": "0",
     }
 
 

@@ -21,14 +21,16 @@ def test_worker_socket_lives_in_a_private_directory(tmp_path: Path, model_store:
         assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
         sockets = [path for path in runtime.rglob("*") if path.is_socket()]
         assert [path.name for path in sockets] == ["workers.sock"]
-        # Workers are reached over ipc:// only: the server listens on no port but its planes.
+        # Workers are reached over ipc:// only: the server listens on no port but its planes
+        # (REST and gRPC).
         listening = {
             conn.laddr.port
             for conn in psutil.Process(running.process.pid).net_connections("tcp")
             if conn.status == "LISTEN"
         }
-        planes = {int(url.rsplit(":", 1)[1]) for url in (running.inference, running.management)}
-        assert listening == planes | {int(running.metrics.rsplit(":", 1)[1])}
+        urls = (running.inference, running.management, running.metrics)
+        urls += (running.grpc_inference, running.grpc_management)
+        assert listening == {int(url.rsplit(":", 1)[1]) for url in urls}
     finally:
         running.stop()
 

@@ -34,6 +34,7 @@ class Server:
     inference: str
     management: str
     log_path: Path
+    grpc_inference: str  # host:port of the gRPC inference services
 
     def log_tail(self) -> str:
         """The end of what the server printed, for error messages."""
@@ -57,18 +58,22 @@ def free_loopback_ports(count: int) -> list[int]:
 
 
 def write_config(workdir: Path, model_store: Path) -> tuple[Path, list[str]]:
-    """A ``config.properties`` on free loopback ports; returns it and the three plane URLs."""
-    urls = [f"http://127.0.0.1:{port}" for port in free_loopback_ports(3)]
+    """A ``config.properties`` on free loopback ports; returns it, the three plane URLs and
+    the gRPC inference target."""
+    ports = free_loopback_ports(5)
+    urls = [f"http://127.0.0.1:{port}" for port in ports[:3]]
     properties = {
         "inference_address": urls[0],
         "management_address": urls[1],
         "metrics_address": urls[2],
+        "grpc_inference_port": ports[3],
+        "grpc_management_port": ports[4],
         "model_store": model_store,
         "runtime_dir": workdir / "runtime",
     }
     config = workdir / "config.properties"
     config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-    return config, urls
+    return config, [*urls, f"127.0.0.1:{ports[3]}"]
 
 
 def _ping(server: Server) -> str | None:
@@ -117,7 +122,7 @@ def running_server(workdir: Path, model_store: Path) -> Iterator[Server]:
     log_path = workdir / "server.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir)
-    server = Server(process, urls[0], urls[1], log_path)
+    server = Server(process, urls[0], urls[1], log_path, urls[3])
     try:
         _wait_for(server, None, START_DEADLINE_S, "answering /ping")
         yield server

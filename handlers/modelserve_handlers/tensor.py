@@ -7,6 +7,11 @@ format (see ``tensor_io.formats``). The model is loaded by ``modelserve_handlers
 (TorchScript, eager PyTorch, ONNX Runtime, TensorFlow SavedModel, TensorRT), detected from
 the archive or named in the model-config yaml as ``handler: {backend: onnx}``.
 
+With the request header ``modelserve-protocol`` (set by the frontend's protocol routes) a
+request is instead a KServe v2 / Open Inference Protocol infer request (``v2``, see
+``tensor_io.open_inference``) or a TF Serving predict request (``tfserving``, see
+``tensor_io.tf_serving``), answered in that protocol, errors as ``{"error": "..."}``.
+
 The requests of a batch go through the model in one call where their shapes allow. A request
 that does not fit the model is answered 400 with the reason, and the rest of its batch is
 still served. The module defines exactly one class, as handler loading requires.
@@ -18,19 +23,30 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from modelserve_handlers.backends import LoadedModel, load_model
+from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, load_model
 from modelserve_handlers.errors import BadInputError
-from modelserve_handlers.payload import required_payload
-from modelserve_handlers.tensor_io import Tensors
-from modelserve_handlers.tensor_io.batching import Outcome, run_requests
+from modelserve_handlers.payload import required_payload, row_payload
+from modelserve_handlers.tensor_io import Tensors, open_inference, tf_serving
+from modelserve_handlers.tensor_io.batching import run_requests
 from modelserve_handlers.tensor_io.binding import batchable, bind_inputs
+from modelserve_handlers.tensor_io.datatypes import UNNAMED_OUTPUT, tensor_metadata
 from modelserve_handlers.tensor_io.formats import (
     EXPECTED,
     TensorRequest,
     decode_request,
     encode_response,
 )
-from modelserve_handlers.tensor_io.invoke import call_model
+from modelserve_handlers.tensor_io.invoke import TORCH_OUTPUT, call_model
+from modelserve_handlers.tensor_io.open_inference import HEADER_LENGTH, InferRequest
+from modelserve_handlers.tensor_io.tf_serving import DEFAULT_SIGNATURE, PredictRequest
+
+PROTOCOL_HEADER = "modelserve-protocol"
+V2 = "v2"
+TF_SERVING = "tfserving"
+# The signatures a TF Serving request may name: the backends run serving_default only.
+SIGNATURES = [DEFAULT_SIGNATURE]
+
+Request = TensorRequest | InferRequest | PredictRequest
 
 
 class TensorHandler:
@@ -53,26 +69,81 @@ class TensorHandler:
         self.concatenate = batchable(self.model)
         self.initialized = True
 
+    def tensor_metadata(self) -> dict[str, list[dict[str, Any]]]:
+        """The model's inputs and outputs as KServe v2 metadata, for the worker's READY."""
+        assert self.model is not None, "initialize() loads the model first"
+        return tensor_metadata(self.model)
+
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         """Answer every request of the batch, in order."""
         assert self.model is not None, "initialize() loads the model first"
         results: list[Any] = [None] * len(data)
-        requests: dict[int, TensorRequest] = {}
+        protocols = [
+            context.get_request_header(index, PROTOCOL_HEADER) for index in range(len(data))
+        ]
+        requests: dict[int, Request] = {}
         inputs: dict[int, Tensors] = {}
         for index, row in enumerate(data):
             try:
-                request = decode_request(
-                    required_payload(row, EXPECTED), _content_type(context, index)
-                )
-                inputs[index] = bind_inputs(request, self.model)
+                requests[index], inputs[index] = self._decode(row, context, index, protocols[index])
             except BadInputError as exc:
-                results[index] = _refuse(context, index, exc)
-                continue
-            requests[index] = request
+                results[index] = _refuse(context, index, exc, protocols[index])
         outcomes = run_requests(partial(call_model, self.model), inputs, self.concatenate)
         for index, outcome in outcomes.items():
-            results[index] = _respond(context, index, requests[index], outcome)
+            if isinstance(outcome, BadInputError):
+                results[index] = _refuse(context, index, outcome, protocols[index])
+                continue
+            try:
+                results[index] = self._respond(context, index, requests[index], outcome)
+            except BadInputError as exc:  # e.g. an output the request asked for does not exist
+                results[index] = _refuse(context, index, exc, protocols[index])
         return results
+
+    def _decode(
+        self, row: dict[str, Any], context: Any, index: int, protocol: str | None
+    ) -> tuple[Request, Tensors]:
+        """One request, and its tensors bound to the model's inputs."""
+        assert self.model is not None
+        request: Request
+        if protocol is None:
+            request = decode_request(required_payload(row, EXPECTED), _content_type(context, index))
+            return request, bind_inputs(request.tensors, request.typed, self.model)
+        if protocol == V2:
+            header_length = context.get_request_header(index, HEADER_LENGTH)
+            request = open_inference.decode_infer_request(row_payload(row), header_length)
+            return request, bind_inputs(request.tensors, True, self.model)
+        if protocol == TF_SERVING:
+            request = tf_serving.decode_predict_request(row_payload(row), SIGNATURES)
+            # JSON numbers: typed by the model's inputs, as for the plain JSON format.
+            return request, bind_inputs(request.tensors, False, self.model)
+        raise BadInputError(
+            f"unknown {PROTOCOL_HEADER} {protocol!r} (expected {V2} or {TF_SERVING})"
+        )
+
+    def _respond(self, context: Any, index: int, request: Request, outputs: Tensors) -> Any:
+        """The body for one request, its content type (and headers) set on the context."""
+        if isinstance(request, InferRequest):
+            response = open_inference.encode_infer_response(
+                request, self._protocol_names(outputs), context.model_name, _model_version(context)
+            )
+            if response.json_length is not None:
+                context.set_response_header(index, HEADER_LENGTH, str(response.json_length))
+            context.set_response_content_type(index, response.content_type)
+            return response.body
+        if isinstance(request, PredictRequest):
+            return tf_serving.encode_predict_response(request, self._protocol_names(outputs))
+        body, content_type = encode_response(request, outputs, context.model_name)
+        if content_type is not None:
+            context.set_response_content_type(index, content_type)
+        return body
+
+    def _protocol_names(self, outputs: Tensors) -> Tensors:
+        """Triton's ``output__<i>`` for the tensors a torch module returns positionally."""
+        assert self.model is not None
+        positional = [TORCH_OUTPUT.format(index) for index in range(len(outputs))]
+        if self.model.backend not in TORCH_BACKENDS or list(outputs) != positional:
+            return outputs
+        return {UNNAMED_OUTPUT.format(index): array for index, array in enumerate(outputs.values())}
 
 
 def _content_type(context: Any, index: int) -> str | None:
@@ -80,20 +151,14 @@ def _content_type(context: Any, index: int) -> str | None:
     return value.partition(";")[0].strip().lower() if isinstance(value, str) else None
 
 
-def _respond(context: Any, index: int, request: TensorRequest, outcome: Outcome) -> Any:
-    """The body for one request, its content type set on the context."""
-    if isinstance(outcome, BadInputError):
-        return _refuse(context, index, outcome)
-    try:
-        body, content_type = encode_response(request, outcome, context.model_name)
-    except BadInputError as exc:  # e.g. an output the request asked for does not exist
-        return _refuse(context, index, exc)
-    if content_type is not None:
-        context.set_response_content_type(index, content_type)
-    return body
+def _model_version(context: Any) -> str | None:
+    version = ((context.manifest or {}).get("model") or {}).get("modelVersion")
+    return None if version is None else str(version)
 
 
-def _refuse(context: Any, index: int, error: BadInputError) -> dict[str, Any]:
+def _refuse(context: Any, index: int, error: BadInputError, protocol: str | None) -> dict[str, Any]:
     # Per request, so that the batch's valid requests are still answered.
     context.set_response_status(error.error_code, "Bad Request", index)
+    if protocol is not None:  # both protocols' error shape
+        return {"error": str(error)}
     return {"code": error.error_code, "type": type(error).__name__, "message": str(error)}

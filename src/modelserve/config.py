@@ -7,6 +7,7 @@ Environment variables are ``MODELSERVE_<KEY>`` (always honoured) and TorchServe'
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -127,6 +128,16 @@ class Settings(BaseModel):
     # Request line plus headers, in bytes, on every plane.
     max_header_size: int = Field(64 * 1024, ge=1024)
 
+    # ----- gRPC (docs/protocols.md): TorchServe's keys; the addresses are hosts, the ports
+    # separate (0 = any free port). Loopback by default, as in TorchServe (CVE-2024-35199).
+    enable_grpc: bool = True
+    grpc_inference_address: str = "127.0.0.1"
+    grpc_management_address: str = "127.0.0.1"
+    grpc_inference_port: int = Field(7070, ge=0, le=65535)
+    grpc_management_port: int = Field(7071, ge=0, le=65535)
+    # TLS on both gRPC ports with certificate_file / private_key_file.
+    enable_grpc_ssl: bool = False
+
     @field_validator("load_models", mode="before")
     @classmethod
     def _split_model_list(cls, value: Any) -> Any:
@@ -174,11 +185,30 @@ class Settings(BaseModel):
         key = f"{plane}_address"
         return Address.parse(key, getattr(self, key))
 
+    def grpc_address(self, plane: str) -> Address:
+        """The listen address of the gRPC ``plane`` (inference or management)."""
+        key = f"grpc_{plane}_address"
+        host = getattr(self, key).strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host or "/" in host or (":" in host and not _is_ipv6(host)):
+            raise ConfigError(f"{key}: expected a host name or IP address, got {host!r}")
+        scheme = "grpcs" if self.enable_grpc_ssl else "grpc"
+        return Address(scheme, host, getattr(self, f"grpc_{plane}_port"))
+
     def resolved_runtime_dir(self) -> Path:
         """Where worker sockets and specs live: private to the server's user."""
         if self.runtime_dir is not None:
             return self.runtime_dir
         return Path(tempfile.gettempdir()) / f"modelserve-{os.getuid()}"
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def cuda_visible_devices(environ: Mapping[str, str] | None = None) -> str | None:
@@ -252,4 +282,6 @@ def load_settings(
         raise ConfigError(f"{key}: {first['msg']} (got {first.get('input')!r})") from exc
     for plane in ("inference", "management", "metrics"):
         settings.address(plane)
+    for plane in ("inference", "management"):
+        settings.grpc_address(plane)
     return settings

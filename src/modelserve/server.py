@@ -21,6 +21,7 @@ from modelserve.api.plane import SIMPLE_METHODS, CorsPolicy, PlaneAccess
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.engine import Engine
 from modelserve.engine.snapshot import SnapshotError, latest_snapshot
+from modelserve.grpc.server import build_grpc_planes, start_grpc_planes, stop_grpc_planes
 from modelserve.security.exposure import AccessPolicy, access_policy
 from modelserve.security.tokens import KeyKind
 from modelserve.telemetry.frontend_metrics import ServerMetrics
@@ -188,6 +189,7 @@ async def run_server(
         collectors = metrics.collectors(engine.version_states)
         apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"])
     servers = {plane: _plane(app, settings, plane) for plane, app in apps.items()}
+    grpc_planes = build_grpc_planes(settings, engine, policy)
     _announce(policy, settings)
     if policy.generated_keys is not None:
         try:
@@ -205,6 +207,7 @@ async def run_server(
     ]
     flusher = asyncio.create_task(_flush_logs_periodically())
     try:
+        await start_grpc_planes(grpc_planes)
         await _load_models(engine, settings, startup_models)
         for plane in servers:
             log.info("%s API listening on %s", plane, settings.address(plane))
@@ -221,7 +224,9 @@ async def run_server(
     finally:
         for server in servers.values():
             server.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(
+            *tasks, stop_grpc_planes(grpc_planes, GRACEFUL_SHUTDOWN_S), return_exceptions=True
+        )
         await engine.stop()
         if policy.generated_keys is not None:
             policy.generated_keys.remove()

@@ -6,7 +6,8 @@ The frontend's ROUTER socket sees a leading identity frame (the worker id) in ad
 
 Kinds (header key ``k``):
 
-* ``ready``       worker → frontend: model loaded, the worker is idle and wants work.
+* ``ready``       worker → frontend: model loaded, the worker is idle and wants work; may
+  carry the model's tensor metadata.
 * ``load_failed`` worker → frontend: the handler failed to load (error type, message, traceback).
 * ``batch``       frontend → worker: one batch of requests; its parameter values are the frames.
 * ``result``      worker → frontend: the batch's responses (or one batch-level error); bodies
@@ -76,9 +77,18 @@ def decode_header(frame: bytes) -> dict[str, Any]:
     return msgpack.unpackb(frame, raw=False)
 
 
-def encode_ready(worker_id: str, pid: int, load_ms: float) -> list[bytes]:
-    """The message a worker sends once its model is loaded."""
-    return [encode_header({"k": READY, "wid": worker_id, "pid": pid, "load_ms": load_ms})]
+def encode_ready(
+    worker_id: str, pid: int, load_ms: float, tensors: dict[str, Any] | None = None
+) -> list[bytes]:
+    """The message a worker sends once its model is loaded.
+
+    ``tensors``, when the handler can tell, describes the model's tensors as the KServe v2
+    metadata does: ``{"inputs": [{"name", "datatype", "shape"}], "outputs": [...]}``.
+    """
+    header = {"k": READY, "wid": worker_id, "pid": pid, "load_ms": load_ms}
+    if tensors is not None:
+        header["tensors"] = tensors
+    return [encode_header(header)]
 
 
 def encode_load_failed(error_type: str, message: str, traceback_text: str) -> list[bytes]:

@@ -9,8 +9,8 @@ from .artifacts import require_serialized_file
 from .model import LoadedModel, ModelLoadError, TensorSpec, feed_by_name, import_framework
 
 FRAMEWORK = "ONNX Runtime"
-# ONNX Runtime's element type names that numpy spells differently.
-_ORT_TYPE_NAMES = {"float": "float32", "double": "float64"}
+# ONNX Runtime's element type names that numpy spells differently; strings are object arrays.
+_ORT_TYPE_NAMES = {"float": "float32", "double": "float64", "string": "object"}
 
 
 def load(model_dir: Path, manifest: dict[str, Any], device: str) -> LoadedModel:
@@ -47,6 +47,6 @@ def _spec(node: Any) -> TensorSpec:
     element = node.type.removeprefix("tensor(").removesuffix(")")
     try:
         dtype = np.dtype(_ORT_TYPE_NAMES.get(element, element))
-    except TypeError:  # string, bfloat16 and other types numpy has no dtype for
+    except TypeError:  # bfloat16 and other types numpy has no dtype for
         dtype = None
     return TensorSpec(node.name, shape, dtype)

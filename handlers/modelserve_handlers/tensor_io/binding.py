@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, TensorSpec
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
-from .formats import TensorRequest
+from .datatypes import OBJECT
 
 # JSON floats for a torch model, whose input dtypes nobody declares: torch's default dtype.
 # JSON integers stay int64, as token ids and indices must.
 TORCH_JSON_FLOAT = np.dtype("float32")
 
 
-def bind_inputs(request: TensorRequest, model: LoadedModel) -> Tensors:
-    """The request's tensors keyed by model input name, checked and cast where the model says.
+def bind_inputs(
+    tensors: Mapping[str | None, np.ndarray], typed: bool, model: LoadedModel
+) -> Tensors:
+    """A request's tensors keyed by model input name, checked and cast where the model says.
 
-    Torch modules declare names but no shapes or dtypes, so for them the checks are left to
-    the model itself (see ``invoke``).
+    ``None`` keys the request's only, unnamed tensor; ``typed`` is False when the values came
+    from JSON numbers, which carry no dtype of their own. Torch modules declare names but no
+    shapes or dtypes, so for them the checks are left to the model itself (see ``invoke``).
     """
-    tensors = _named(request, model)
+    tensors = _named(tensors, model)
     if model.backend in TORCH_BACKENDS:
-        if not request.typed:
+        if not typed:
             return {
                 name: array.astype(TORCH_JSON_FLOAT) if array.dtype.kind == "f" else array
                 for name, array in tensors.items()
@@ -35,7 +40,10 @@ def bind_inputs(request: TensorRequest, model: LoadedModel) -> Tensors:
     if unknown or missing:
         problem = f'unknown input "{unknown[0]}"' if unknown else f'missing input "{missing[0]}"'
         raise BadInputError(f"{problem} (the model takes {_names(model)})")
-    return {name: _conform(tensors[name], specs[name]) for name in specs}
+    bound = {name: _conform(tensors[name], specs[name]) for name in specs}
+    if model.backend == "onnx":
+        return {name: _onnx_strings(array, name) for name, array in bound.items()}
+    return bound
 
 
 def batchable(model: LoadedModel) -> bool:
@@ -45,10 +53,10 @@ def batchable(model: LoadedModel) -> bool:
     )
 
 
-def _named(request: TensorRequest, model: LoadedModel) -> Tensors:
-    if None not in request.tensors:
-        return {str(name): array for name, array in request.tensors.items()}
-    (array,) = request.tensors.values()
+def _named(tensors: Mapping[str | None, np.ndarray], model: LoadedModel) -> Tensors:
+    if None not in tensors:
+        return {str(name): array for name, array in tensors.items()}
+    (array,) = tensors.values()
     names = model.input_names
     # A torch module gets a lone tensor as its first argument, whatever else forward() takes.
     if len(names) > 1 and model.backend not in TORCH_BACKENDS:
@@ -72,10 +80,31 @@ def _conform(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
         )
     if spec.dtype is None or array.dtype == spec.dtype:
         return array
+    if OBJECT in (spec.dtype, array.dtype):  # strings and numbers never convert
+        want, got = (_kind(dtype) for dtype in (spec.dtype, array.dtype))
+        raise BadInputError(f'input "{spec.name}": expected {want} values, got {got}')
     # Same kind only: ints and lower precision widen silently, floats never become ints.
     if not np.can_cast(array.dtype, spec.dtype, "same_kind"):
         raise BadInputError(f'input "{spec.name}": expected {spec.dtype} values, got {array.dtype}')
     return array.astype(spec.dtype)
+
+
+def _kind(dtype: np.dtype) -> str:
+    return "string" if dtype == OBJECT else str(dtype)
+
+
+def _onnx_strings(array: np.ndarray, name: str) -> np.ndarray:
+    """BYTES elements as text: ONNX Runtime stores ``str(b"...")`` for a bytes element."""
+    if array.dtype != OBJECT:
+        return array
+    try:
+        return np.vectorize(_text, otypes=[OBJECT])(array)
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f'input "{name}": ONNX string tensors take UTF-8 text') from exc
+
+
+def _text(value: object) -> object:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _render(shape: tuple[int | None, ...]) -> str:

@@ -15,34 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from modelserve_handlers.errors import BadInputError
+
+from .datatypes import BYTES, V2_DATATYPES, datatype_of
+from .json_body import parse_json_body
 
 NPY_CONTENT_TYPE = "application/x-npy"
 NPZ_CONTENT_TYPE = "application/x-npz"
 NPY_MAGIC = b"\x93NUMPY"
 EXPECTED = "a JSON array, a .npy file, or named tensors"
-
-# KServe v2 datatype ↔ numpy; BYTES and BF16 have no numeric numpy equivalent here.
-V2_DATATYPES: dict[str, np.dtype] = {
-    name: np.dtype(numpy_name)
-    for name, numpy_name in (
-        ("BOOL", "bool"),
-        ("UINT8", "uint8"),
-        ("UINT16", "uint16"),
-        ("UINT32", "uint32"),
-        ("UINT64", "uint64"),
-        ("INT8", "int8"),
-        ("INT16", "int16"),
-        ("INT32", "int32"),
-        ("INT64", "int64"),
-        ("FP16", "float16"),
-        ("FP32", "float32"),
-        ("FP64", "float64"),
-    )
-}
-_V2_NAMES = {dtype: name for name, dtype in V2_DATATYPES.items()}
 
 
 @dataclass
@@ -65,9 +47,9 @@ def decode_request(payload: Any, content_type: str | None) -> TensorRequest:
         payload = bytes(payload)
         if payload.startswith(NPY_MAGIC) or content_type == NPY_CONTENT_TYPE:
             return TensorRequest("npy", {None: _load_npy(payload)})
-        payload = _parse_json(payload)
+        payload = parse_json_body(payload, EXPECTED)
     elif isinstance(payload, str):
-        payload = _parse_json(payload.encode())
+        payload = parse_json_body(payload.encode(), EXPECTED)
     if isinstance(payload, dict):
         if "inputs" in payload:
             return _decode_named(payload)
@@ -96,15 +78,6 @@ def encode_response(
     # Contiguous arrays go to the worker's orjson encoder as they are, without a tolist().
     arrays = {name: np.ascontiguousarray(array) for name, array in outputs.items()}
     return (next(iter(arrays.values())) if len(arrays) == 1 else arrays), None
-
-
-def _parse_json(raw: bytes) -> Any:
-    if not raw.strip():
-        raise BadInputError(f"empty request body: expected {EXPECTED}")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadInputError(f"request body is not valid JSON ({exc}); expected {EXPECTED}") from exc
 
 
 def _load_npy(raw: bytes) -> np.ndarray:
@@ -198,8 +171,8 @@ def _encode_named(
 
 
 def _named_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
-    datatype = _V2_NAMES.get(array.dtype)
-    if datatype is None:
+    datatype = datatype_of(array.dtype)
+    if datatype is None or datatype == BYTES:
         raise TypeError(f"output {name!r} has dtype {array.dtype}, which KServe v2 cannot carry")
     return {
         "name": name,

@@ -10,10 +10,14 @@ from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
+from .datatypes import UNNAMED_INPUT
+
+# The names of the tensors a torch module returns positionally.
+TORCH_OUTPUT = "output_{}"
 
 
 def call_model(model: LoadedModel, inputs: Tensors) -> Tensors:
-    """Run ``model`` on named arrays; outputs by name (torch outputs are named ``output_<i>``
+    """Run ``model`` on named arrays; outputs by name (torch outputs are named ``TORCH_OUTPUT``
     unless the module returns a dict)."""
     if model.backend in TORCH_BACKENDS:
         return _call_torch(model, inputs)
@@ -23,9 +27,8 @@ def call_model(model: LoadedModel, inputs: Tensors) -> Tensors:
 def _call_torch(model: LoadedModel, inputs: Tensors) -> Tensors:
     import torch
 
-    arguments = next(iter(inputs.values())) if len(inputs) == 1 else inputs
     try:
-        result = model(arguments)
+        result = model(_torch_arguments(inputs))
     except torch.cuda.OutOfMemoryError:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -40,8 +43,21 @@ def _call_torch(model: LoadedModel, inputs: Tensors) -> Tensors:
     if isinstance(result, dict):
         return {str(name): _to_numpy(torch, value) for name, value in result.items()}
     if isinstance(result, list | tuple):
-        return {f"output_{index}": _to_numpy(torch, value) for index, value in enumerate(result)}
-    return {"output_0": _to_numpy(torch, result)}
+        return {
+            TORCH_OUTPUT.format(index): _to_numpy(torch, value)
+            for index, value in enumerate(result)
+        }
+    return {TORCH_OUTPUT.format(0): _to_numpy(torch, result)}
+
+
+def _torch_arguments(inputs: Tensors) -> Any:
+    """A lone tensor, Triton's ``input__0`` … in positional order, or keyword arguments."""
+    if len(inputs) == 1:
+        return next(iter(inputs.values()))
+    positional = [UNNAMED_INPUT.format(index) for index in range(len(inputs))]
+    if inputs.keys() == set(positional):
+        return [inputs[name] for name in positional]
+    return inputs
 
 
 def _to_numpy(torch: Any, value: Any) -> np.ndarray:

@@ -11,9 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import json_response, status_response
+from modelserve.api.tf_serving import tf_serving_routes
 from modelserve.engine.engine import Engine
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
@@ -108,4 +110,6 @@ def build_inference_app(
                 methods=INFERENCE_METHODS,
             ),
         ]
+    # KServe v2 (Open Inference Protocol) and TF Serving / KServe v1 REST.
+    routes += v2_routes(engine) + tf_serving_routes(engine)
     return build_plane(routes, count_response, max_request_size, access)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.responses import error_response
+from modelserve.api.responses import JSON_MEDIA_TYPE, error_response
 from modelserve.engine.errors import ServingError
 
 
@@ -28,7 +30,7 @@ class BodySizeLimit:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.limit:
-                    response = error_response(413, "RequestTooLargeException", self._message())
+                    response = _too_large(scope["path"], self._message())
                     await response(scope, receive, send)
                     return
                 break
@@ -51,3 +53,11 @@ class BodySizeLimit:
             return message
 
         return counted_receive
+
+
+def _too_large(path: str, message: str) -> Response:
+    # The KServe v2 and TF Serving routes answer their protocols' {"error": ...} body.
+    if path.startswith(("/v1/", "/v2/")):
+        body = orjson.dumps({"error": message})
+        return Response(body, status_code=413, media_type=JSON_MEDIA_TYPE)
+    return error_response(413, "RequestTooLargeException", message)

@@ -8,6 +8,7 @@ from typing import Any
 from modelserve import __version__
 from modelserve.api.params import INT_MAX
 from modelserve.engine.engine import RUNTIMES
+from modelserve.engine.model_config import TENSOR_DATATYPES
 from modelserve.engine.registry import PATH_SEGMENT_PATTERN
 from modelserve.engine.worker_pool import MAX_WORKERS_PER_VERSION
 
@@ -103,6 +104,220 @@ def _inference_operation(summary: str, params: list[dict[str, Any]]) -> dict[str
     }
 
 
+# ----- KServe v2 (Open Inference Protocol) and TF Serving REST: errors are {"error": ...}
+
+_PROTOCOL_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+_LABEL = _path_param("label", "A version label (the model config's versionLabels).")
+_TENSOR_METADATA = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+_V2_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": list(TENSOR_DATATYPES)},
+        "parameters": {"type": "object"},
+        "data": {},
+    },
+}
+_V2_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _V2_TENSOR},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+            },
+        },
+    },
+}
+_TF_REQUEST = {
+    "type": "object",
+    "properties": {
+        "signature_name": {"type": "string"},
+        "instances": {"type": "array"},
+        "inputs": {},
+    },
+}
+_TF_STATUS = {
+    "type": "object",
+    "required": ["model_version_status"],
+    "properties": {
+        "model_version_status": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["version", "state", "status"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "state": {
+                        "type": "string",
+                        "enum": ["UNKNOWN", "START", "LOADING", "AVAILABLE", "UNLOADING", "END"],
+                    },
+                    "status": {
+                        "type": "object",
+                        "properties": {
+                            "error_code": {"type": "string"},
+                            "error_message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+_TF_METADATA = {
+    "type": "object",
+    "required": ["model_spec", "metadata"],
+    "properties": {
+        "model_spec": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "signature_name": {"type": "string"},
+                "version": {"type": "string"},
+            },
+        },
+        "metadata": {
+            "type": "object",
+            "required": ["signature_def"],
+            "properties": {"signature_def": {"type": "object"}},
+        },
+    },
+}
+
+
+def _protocol_errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _json(_PROTOCOL_ERROR, "Error") for code in codes}
+
+
+def _protocol_get(summary: str, schema: dict[str, Any], *codes: int) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {"200": _json(schema, "OK"), **_protocol_errors(*codes)},
+        }
+    }
+
+
+def _protocol_inference(summary: str, body: dict[str, Any], binary: bool) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": body}}
+    answers: dict[str, Any] = {"application/json": {"schema": {}}}
+    if binary:  # the binary tensor data extension
+        content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+        answers["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": content},
+            "responses": {
+                "200": {"description": "The handler's answer.", "content": answers},
+                **_protocol_errors(400, 404, 413, 500, 503, 504),
+            },
+        }
+    }
+
+
+def _v2_paths() -> dict[str, Any]:
+    metadata_schema = {
+        "type": "object",
+        "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": _TENSOR_METADATA},
+            "outputs": {"type": "array", "items": _TENSOR_METADATA},
+        },
+    }
+    server_schema = {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    ready_schema = {
+        "type": "object",
+        "required": ["ready"],
+        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+    }
+    live_schema = {"type": "object", "properties": {"live": {"type": "boolean"}}}
+    paths: dict[str, Any] = {
+        "/v2": _protocol_get("KServe v2 server metadata.", server_schema),
+        "/v2/health/live": _protocol_get("KServe v2: the server is live.", live_schema),
+        "/v2/health/ready": _protocol_get(
+            "KServe v2: every model has a ready worker (400 when not).", ready_schema, 400
+        ),
+    }
+    for prefix, params, which in (
+        ("/v2/models/{model_name}", [_MODEL], "the default version"),
+        ("/v2/models/{model_name}/versions/{version}", [_MODEL, _VERSION], "one version"),
+    ):
+        paths[prefix] = {
+            "parameters": params,
+            **_protocol_get(f"KServe v2 metadata of {which}.", metadata_schema, 404),
+        }
+        paths[f"{prefix}/ready"] = {
+            "parameters": params,
+            **_protocol_get(
+                f"KServe v2: {which} has a ready worker (400 when not).", ready_schema, 400, 404
+            ),
+        }
+        paths[f"{prefix}/infer"] = {
+            "parameters": params,
+            **_protocol_inference(f"KServe v2 inference with {which}.", _V2_REQUEST, True),
+        }
+        paths[f"{prefix}/explain"] = {
+            "parameters": params,
+            **_protocol_inference(f"Explanation with {which}.", _V2_REQUEST, True),
+        }
+    return paths
+
+
+def _tf_serving_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for prefix, params, which in (
+        ("/v1/models/{model_name}", [_MODEL], "the default version"),
+        ("/v1/models/{model_name}/versions/{version}", [_MODEL, _VERSION], "one version"),
+        ("/v1/models/{model_name}/labels/{label}", [_MODEL, _LABEL], "a labelled version"),
+    ):
+        paths[prefix] = {
+            "parameters": params,
+            **_protocol_get(f"TF Serving status of {which}.", _TF_STATUS, 404, 405),
+        }
+        paths[f"{prefix}/metadata"] = {
+            "parameters": params,
+            **_protocol_get(f"TF Serving metadata of {which}.", _TF_METADATA, 404),
+        }
+        for verb in ("predict", "explain"):
+            paths[f"{prefix}:{verb}"] = {
+                "parameters": params,
+                **_protocol_inference(f"TF Serving {verb} with {which}.", _TF_REQUEST, False),
+            }
+    return paths
+
+
 @cache
 def inference_openapi() -> dict[str, Any]:
     """The inference plane's API description."""
@@ -126,6 +341,8 @@ def inference_openapi() -> dict[str, Any]:
             "/explanations/{model_name}/{version}": _inference_operation(
                 "Explain with one version.", [_MODEL, _VERSION]
             ),
+            **_v2_paths(),
+            **_tf_serving_paths(),
         },
     )
 

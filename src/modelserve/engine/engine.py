@@ -312,6 +312,7 @@ class Engine:
             loaded_at_startup=options.loaded_at_startup,
             pool=pool,
             metrics=version_metrics,
+            declared_tensors={"inputs": model_config.inputs, "outputs": model_config.outputs},
         )
         return model_version, workers
 
@@ -469,6 +470,12 @@ class Engine:
             entry = self.registry.entry(name)
             return [entry.versions[key].describe() for key in sorted(entry.versions)]
         return [self.registry.get(name, version).describe()]
+
+    def tensor_metadata(self, name: str, version: str | None) -> dict[str, list[dict[str, Any]]]:
+        """The model version's ``{"inputs": [...], "outputs": [...]}`` tensors, each
+        ``{name, datatype, shape}`` as KServe v2 metadata has them (-1: an open dimension);
+        empty lists while unknown. 404s as for every lookup."""
+        return self.registry.get(name, version).tensor_metadata()
 
     def list_models(self, limit: int, page_token: int) -> dict[str, Any]:
         """``GET /models``: default versions sorted by name, paginated as TorchServe does."""

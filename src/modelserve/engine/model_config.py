@@ -18,6 +18,25 @@ from modelserve.engine.errors import InvalidModelException
 
 log = logging.getLogger("modelserve.engine")
 
+TENSOR_KEYS = ("inputs", "outputs")
+# The KServe v2 datatypes the tensor handler serves (its tensor_io.datatypes; the frontend does
+# not import handler code).
+TENSOR_DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
+
 _INT_KEYS = {
     "minWorkers": "min_workers",
     "maxWorkers": "max_workers",
@@ -45,6 +64,10 @@ class ModelConfig:
     max_retry_timeout: int | None = None
     device_type: str | None = None
     device_ids: tuple[int, ...] | None = None
+    # Declared tensor metadata (top-level ``inputs:`` / ``outputs:``), KServe v2 style:
+    # [{name, datatype, shape}], overriding what the handler reports.
+    inputs: list[dict[str, Any]] | None = None
+    outputs: list[dict[str, Any]] | None = None
 
     def worker_range(self) -> tuple[int, int] | None:
         """(min, max) when the YAML sets a usable pair (min > 0 and max >= min)."""
@@ -88,7 +111,37 @@ def load_model_config(path: Path | None) -> ModelConfig:
             values["device_ids"] = tuple(device_ids)
         else:
             _ignore(path, "deviceIds", device_ids, "not a list of GPU numbers")
+    for key in TENSOR_KEYS:
+        if document.get(key) is not None:
+            values[key] = _tensor_list(path, key, document[key])
     return ModelConfig(raw=document, **values)
+
+
+def _tensor_list(path: Path, key: str, value: Any) -> list[dict[str, Any]]:
+    """Declared tensors, checked: unlike a bad knob, wrong metadata would mislead clients."""
+    problem = f"model config {path.name}: {key} must be a list of {{name, datatype, shape}}"
+    if not isinstance(value, list):
+        raise InvalidModelException(problem)
+    tensors = []
+    for index, entry in enumerate(value):
+        where = f"model config {path.name}: {key}[{index}]"
+        if not isinstance(entry, dict):
+            raise InvalidModelException(problem)
+        name, datatype, shape = entry.get("name"), entry.get("datatype"), entry.get("shape")
+        if not isinstance(name, str) or not name:
+            raise InvalidModelException(f"{where}: name must be a non-empty string")
+        if datatype not in TENSOR_DATATYPES:
+            raise InvalidModelException(
+                f"{where}: datatype {datatype!r} is not one of {', '.join(TENSOR_DATATYPES)}"
+            )
+        if not isinstance(shape, list) or not all(
+            isinstance(dim, int) and not isinstance(dim, bool) and dim >= -1 for dim in shape
+        ):
+            raise InvalidModelException(f"{where}: shape must be a list of integers (-1: any)")
+        if any(tensor["name"] == name for tensor in tensors):
+            raise InvalidModelException(f"{where}: {name!r} is declared twice")
+        tensors.append({"name": name, "datatype": datatype, "shape": shape})
+    return tensors
 
 
 def _is_whole_number(value: Any) -> bool:

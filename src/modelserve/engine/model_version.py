@@ -47,6 +47,7 @@ class ModelVersion:
         loaded_at_startup: bool,
         pool: WorkerPool,
         metrics: VersionMetrics,
+        declared_tensors: dict[str, list[dict[str, Any]] | None] | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -60,10 +61,22 @@ class ModelVersion:
         self.loaded_at_startup = loaded_at_startup
         self.pool = pool
         self.metrics = metrics
+        # From the model-config yaml: {"inputs": [...] or None, "outputs": [...] or None}.
+        self.declared_tensors = declared_tensors or {}
         self._no_worker_message = (
             f'Model "{name}" Version {version} has no worker to serve inference request. '
             "Please use scale workers API to add workers."
         )
+
+    def tensor_metadata(self) -> dict[str, list[dict[str, Any]]]:
+        """The model's inputs and outputs ({name, datatype, shape}): declared in the yaml, else
+        as a worker reported them; empty lists while unknown."""
+        reported = self.pool.tensor_metadata or {}
+        metadata = {}
+        for key in ("inputs", "outputs"):
+            declared = self.declared_tensors.get(key)
+            metadata[key] = list(reported.get(key) or [] if declared is None else declared)
+        return metadata
 
     def submit(self, job: InferenceJob) -> None:
         """Queue an inference job (503 when no worker exists or the queue is full)."""

@@ -128,6 +128,8 @@ class WorkerPool:
         self.workers: dict[str, WorkerProcess] = {}
         self.target = 0
         self.last_failure: LoadFailure | None = None
+        # The model's tensors as the first worker that could tell described them (READY).
+        self.tensor_metadata: dict[str, Any] | None = None
         self._consecutive_failures = 0
         self._restart: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -266,6 +268,8 @@ class WorkerPool:
     def _on_ready(self, worker: WorkerProcess, header: dict[str, Any]) -> None:
         worker.state = READY
         worker.load_ms = header["load_ms"]
+        if self.tensor_metadata is None and isinstance(header.get("tensors"), dict):
+            self.tensor_metadata = header["tensors"]
         self._consecutive_failures = 0
         self._failing_since = None
         self.last_failure = None

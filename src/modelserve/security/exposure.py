@@ -12,7 +12,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
-from modelserve.config import ConfigError, Settings
+from modelserve.config import Address, ConfigError, Settings
 from modelserve.security.tokens import GeneratedKeys, KeyVerifier, StaticToken, TokenError
 
 log = logging.getLogger("modelserve.security")
@@ -49,9 +49,15 @@ def token_auth_wanted(settings: Settings) -> bool:
         return not settings.disable_token_authorization
     if settings.auth_token or settings.auth_token_file:
         return True
-    return not all(
-        is_loopback(settings.address(plane).host) for plane in ("inference", "management")
-    )
+    return not all(is_loopback(address.host) for address in _keyed_addresses(settings))
+
+
+def _keyed_addresses(settings: Settings) -> list[Address]:
+    """The listeners that need keys: the inference and management planes and their gRPC ports."""
+    addresses = [settings.address(plane) for plane in ("inference", "management")]
+    if settings.enable_grpc:
+        addresses += [settings.grpc_address(plane) for plane in ("inference", "management")]
+    return addresses
 
 
 def _verifier(settings: Settings) -> KeyVerifier | None:
@@ -74,8 +80,12 @@ def _verifier(settings: Settings) -> KeyVerifier | None:
 def _model_control_refusal(settings: Settings, verifier: KeyVerifier | None) -> str | None:
     if not settings.enable_model_api:
         return "Model registration and removal are disabled (enable_model_api=false)"
-    address = settings.address("management")
-    if verifier is None and not is_loopback(address.host):
+    addresses = [settings.address("management")]
+    if settings.enable_grpc:
+        addresses.append(settings.grpc_address("management"))
+    public = [address for address in addresses if not is_loopback(address.host)]
+    if verifier is None and public:
+        address = public[0]
         return (
             f"Model registration and removal are refused: the management API listens on "
             f"{address} without token authorization. Enable token authorization (set "

@@ -54,7 +54,8 @@ def serve(spec: WorkerSpec) -> int:
         zmq_context.term()
         return 1
     load_ms = (time.perf_counter() - started) * 1000
-    socket.send_multipart(wire.encode_ready(spec.worker_id, os.getpid(), load_ms))
+    ready = wire.encode_ready(spec.worker_id, os.getpid(), load_ms, service.tensor_metadata())
+    socket.send_multipart(ready)
     log.info("model %s version %s loaded in %.0f ms", spec.model_name, spec.model_version, load_ms)
     exit_code = _serve_batches(socket, service, spec.parent_pid)
     socket.close()

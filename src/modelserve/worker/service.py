@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from typing import Any
 
 from modelserve import __version__
 from modelserve.wire import BatchError, BatchTelemetry, WireRequest, WireResponse, WorkerSpec
@@ -32,6 +33,19 @@ class ModelService:
         self.metrics = MetricsCache(spec.model_name, spec.model_metrics)
         self.context.metrics = self.metrics
         self._handle: HandleFunction = load_entry_point(spec.handler, spec.model_dir, self.context)
+
+    def tensor_metadata(self) -> dict[str, Any] | None:
+        """What a handler object's ``tensor_metadata()`` says of the model's tensors, if it
+        has that method; a failure there is logged, never fatal to serving."""
+        describe = getattr(getattr(self._handle, "__self__", None), "tensor_metadata", None)
+        if not callable(describe):
+            return None
+        try:
+            metadata = describe()
+        except Exception:
+            log.warning("tensor_metadata() failed:\n%s", traceback.format_exc())
+            return None
+        return metadata if isinstance(metadata, dict) else None
 
     def predict(
         self, requests: list[WireRequest]

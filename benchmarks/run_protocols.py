@@ -1,0 +1,265 @@
+"""One model through every inference protocol: TorchServe's /predictions, the Open Inference
+Protocol (KServe v2) over REST with JSON and with binary tensors, and over gRPC.
+
+    python benchmarks/run_protocols.py [--duration S] [--concurrency 1 16 64] [--out DIR] [--smoke]
+
+The digits CNN (TorchScript) is served by the built-in ``tensor`` handler, one worker, batches
+of up to 8 within 5 ms, so every protocol reaches the same model code. REST load comes from
+wrk; gRPC load from ``loadtest.grpc_load`` in its own process. Each protocol's ceiling on
+this machine is measured too: wrk on ``GET /v2/health/live`` and the gRPC client on
+``ServerLive``. Writes ``<out>/<date>-<host>-protocols.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from loadtest import BATCH_SIZE, BENCH_DIR, MAX_BATCH_DELAY_MS, archives
+from loadtest import server as serving
+from loadtest.environment import describe_environment
+from loadtest.wrk import WrkError, run_wrk, wrk_binary
+from modelserve_archiver.builder import build_archive
+from modelserve_archiver.options import ArchiveOptions
+
+MODEL = "digits_tensor"
+INPUT_SHAPE = [1, 1, 8, 8]
+DEFAULT_DURATION_S = 10
+DEFAULT_CONCURRENCY = [1, 16, 64]
+SMOKE_DURATION_S = 1
+SMOKE_CONCURRENCY = [1, 4]
+CEILING_CONCURRENCY = 64
+POST_SCRIPT = BENCH_DIR / "post_body.lua"
+GRPC_EXIT_GRACE_S = 60
+
+
+@dataclass(frozen=True)
+class RestRoute:
+    """A REST way to ask the model: its path, body and headers."""
+
+    label: str
+    path: str
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def progress(message: str) -> None:
+    print(f"[run_protocols] {message}", file=sys.stderr, flush=True)
+
+
+def rest_routes() -> list[RestRoute]:
+    """The same all-zero 8x8 image as /predictions JSON, v2 JSON and v2 binary."""
+    pixels = [0.0] * 64
+    nested = [[[pixels[row * 8 : row * 8 + 8] for row in range(8)]]]
+    v2_json = {
+        "inputs": [{"name": "input__0", "shape": INPUT_SHAPE, "datatype": "FP32", "data": pixels}]
+    }
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input__0",
+                    "shape": INPUT_SHAPE,
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 4 * 64},
+                }
+            ],
+            "outputs": [{"name": "output__0", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    binary = header + struct.pack("<64f", *pixels)
+    infer = f"/v2/models/{MODEL}/infer"
+    return [
+        RestRoute(
+            "/predictions JSON",
+            f"/predictions/{MODEL}",
+            json.dumps(nested).encode(),
+            "application/json",
+        ),
+        RestRoute("v2 REST JSON", infer, json.dumps(v2_json).encode(), "application/json"),
+        RestRoute(
+            "v2 REST binary",
+            infer,
+            binary,
+            "application/octet-stream",
+            {"Inference-Header-Content-Length": str(len(header))},
+        ),
+    ]
+
+
+def _flatten(headers: dict[str, str]) -> list[str]:
+    """Headers as post_body.lua's trailing name, value arguments."""
+    return [item for pair in headers.items() for item in pair]
+
+
+def check_route(server: serving.Server, route: RestRoute) -> None:
+    """One request per route before the load, so a wrong body fails loudly, not as errors."""
+    headers = {
+        "Content-Type": route.content_type,
+        **route.headers,
+    }
+    response = httpx.post(
+        server.inference + route.path, content=route.body, headers=headers, timeout=30
+    )
+    if response.status_code != 200:
+        raise server.fail(f"{route.label}: HTTP {response.status_code} {response.text[:500]}")
+
+
+def run_grpc(target: str, kind: str, concurrency: int, duration_s: int) -> dict:
+    """The gRPC load generator's result, run in its own process."""
+    command = [
+        sys.executable,
+        "-m",
+        "loadtest.grpc_load",
+        target,
+        kind,
+        MODEL,
+        str(concurrency),
+        str(duration_s),
+    ]
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=BENCH_DIR,
+        timeout=duration_s + GRPC_EXIT_GRACE_S,
+    )
+    if completed.returncode != 0:
+        raise WrkError(f"grpc_load exited with {completed.returncode}:\n{completed.stderr}")
+    return json.loads(completed.stdout)
+
+
+def build_model(scratch: Path, store: Path) -> None:
+    """Pack the digits TorchScript model with the built-in tensor handler."""
+    artifacts = archives.digits_artifacts(scratch / "digits")
+    options = ArchiveOptions(
+        model_name=MODEL,
+        version="1.0",
+        serialized_file=str(artifacts / "digits.pt"),
+        handler="tensor",
+        export_path=store,
+        force=True,
+    )
+    build_archive(options)
+
+
+def measure(scratch: Path, duration_s: int, concurrency: list[int]) -> dict:
+    """Serve the model and load it through each protocol; the server is always stopped."""
+    store = scratch / "model_store"
+    store.mkdir()
+    build_model(scratch, store)
+    runs: list[dict] = []
+    with serving.running_server(scratch / "server", store) as server:
+        serving.register(
+            server, f"{MODEL}.mar", batch_size=BATCH_SIZE, max_batch_delay_ms=MAX_BATCH_DELAY_MS
+        )
+        serving.wait_healthy(server)
+        for route in rest_routes():
+            check_route(server, route)
+            body_file = scratch / f"body-{len(runs)}.bin"
+            body_file.write_bytes(route.body)
+            for clients in concurrency:
+                progress(f"wrk {route.label} c={clients}")
+                args = (str(body_file), route.content_type, *_flatten(route.headers))
+                result = run_wrk(
+                    server.inference + route.path, clients, duration_s, POST_SCRIPT, args
+                )
+                runs.append({"protocol": route.label, "concurrency": clients, **result.as_dict()})
+        for clients in concurrency:
+            progress(f"gRPC ModelInfer c={clients}")
+            result = run_grpc(server.grpc_inference, "infer", clients, duration_s)
+            runs.append({"protocol": "v2 gRPC", "concurrency": clients, **result})
+        progress("ceilings: GET /v2/health/live (wrk), ServerLive (gRPC)")
+        rest_ceiling = run_wrk(
+            server.inference + "/v2/health/live", CEILING_CONCURRENCY, duration_s
+        )
+        grpc_ceiling = run_grpc(server.grpc_inference, "live", CEILING_CONCURRENCY, duration_s)
+    return {
+        "runs": runs,
+        "ceilings": {
+            "rest_v2_health_live": {"concurrency": CEILING_CONCURRENCY, **rest_ceiling.as_dict()},
+            "grpc_server_live": {"concurrency": CEILING_CONCURRENCY, **grpc_ceiling},
+        },
+    }
+
+
+def markdown(report: dict) -> str:
+    """The report as a markdown section."""
+    env = report["environment"]
+    lines = [
+        f"## Protocols ({env.get('date', '')}, {env.get('host', socket.gethostname())})",
+        "",
+        "Model: digits CNN (TorchScript) behind the `tensor` handler, 1 worker, "
+        f"batch {BATCH_SIZE}, {MAX_BATCH_DELAY_MS} ms; {report['duration_s']} s per run.",
+        "",
+        "| protocol | c | req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in report["runs"]:
+        lines.append(
+            f"| {run['protocol']} | {run['concurrency']} | {run['requests_per_s']:,.0f} | "
+            f"{run['p50_ms']:.2f} | {run['p90_ms']:.2f} | {run['p99_ms']:.2f} | {run['errors']} |"
+        )
+    rest, grpc = report["ceilings"]["rest_v2_health_live"], report["ceilings"]["grpc_server_live"]
+    lines += [
+        "",
+        f"Ceilings at c={CEILING_CONCURRENCY} (no model, no queue): REST `GET /v2/health/live` "
+        f"{rest['requests_per_s']:,.0f} req/s with wrk; gRPC `ServerLive` "
+        f"{grpc['requests_per_s']:,.0f} req/s with the Python gRPC client, which shares the two "
+        "cores with the server.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options; ``--smoke`` changes the defaults, explicit flags still win."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, metavar="S", help="seconds per run (default 10)")
+    parser.add_argument("--concurrency", type=int, nargs="+", metavar="C", help="default 1 16 64")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="results folder")
+    parser.add_argument("--smoke", action="store_true", help="1 s runs at concurrency 1 and 4")
+    args = parser.parse_args(argv)
+    if args.duration is None:
+        args.duration = SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S
+    if args.concurrency is None:
+        args.concurrency = SMOKE_CONCURRENCY if args.smoke else DEFAULT_CONCURRENCY
+    if args.duration < 1 or min(args.concurrency) < 1:
+        parser.error("--duration and --concurrency must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the protocol benchmark; 1 with a message when the server or a load tool fails."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    try:
+        wrk_binary()
+        environment = describe_environment(args.duration)
+        with tempfile.TemporaryDirectory(prefix="modelserve-protocols-") as scratch:
+            measured = measure(Path(scratch), args.duration, args.concurrency)
+    except (serving.ServerError, WrkError) as exc:
+        print(f"run_protocols: {exc}", file=sys.stderr)
+        return 1
+    report = {"environment": environment, "duration_s": args.duration, **measured}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y-%m-%d')}-{socket.gethostname()}-protocols"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = markdown(report)
+    (args.out / f"{stem}.md").write_text(text)
+    print(text, flush=True)
+    progress(f"wrote {args.out / stem}.md and .json in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""KServe v2 / Triton datatype names ↔ numpy dtypes, and a model's tensors described in them.
+
+BYTES tensors are numpy object arrays holding one ``bytes`` (or ``str``) per element: numpy's
+fixed-width ``S``/``U`` dtypes would pad every element to the longest one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, TensorSpec
+
+BYTES = "BYTES"
+OBJECT = np.dtype(object)
+
+# The numeric datatypes; every one has a numpy dtype of the same width and layout.
+V2_DATATYPES: dict[str, np.dtype] = {
+    name: np.dtype(numpy_name)
+    for name, numpy_name in (
+        ("BOOL", "bool"),
+        ("UINT8", "uint8"),
+        ("UINT16", "uint16"),
+        ("UINT32", "uint32"),
+        ("UINT64", "uint64"),
+        ("INT8", "int8"),
+        ("INT16", "int16"),
+        ("INT32", "int32"),
+        ("INT64", "int64"),
+        ("FP16", "float16"),
+        ("FP32", "float32"),
+        ("FP64", "float64"),
+    )
+}
+_NAMES = {dtype: name for name, dtype in V2_DATATYPES.items()}
+SUPPORTED = (*V2_DATATYPES, BYTES)
+
+# What a torch module's undeclared dtype is reported as: torch's default dtype, which is also
+# what the handler makes of JSON floats for a torch model.
+TORCH_DEFAULT_DATATYPE = "FP32"
+# Triton's names for tensors a framework leaves unnamed.
+UNNAMED_OUTPUT = "output__{}"
+UNNAMED_INPUT = "input__{}"
+
+
+def datatype_of(dtype: np.dtype) -> str | None:
+    """The v2 name of ``dtype``; BYTES for strings and objects; None when v2 has none."""
+    if dtype.kind in "OSU":
+        return BYTES
+    return _NAMES.get(dtype)
+
+
+def numpy_dtype(datatype: str) -> np.dtype:
+    """The numpy dtype a v2 datatype decodes to (object for BYTES)."""
+    return OBJECT if datatype == BYTES else V2_DATATYPES[datatype]
+
+
+def as_bytes(value: Any) -> bytes:
+    """One BYTES element as bytes (text as UTF-8)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"a BYTES element must be bytes or text, not {type(value).__name__}")
+
+
+def tensor_metadata(model: LoadedModel) -> dict[str, list[dict[str, Any]]]:
+    """The model's inputs and outputs as v2 metadata: name, datatype, shape (-1: open)."""
+    return {
+        "inputs": [_describe(spec, model.backend) for spec in model.inputs],
+        "outputs": [_describe(spec, model.backend) for spec in _outputs(model)],
+    }
+
+
+def _outputs(model: LoadedModel) -> tuple[TensorSpec, ...]:
+    if model.outputs or model.backend not in TORCH_BACKENDS:
+        return model.outputs
+    # A TorchScript method's schema says how many tensors it returns; eager code does not.
+    schema = getattr(getattr(model.module, "forward", None), "schema", None)
+    if schema is None or len(schema.returns) != 1:
+        return ()
+    returned = schema.returns[0].type
+    kinds = (
+        [item.kind() for item in returned.elements()]
+        if returned.kind() == "TupleType"
+        else [returned.kind()]
+    )
+    if any(kind != "TensorType" for kind in kinds):
+        return ()
+    return tuple(TensorSpec(UNNAMED_OUTPUT.format(index)) for index in range(len(kinds)))
+
+
+def _describe(spec: TensorSpec, backend: str) -> dict[str, Any]:
+    datatype = None if spec.dtype is None else datatype_of(spec.dtype)
+    if datatype is None:
+        datatype = TORCH_DEFAULT_DATATYPE if backend in TORCH_BACKENDS else BYTES
+    # An undeclared shape is reported as one open dimension: v2 cannot say "any rank".
+    shape = [-1] if spec.shape is None else [-1 if dim is None else dim for dim in spec.shape]
+    return {"name": spec.name, "datatype": datatype, "shape": shape}

@@ -1,0 +1,228 @@
+"""TorchServe's gRPC services, on the engine the REST planes use.
+
+Each call maps onto its REST twin: the same validation (``api.management``), the same engine
+call, the same messages. Describe and list answer the REST JSON document in ``msg``; the other
+management calls answer the REST status message, as TorchServe does. Errors end the call with
+TorchServe's HTTP → gRPC status mapping (``status.grpc_code``) and the REST error message.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import orjson
+from google.protobuf import empty_pb2
+
+from modelserve.api.management import register_options
+from modelserve.api.params import int_param
+from modelserve.engine.engine import Engine
+from modelserve.engine.errors import (
+    BadRequestException,
+    MethodNotAllowedException,
+    ServingError,
+)
+from modelserve.engine.worker_pool import MAX_WORKERS_PER_VERSION
+from modelserve.grpc.proto import (
+    inference_pb2,
+    inference_pb2_grpc,
+    management_pb2,
+    management_pb2_grpc,
+)
+from modelserve.grpc.status import abort_with, grpc_code
+from modelserve.wire import RequestParameter, WireRequest, WireResponse
+
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
+Method = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Reply]]
+
+# The register fields that are integers or strings: 0 / "" means "not given" (proto3).
+_REGISTER_FIELDS = (
+    "url",
+    "model_name",
+    "handler",
+    "runtime",
+    "batch_size",
+    "max_batch_delay",
+    "initial_workers",
+    "response_timeout",
+    "startup_timeout",
+)
+
+
+def _answers_errors(method: Method) -> Method:
+    """End the call with the engine error's gRPC status when ``method`` raises one."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except ServingError as exc:
+            await abort_with(context, exc)
+
+    return wrapper
+
+
+def _json(document: Any) -> str:
+    """TorchServe's pretty JSON (Gson: two-space indent, no trailing newline)."""
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
+
+
+def _handler_failure(response: WireResponse) -> tuple[grpc.StatusCode, str] | None:
+    """A handler's error answer (status >= 400) as a gRPC status and message."""
+    if response.status < 400:
+        return None
+    return grpc_code(response.status), response.body.decode("utf-8", errors="replace")
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
+    """``org.pytorch.serve.grpc.inference.InferenceAPIsService``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def _predict(self, request: inference_pb2.PredictionsRequest) -> WireResponse:
+        """Run one prediction; the inputs become the handler's request parameters, as bytes."""
+        if not request.model_name:
+            raise BadRequestException("Parameter model_name is required.")
+        wire = WireRequest(
+            str(uuid.uuid4()),
+            {},
+            [RequestParameter(name, None, value) for name, value in request.input.items()],
+        )
+        return await self.engine.predict(request.model_name, request.model_version or None, wire)
+
+    async def Ping(
+        self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.TorchServeHealthResponse:
+        return inference_pb2.TorchServeHealthResponse(
+            health=_json({"status": self.engine.health()})
+        )
+
+    @_answers_errors
+    async def Predictions(
+        self, request: inference_pb2.PredictionsRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.PredictionResponse:
+        response = await self._predict(request)
+        failure = _handler_failure(response)
+        if failure is not None:
+            await context.abort(*failure)
+        return inference_pb2.PredictionResponse(prediction=response.body)
+
+    async def StreamPredictions(
+        self, request: inference_pb2.PredictionsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[inference_pb2.PredictionResponse]:
+        # Handlers here answer once, so the stream has exactly one message.
+        try:
+            response = await self._predict(request)
+        except ServingError as exc:
+            await abort_with(context, exc)
+        failure = _handler_failure(response)
+        if failure is not None:
+            await context.abort(*failure)
+        yield inference_pb2.PredictionResponse(prediction=response.body)
+
+    async def StreamPredictions2(
+        self,
+        request_iterator: AsyncIterator[inference_pb2.PredictionsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[inference_pb2.PredictionResponse]:
+        # Requests are answered one at a time, in order; a failed one is answered with its
+        # status and the stream goes on. (No sequence affinity: any worker may serve each.)
+        async for request in request_iterator:
+            sequence = request.sequence_id if request.HasField("sequence_id") else None
+            try:
+                response = await self._predict(request)
+            except ServingError as exc:
+                failure = (grpc_code(exc.status), exc.message)
+            else:
+                failure = _handler_failure(response)
+            if failure is None:
+                yield inference_pb2.PredictionResponse(
+                    prediction=response.body, sequence_id=sequence
+                )
+            else:
+                status = inference_pb2.RpcStatus(code=failure[0].value[0], message=failure[1])
+                yield inference_pb2.PredictionResponse(sequence_id=sequence, status=status)
+
+
+class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):
+    """``org.pytorch.serve.grpc.management.ManagementAPIsService``.
+
+    ``model_control_refusal`` says why RegisterModel and UnregisterModel are refused (the
+    REST 405, here FAILED_PRECONDITION), or is None when they are allowed.
+    """
+
+    def __init__(self, engine: Engine, model_control_refusal: str | None) -> None:
+        self.engine = engine
+        self.model_control_refusal = model_control_refusal
+
+    def _require_model_api(self) -> None:
+        if self.model_control_refusal is not None:
+            raise MethodNotAllowedException(self.model_control_refusal)
+
+    @_answers_errors
+    async def DescribeModel(
+        self, request: management_pb2.DescribeModelRequest, context: grpc.aio.ServicerContext
+    ) -> management_pb2.ManagementResponse:
+        version = request.model_version or None
+        if version == "all" and request.customized:
+            raise BadRequestException("customized=true cannot be combined with all versions")
+        description = self.engine.describe(request.model_name, version)
+        return management_pb2.ManagementResponse(msg=_json(description))
+
+    @_answers_errors
+    async def ListModels(
+        self, request: management_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> management_pb2.ManagementResponse:
+        listing = self.engine.list_models(request.limit or 100, request.next_page_token)
+        return management_pb2.ManagementResponse(msg=_json(listing))
+
+    @_answers_errors
+    async def RegisterModel(
+        self, request: management_pb2.RegisterModelRequest, context: grpc.aio.ServicerContext
+    ) -> management_pb2.ManagementResponse:
+        self._require_model_api()
+        params: dict[str, Any] = {
+            name: getattr(request, name) for name in _REGISTER_FIELDS if getattr(request, name)
+        }
+        params["synchronous"] = request.synchronous
+        outcome = await self.engine.register(register_options(params))
+        return management_pb2.ManagementResponse(msg=outcome.message)
+
+    @_answers_errors
+    async def ScaleWorker(
+        self, request: management_pb2.ScaleWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> management_pb2.ManagementResponse:
+        params = {
+            "min_worker": request.min_worker or None,
+            "max_worker": request.max_worker or None,
+        }
+        low = int_param(params, "min_worker", 1, maximum=MAX_WORKERS_PER_VERSION)
+        high = int_param(params, "max_worker", low, maximum=MAX_WORKERS_PER_VERSION)
+        outcome = await self.engine.scale(
+            request.model_name, request.model_version or None, low, high, request.synchronous
+        )
+        return management_pb2.ManagementResponse(msg=outcome.message)
+
+    @_answers_errors
+    async def SetDefault(
+        self, request: management_pb2.SetDefaultRequest, context: grpc.aio.ServicerContext
+    ) -> management_pb2.ManagementResponse:
+        if not request.model_version:
+            raise BadRequestException("Parameter model_version is required.")
+        outcome = await self.engine.set_default(request.model_name, request.model_version)
+        return management_pb2.ManagementResponse(msg=outcome.message)
+
+    @_answers_errors
+    async def UnregisterModel(
+        self, request: management_pb2.UnregisterModelRequest, context: grpc.aio.ServicerContext
+    ) -> management_pb2.ManagementResponse:
+        self._require_model_api()
+        if not request.model_name:
+            raise BadRequestException("Parameter model_name is required.")
+        outcome = await self.engine.unregister(request.model_name, request.model_version or None)
+        return management_pb2.ManagementResponse(msg=outcome.message)
