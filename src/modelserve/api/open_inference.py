@@ -12,7 +12,6 @@ timeout, body too large), is the protocol's ``{"error": "<message>"}`` with its 
 
 from __future__ import annotations
 
-import inspect
 import uuid
 from typing import Any
 
@@ -111,16 +110,6 @@ def protocol_response(response: WireResponse, request_id: str) -> Response:
     )
 
 
-async def tensor_metadata(engine: Engine, name: str, version: str | None) -> dict[str, Any]:
-    """``{"inputs": [...], "outputs": [...]}`` of a version: the model config's ``inputs:`` /
-    ``outputs:``, else what the tensor handler's model declares."""
-    metadata = engine.tensor_metadata(name, version)
-    if inspect.isawaitable(metadata):
-        metadata = await metadata
-    metadata = metadata or {}
-    return {"inputs": metadata.get("inputs") or [], "outputs": metadata.get("outputs") or []}
-
-
 def platform(version: ModelVersion) -> str:
     """The v2 ``platform`` of a version: its framework for the tensor handler."""
     if version.handler not in TENSOR_HANDLERS:
@@ -168,7 +157,7 @@ def v2_routes(engine: Engine) -> list[BaseRoute]:
         name = request.path_params["model_name"]
         version = request.path_params.get("version")
         model_version = engine.registry.get(name, version)
-        tensors = await tensor_metadata(engine, name, version)
+        tensors = engine.tensor_metadata(name, version)
         return compact_json(
             {
                 "name": name,

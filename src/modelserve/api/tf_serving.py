@@ -29,7 +29,6 @@ from modelserve.api.open_inference import (
     protocol_app,
     protocol_request,
     protocol_response,
-    tensor_metadata,
 )
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import ModelVersionNotFoundException, ServingError
@@ -219,7 +218,7 @@ def tf_serving_routes(engine: Engine) -> list[BaseRoute]:
                     return error_body(405, f"Use POST for :{verb}")
             raise
         if target.metadata:
-            tensors = await tensor_metadata(engine, name, version)
+            tensors = engine.tensor_metadata(name, version)
             return compact_json(
                 {
                     "model_spec": {

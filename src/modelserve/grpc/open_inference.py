@@ -28,7 +28,6 @@ from modelserve.api.open_inference import (
     SERVER_NAME,
     V2,
     platform,
-    tensor_metadata,
 )
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import BadRequestException, ServingError
@@ -281,7 +280,7 @@ class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         version = request.version or None
         try:
             model_version = self.engine.registry.get(request.name, version)
-            tensors = await tensor_metadata(self.engine, request.name, version)
+            tensors = self.engine.tensor_metadata(request.name, version)
             versions = sorted(self.engine.registry.entry(request.name).versions)
         except ServingError as exc:
             await abort_with(context, exc)
