@@ -13,7 +13,7 @@ FIND_LINKS := $(if $(TORCH_WHEEL),--find-links $(WHEELS),)
 TORCH_REQUIREMENT := $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch>=2.1)
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint example clean tools
+.PHONY: venv run test lint example clean tools bench
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ tools:
 test: $(STAMP) tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# modelserve against TorchServe 0.12, MLServer, LitServe and the in-process limit, about 20 min
+# on 2 cores; the competitors' venvs are installed once into .bench-cache/. See docs/performance.md.
+bench: $(STAMP) tools
+	$(BIN)/python benchmarks/compare_servers.py
 
 clean:
 	rm -rf $(VENV) examples/digits/model_store examples/digits/build

@@ -14,6 +14,8 @@ MAX_THREADS = 2
 EXIT_GRACE_S = 30
 UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 PERCENTILE_LINE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+# wrk's "Thread Stats" row: Latency  <avg>  <stdev>  <max>  <+/- stdev>.
+LATENCY_MAX = re.compile(r"^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s", re.MULTILINE)
 REQUESTS_PER_S = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 REQUEST_COUNT = re.compile(r"^\s+(\d+) requests in ", re.MULTILINE)
 NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
@@ -35,6 +37,7 @@ class WrkResult:
     p75_ms: float
     p90_ms: float
     p99_ms: float
+    max_ms: float = 0.0
     non_2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
 
@@ -64,13 +67,14 @@ def wrk_version() -> str:
 
 
 def parse_report(text: str) -> WrkResult:
-    """Read a ``wrk --latency`` report: req/s, the 50/75/90/99% latencies and the errors."""
+    """Read a ``wrk --latency`` report: req/s, the 50/75/90/99% and max latencies, errors."""
     percentiles = {
         int(match[1]): float(match[2]) * UNIT_MS[match[3]]
         for match in PERCENTILE_LINE.finditer(text)
     }
     rate = REQUESTS_PER_S.search(text)
     count = REQUEST_COUNT.search(text)
+    slowest = LATENCY_MAX.search(text)
     if rate is None or count is None or set(percentiles) != {50, 75, 90, 99}:
         raise WrkError(f"unexpected wrk output (was --latency given?):\n{text}")
     # wrk prints the two error lines only when something went wrong.
@@ -86,6 +90,7 @@ def parse_report(text: str) -> WrkResult:
         p75_ms=percentiles[75],
         p90_ms=percentiles[90],
         p99_ms=percentiles[99],
+        max_ms=float(slowest[1]) * UNIT_MS[slowest[2]] if slowest else 0.0,
         non_2xx=int(non_2xx[1]) if non_2xx else 0,
         socket_errors=socket_errors,
     )
@@ -99,8 +104,26 @@ def run_wrk(
     script_args: tuple[str, ...] = (),
 ) -> WrkResult:
     """Load ``url`` over ``concurrency`` keep-alive connections for ``duration_s`` seconds."""
+    return parse_report(wrk_output(url, concurrency, duration_s, script, script_args))
+
+
+def wrk_output(
+    url: str,
+    concurrency: int,
+    duration_s: int,
+    script: Path | None = None,
+    script_args: tuple[str, ...] = (),
+    timeout_s: int | None = None,
+) -> str:
+    """What :func:`run_wrk` runs, returned as wrk's raw report, for scripts that print more.
+
+    ``timeout_s`` replaces wrk's 2 s request timeout, past which a response counts as a
+    timeout error and is left out of the latencies.
+    """
     threads = min(MAX_THREADS, concurrency)
     command = [wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{duration_s}s", "--latency"]
+    if timeout_s is not None:
+        command.append(f"--timeout={timeout_s}s")
     if script is not None:
         command += ["-s", str(script)]
     command.append(url)
@@ -114,4 +137,4 @@ def run_wrk(
         raise WrkError(f"wrk did not finish: {' '.join(command)}") from exc
     if completed.returncode != 0:
         raise WrkError(f"wrk exited with {completed.returncode}:\n{completed.stderr}")
-    return parse_report(completed.stdout)
+    return completed.stdout

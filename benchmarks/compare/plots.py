@@ -1,0 +1,115 @@
+"""PNG plots of a comparison: throughput against concurrency, and latency distributions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server or in CI
+
+# pyplot after the backend is chosen
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from compare.report import (
+    Results,
+    deployment_key,
+    deployments,
+    describe_deployment,
+    find_run,
+    in_process_limit,
+    label,
+)
+
+PANEL_SIZE = (5.0, 3.6)  # inches per subplot
+DPI = 110
+
+
+def _panels(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure with ``count`` subplots, two per row."""
+    columns = min(count, 2)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), squeeze=False
+    )
+    flat = list(axes.flat)
+    for unused in flat[count:]:
+        unused.set_visible(False)
+    return figure, flat[:count]
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
+def throughput(results: Results, model: str, path: Path) -> Path:
+    """req/s against concurrency, a panel per deployment of ``model``, a line per server;
+    the in-process limit for the same batch size as a dashed line."""
+    keys = [key for key in deployments(results) if key[0] == model]
+    figure, axes = _panels(len(keys))
+    for axis, key in zip(axes, keys, strict=True):
+        for server in results["settings"]["servers"]:
+            runs = [
+                r for r in results["runs"] if r["server"] == server and deployment_key(r) == key
+            ]
+            if runs:
+                axis.plot(
+                    [r["concurrency"] for r in runs],
+                    [r["requests_per_s"] for r in runs],
+                    marker="o",
+                    label=label(server),
+                )
+        limit = in_process_limit(results, model, key[2])
+        # noop's in-process rate is millions per second: drawn, it would flatten every line.
+        if limit is not None and model != "noop":
+            axis.axhline(limit["requests_per_s"], linestyle="--", color="grey", label="in-process")
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(
+            results["settings"]["concurrency"], map(str, results["settings"]["concurrency"])
+        )
+        axis.set_ylim(bottom=0)
+        axis.set_title(describe_deployment(key), fontsize=10)
+        axis.set_xlabel("concurrent connections")
+        axis.set_ylabel("requests/s")
+        axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def latency_cdf(results: Results, model: str, path: Path) -> Path:
+    """The latency distribution at the highest concurrency, a panel per deployment of
+    ``model``, a line per server (from latency_cdf.lua's percentile table)."""
+    concurrency = max(results["settings"]["concurrency"])
+    keys = [key for key in deployments(results) if key[0] == model]
+    figure, axes = _panels(len(keys))
+    for axis, key in zip(axes, keys, strict=True):
+        for server in results["settings"]["servers"]:
+            run = find_run(results, server, key, concurrency)
+            if run is not None:
+                percents, latencies = zip(*run["cdf"], strict=True)
+                axis.plot(latencies, percents, label=label(server))
+        axis.set_xscale("log")
+        # Plain numbers (0.5, 2, 10) rather than powers of ten; minor ticks unlabelled.
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_ylim(0, 100)
+        axis.set_title(f"{describe_deployment(key)}, c={concurrency}", fontsize=10)
+        axis.set_xlabel("latency, ms (log)")
+        axis.set_ylabel("percentile")
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def write_plots(results: Results, out_dir: Path, stem: str) -> list[Path]:
+    """Both plots for every model that was run; returns the files written."""
+    models = list(dict.fromkeys(key[0] for key in deployments(results)))
+    written = []
+    for model in models:
+        written.append(throughput(results, model, out_dir / f"{stem}-throughput-{model}.png"))
+        written.append(latency_cdf(results, model, out_dir / f"{stem}-latency-{model}.png"))
+    return written

@@ -1,0 +1,51 @@
+"""Classify raw tensors: each request's body is one sample as float32 bytes (machine order).
+
+The benchmark's TorchScript models reshape flat samples to their input shape themselves, so
+this one handler serves every classifier of the comparison. It imports only torch and the
+standard library, so the same file runs in TorchServe's python worker and in modelserve's.
+Torch's thread count is left to whatever the serving process set.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# A function handler has no instance to keep the model on; the worker loads it once.
+_state: dict[str, torch.jit.ScriptModule] = {}
+
+
+def _load(context: Any) -> torch.jit.ScriptModule:
+    """Load the archive's serialized TorchScript model onto the CPU."""
+    model_dir = Path(context.system_properties["model_dir"])
+    path = model_dir / context.manifest["model"]["serializedFile"]
+    with warnings.catch_warnings():
+        # Recent torch flags TorchScript as deprecated; the notice would fill every worker log.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        model = torch.jit.load(str(path), map_location="cpu")
+    return model.eval()
+
+
+def handle(data: list[dict[str, Any]] | None, context: Any) -> list[str] | None:
+    """Answer each request of the batch with its predicted class index, as text.
+
+    The load-time call (``data is None``) loads the model; a server that skips that call
+    gets it loaded on the first batch instead.
+    """
+    if "model" not in _state:
+        _state["model"] = _load(context)
+    if data is None:
+        return None
+    payloads = [row.get("data") or row.get("body") for row in data]
+    size = len(payloads[0])
+    if any(not isinstance(p, bytes | bytearray) or len(p) != size for p in payloads):
+        raise ValueError("every request must be raw float32 bytes of one sample, all one size")
+    # Joining into a bytearray is the batch stacking (one copy) and makes the buffer writable,
+    # which torch.frombuffer wants.
+    batch = torch.frombuffer(bytearray().join(payloads), dtype=torch.float32)
+    with torch.inference_mode():
+        classes = _state["model"](batch.view(len(payloads), -1)).argmax(dim=1).tolist()
+    return [str(index) for index in classes]
