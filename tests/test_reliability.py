@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import (
     RunningServer,
     build_test_archive,
@@ -18,6 +19,8 @@ from support import (
     start_server,
     wait_until,
 )
+
+from modelserve.engine.worker_pool import UNBATCHED_PIPELINE_DEPTH
 
 JOB_QUEUE_SIZE = 2
 MAX_REQUEST_SIZE = 8192
@@ -67,9 +70,23 @@ def _workers(server: RunningServer, model: str) -> list[dict]:
     return httpx.get(f"{server.management}/models/{model}", timeout=30).json()[0]["workers"]
 
 
+REQUESTS_METRIC = "ts_inference_requests_total"
+
+
 def _pending(server: RunningServer, model: str) -> int:
     described = httpx.get(f"{server.management}/models/{model}", timeout=30).json()[0]
     return described["jobQueueStatus"]["pendingRequests"]
+
+
+def _received(server: RunningServer, model: str) -> float:
+    """Requests the server has received for ``model`` (counted on arrival)."""
+    text = httpx.get(server.metrics + "/metrics", params={"name[]": REQUESTS_METRIC}).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("model_name") == model
+    )
 
 
 class TimedPost:
@@ -152,7 +169,10 @@ def test_full_queue_is_503_at_once_and_oversized_body_still_413(
         marker = tmp_path / "in-flight"
         busy = TimedPost(url, {"touch": str(marker), "sleep": 2, "echo": "busy"})
         wait_until(marker.exists, timeout=10)
-        queued = [TimedPost(url, {"echo": index}) for index in range(JOB_QUEUE_SIZE)]
+        # The busy worker holds one more request behind the sleeping one (unbatched pipeline);
+        # the rest fill the queue.
+        waiting = JOB_QUEUE_SIZE + UNBATCHED_PIPELINE_DEPTH - 1
+        queued = [TimedPost(url, {"echo": index}) for index in range(waiting)]
         wait_until(lambda: _pending(server, name) == JOB_QUEUE_SIZE, timeout=10)
 
         started = time.monotonic()
@@ -183,8 +203,11 @@ def test_request_waiting_past_response_timeout_is_503_not_a_hang(
 ) -> None:
     name = "slow"
     response_timeout = 3
-    # Each batch stays under the timeout, so only the queue wait can exceed it: the second
-    # request reaches the worker after 2 s, the third would only after 4.5 s.
+    # Each batch stays under the timeout, so only the queue wait can exceed it. The worker
+    # works on the first request (2 s) and holds the second behind it (2.5 s, timed from when
+    # the worker starts it); the filler gets the slot the first frees at 2 s; the last request
+    # would only get one at 4.5 s.
+    assert UNBATCHED_PIPELINE_DEPTH == 2, "this timeline assumes two requests per worker"
     _register(server, name, batch_size=1, response_timeout=response_timeout)
     url = f"{server.inference}/predictions/{name}"
     try:
@@ -192,8 +215,12 @@ def test_request_waiting_past_response_timeout_is_503_not_a_hang(
         first = TimedPost(url, {"touch": str(marker), "sleep": 2, "echo": "first"})
         wait_until(marker.exists, timeout=10)
         second = TimedPost(url, {"sleep": 2.5, "echo": "second"})
+        # In this order: the filler must not overtake the second into the worker's free slot.
+        wait_until(lambda: _received(server, name) == 2, timeout=5)
+        filler = TimedPost(url, {"echo": "filler"})
         wait_until(lambda: _pending(server, name) == 1, timeout=5)
         third = TimedPost(url, {"echo": "third"})
+        wait_until(lambda: _pending(server, name) == 2, timeout=5)
 
         body = _assert_error(third.result(), 503, "ServiceUnavailableException")
         # It says why: no worker took it within the version's response_timeout.
@@ -208,6 +235,7 @@ def test_request_waiting_past_response_timeout_is_503_not_a_hang(
         assert first.result().json()["echo"] == "first"
         assert second.result().status_code == 200
         assert second.result().json()["echo"] == "second"
+        assert filler.result().json()["echo"] == "filler"
     finally:
         _unregister(server, name)
 

@@ -35,6 +35,7 @@ class Batcher(Generic[WorkerT]):
         full_message: str,
         max_wait_s: float,
         waited_too_long: Callable[[], BaseException],
+        in_flight: Callable[[WorkerT], int] = lambda _worker: 0,
     ) -> None:
         self.batch_size = batch_size
         self.capacity = capacity
@@ -42,6 +43,7 @@ class Batcher(Generic[WorkerT]):
         self._full_message = full_message
         self._max_wait_s = max_wait_s
         self._waited_too_long = waited_too_long
+        self._in_flight = in_flight
         self.pending: deque[InferenceJob] = deque()
         self.idle: deque[WorkerT] = deque()
         self._dispatch_scheduled = False
@@ -64,8 +66,9 @@ class Batcher(Generic[WorkerT]):
         self.dispatch()
 
     def worker_unavailable(self, worker: WorkerT) -> None:
-        """A worker is retiring or gone: never hand it another batch."""
-        if worker in self.idle:
+        """A worker is retiring or gone: never hand it another batch (a worker that may hold
+        several batches is in ``idle`` once per free slot)."""
+        while worker in self.idle:
             self.idle.remove(worker)
 
     def requeue(self, jobs: list[InferenceJob]) -> None:
@@ -106,5 +109,16 @@ class Batcher(Generic[WorkerT]):
                 if not job.future.done():  # the client gave up while queued
                     jobs.append(job)
             if jobs:
-                # The most recently idle worker has the warmest caches.
-                self._send_batch(idle.pop(), jobs)
+                self._send_batch(self._take_idle(), jobs)
+
+    def _take_idle(self) -> WorkerT:
+        """A free worker slot: a worker with nothing in flight when there is one, so a second
+        batch never queues behind a busy worker while another sits idle; among those, the most
+        recently idle (warmest caches)."""
+        idle = self.idle
+        for index in range(len(idle) - 1, -1, -1):
+            if not self._in_flight(idle[index]):
+                worker = idle[index]
+                del idle[index]
+                return worker
+        return idle.pop()

@@ -93,7 +93,7 @@ class ModelVersion:
     def state(self) -> VersionState:
         """Queue depth and worker states, for the scrape-time gauges."""
         workers = self.pool.live_workers()
-        busy = sum(1 for worker in workers if worker.batch is not None)
+        busy = sum(1 for worker in workers if worker.batches)
         ready = sum(1 for worker in workers if worker.state == READY)
         return VersionState(
             self.name,

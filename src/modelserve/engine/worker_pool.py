@@ -42,6 +42,12 @@ MAX_WORKERS_PER_VERSION = max(32, 4 * (os.cpu_count() or 1))
 # (modelserve.worker.handler_loader.HandlerLoadError; the frontend does not import worker code).
 HANDLER_LOAD_ERROR = "HandlerLoadError"
 
+# Batches a worker may hold at once when it serves one request per batch: the second waits in
+# the worker's socket, so the worker starts it the moment it has answered the first instead of
+# idling for a round trip through the frontend. With batching on, requests that arrive while a
+# worker is busy wait in the frontend to form the next batch instead.
+UNBATCHED_PIPELINE_DEPTH = 2
+
 # TorchServe's restart back-off table, in seconds, indexed by consecutive failures.
 BACK_OFF_S = (0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597)
 
@@ -122,8 +128,10 @@ class WorkerPool:
                 f"Model {label}: no worker took the request within response_timeout "
                 f"({timeouts.response:g} s)"
             ),
+            in_flight=lambda worker: len(worker.batches),
         )
         self._max_response_size = max_response_size
+        self._depth = UNBATCHED_PIPELINE_DEPTH if batch_size == 1 else 1
         self._failing_since: float | None = None
         self.workers: dict[str, WorkerProcess] = {}
         self.target = 0
@@ -225,9 +233,9 @@ class WorkerPool:
         self.batcher.worker_unavailable(worker)
         if worker.state == STARTING:
             worker.kill()
-        elif worker.batch is None:
+        elif not worker.batches:
             self._dispatcher.send(worker.id, wire.encode_stop())
-        # A busy worker gets its stop after its batch's result (see _on_result).
+        # A busy worker gets its stop after its last batch's result (see _on_result).
         asyncio.get_running_loop().call_later(self.timeouts.unregister, worker.kill)
 
     # ----- one worker's life
@@ -277,13 +285,15 @@ class WorkerPool:
             worker.ready.set_result(None)
         log.info("%s worker %s ready in %.0f ms", self.label, worker.id, worker.load_ms)
         self._metrics.worker_loaded(worker.id, worker.since_start_s() * 1000)
-        self._release(worker)
+        for _ in range(self._depth):
+            self._release(worker)
 
     def _release(self, worker: WorkerProcess) -> None:
-        if worker.retiring:
-            self._dispatcher.send(worker.id, wire.encode_stop())
-        else:
+        """One of the worker's batch slots is free again."""
+        if not worker.retiring:
             self.batcher.worker_idle(worker)
+        elif not worker.batches:
+            self._dispatcher.send(worker.id, wire.encode_stop())
 
     def _send_batch(self, worker: WorkerProcess, jobs: list[InferenceJob]) -> None:
         now = time.perf_counter()
@@ -295,27 +305,39 @@ class WorkerPool:
             worker.kill()
             self.batcher.requeue(jobs)
             return
-        timer = asyncio.get_running_loop().call_later(
-            self.timeouts.response, self._batch_timed_out, worker, batch_id
-        )
-        worker.batch = InFlightBatch(batch_id, jobs, timer, time.perf_counter() - now)
+        worker.batches.append(InFlightBatch(batch_id, jobs, time.perf_counter() - now))
+        if len(worker.batches) == 1:
+            self._time_head_batch(worker)
 
-    def _batch_timed_out(self, worker: WorkerProcess, batch_id: int) -> None:
-        if worker.batch is not None and worker.batch.batch_id == batch_id:
-            log.error("%s worker %s exceeded response_timeout; killing it", self.label, worker.id)
-            worker.timed_out = True
-            worker.kill()
+    def _time_head_batch(self, worker: WorkerProcess) -> None:
+        """Start response_timeout for the batch the worker works on now."""
+        worker.response_timer = asyncio.get_running_loop().call_later(
+            self.timeouts.response, self._batch_timed_out, worker
+        )
+
+    def _batch_timed_out(self, worker: WorkerProcess) -> None:
+        worker.response_timer = None
+        log.error("%s worker %s exceeded response_timeout; killing it", self.label, worker.id)
+        worker.timed_out = True
+        worker.kill()
+
+    @staticmethod
+    def _stop_timing(worker: WorkerProcess) -> None:
+        if worker.response_timer is not None:
+            worker.response_timer.cancel()
+            worker.response_timer = None
 
     def _on_result(
         self, worker: WorkerProcess, header: dict[str, Any], frames: list[bytes]
     ) -> None:
-        batch = worker.batch
-        if batch is None or batch.batch_id != header["id"]:
+        if not worker.batches or worker.batches[0].batch_id != header["id"]:
             log.error("%s worker %s answered an unknown batch", self.label, worker.id)
             return
         started = time.perf_counter()
-        worker.batch = None
-        batch.timer.cancel()
+        batch = worker.batches.popleft()
+        self._stop_timing(worker)
+        if worker.batches:
+            self._time_head_batch(worker)
         self._metrics.worker_timings(*header["t"])
         if header["m"]:
             self._metrics.apply_worker_metrics(header["m"])
@@ -346,8 +368,8 @@ class WorkerPool:
         self.workers.pop(worker.id, None)
         self.batcher.worker_unavailable(worker)
         reason = reason or _exit_reason(code)
-        if worker.batch is not None:
-            worker.batch.timer.cancel()
+        self._stop_timing(worker)
+        if worker.batches:
             error: ServingError = (
                 WorkerTimeoutException(
                     f"Worker timed out: no answer within response_timeout "
@@ -356,9 +378,10 @@ class WorkerPool:
                 if worker.timed_out
                 else WorkerDiedException(f"Worker died ({reason}) while processing the request")
             )
-            for job in worker.batch.jobs:
-                job.fail(error)
-            worker.batch = None
+            for batch in worker.batches:
+                for job in batch.jobs:
+                    job.fail(error)
+            worker.batches.clear()
         if not worker.ready.done():
             failure = self.last_failure.summary() if self.last_failure else reason
             invalid_handler = (

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -32,11 +33,10 @@ STOPPED = "STOPPED"
 
 @dataclasses.dataclass(slots=True)
 class InFlightBatch:
-    """The batch a worker holds, so its requests can be failed if the worker dies."""
+    """A batch a worker holds, so its requests can be failed if the worker dies."""
 
     batch_id: int
     jobs: list[InferenceJob]
-    timer: asyncio.TimerHandle
     # Frontend time spent encoding and sending it (part of WorkerThreadTime).
     send_overhead_s: float
 
@@ -50,7 +50,11 @@ class WorkerProcess:
         self.state = STARTING
         self.started_at = datetime.now()
         self.pid: int | None = None
-        self.batch: InFlightBatch | None = None
+        # Batches sent and not yet answered, oldest first (the worker answers in order).
+        self.batches: deque[InFlightBatch] = deque()
+        # response_timeout of the batch the worker is working on (the oldest): a batch waiting
+        # behind it in the worker's socket is not yet being worked on.
+        self.response_timer: asyncio.TimerHandle | None = None
         self.retiring = False
         self.timed_out = False
         self.load_ms: float | None = None
