@@ -9,7 +9,6 @@ server on free loopback ports, runs wrk against each model at each concurrency a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -20,13 +19,10 @@ from pathlib import Path
 from loadtest import BATCH_SIZE, BENCH_DIR, DIGITS_DIR, MAX_BATCH_DELAY_MS, archives, in_process
 from loadtest import server as serving
 from loadtest.environment import describe_environment
+from loadtest.options import parse_load_args
 from loadtest.report import LoadRun, Report, write
 from loadtest.wrk import WrkError, WrkResult, run_wrk, wrk_binary
 
-DEFAULT_DURATION_S = 10
-DEFAULT_CONCURRENCY = [1, 16, 64]
-SMOKE_DURATION_S = 1
-SMOKE_CONCURRENCY = [1, 4]
 PING_CONCURRENCY = 64
 WARM_UP_REQUESTS = 50
 POST_SCRIPT = BENCH_DIR / "post_body.lua"
@@ -151,30 +147,9 @@ def benchmark(scratch: Path, duration_s: int, concurrency: list[int]) -> Report:
     return Report(environment, runs, limits, ping)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Command-line options; ``--smoke`` changes the defaults, explicit flags still win."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, metavar="S", help="seconds per run (default 10)")
-    parser.add_argument(
-        "--concurrency", type=int, nargs="+", metavar="C", help="connections (default 1 16 64)"
-    )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="results folder")
-    parser.add_argument(
-        "--smoke", action="store_true", help="a quick check: 1 s runs at concurrency 1 and 4"
-    )
-    args = parser.parse_args(argv)
-    if args.duration is None:
-        args.duration = SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S
-    if args.concurrency is None:
-        args.concurrency = SMOKE_CONCURRENCY if args.smoke else DEFAULT_CONCURRENCY
-    if args.duration < 1 or min(args.concurrency) < 1:
-        parser.error("--duration and --concurrency must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the whole benchmark; 1 with a message when the server or wrk misbehaves."""
-    args = parse_args(argv)
+    args = parse_load_args(__doc__.splitlines()[0], argv)
     try:
         wrk_binary()  # before any training or serving
         with tempfile.TemporaryDirectory(prefix="modelserve-bench-") as scratch:

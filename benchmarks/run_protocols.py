@@ -12,7 +12,6 @@ this machine is measured too: wrk on ``GET /v2/health/live`` and the gRPC client
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import struct
@@ -27,16 +26,13 @@ import httpx
 from loadtest import BATCH_SIZE, BENCH_DIR, MAX_BATCH_DELAY_MS, archives
 from loadtest import server as serving
 from loadtest.environment import describe_environment
+from loadtest.options import parse_load_args
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
 
 MODEL = "digits_tensor"
 INPUT_SHAPE = [1, 1, 8, 8]
-DEFAULT_DURATION_S = 10
-DEFAULT_CONCURRENCY = [1, 16, 64]
-SMOKE_DURATION_S = 1
-SMOKE_CONCURRENCY = [1, 4]
 CEILING_CONCURRENCY = 64
 POST_SCRIPT = BENCH_DIR / "post_body.lua"
 GRPC_EXIT_GRACE_S = 60
@@ -221,26 +217,9 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Command-line options; ``--smoke`` changes the defaults, explicit flags still win."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, metavar="S", help="seconds per run (default 10)")
-    parser.add_argument("--concurrency", type=int, nargs="+", metavar="C", help="default 1 16 64")
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="results folder")
-    parser.add_argument("--smoke", action="store_true", help="1 s runs at concurrency 1 and 4")
-    args = parser.parse_args(argv)
-    if args.duration is None:
-        args.duration = SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S
-    if args.concurrency is None:
-        args.concurrency = SMOKE_CONCURRENCY if args.smoke else DEFAULT_CONCURRENCY
-    if args.duration < 1 or min(args.concurrency) < 1:
-        parser.error("--duration and --concurrency must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the protocol benchmark; 1 with a message when the server or a load tool fails."""
-    args = parse_args(argv)
+    args = parse_load_args(__doc__.splitlines()[0], argv)
     started = time.monotonic()
     try:
         wrk_binary()

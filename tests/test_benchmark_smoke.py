@@ -1,4 +1,8 @@
-"""The load benchmark end to end at smoke size: real server, real wrk, a results file."""
+"""The benchmark scripts end to end at smoke size: real servers, real wrk, their result files.
+
+``make bench`` (compare_servers.py) runs modelserve and the in-process limit only here: with an
+empty venv cache no competitor is installed, so nothing needs the network.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,40 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-RUN_LOAD = Path(__file__).resolve().parents[1] / "benchmarks" / "run_load.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODELS = {"noop", "digits"}
 SMOKE_CONCURRENCY = {1, 4}
-# The smoke run itself takes about 20 s on 2 cores; the rest is headroom for a busy machine.
-RUN_TIMEOUT_S = 120
+PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC"}
+# A smoke run takes 20-40 s on 2 cores (the comparison mostly builds models); the rest is
+# headroom for a busy machine.
+RUN_TIMEOUT_S = 240
 
-
-@pytest.mark.skipif(
+needs_wrk = pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"
 )
-def test_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
+
+
+def smoke_run(script: str, out: Path, pattern: str, *extra: str) -> tuple[Path, dict[str, Any]]:
+    """Run ``benchmarks/<script> --smoke``; its one results file matching ``pattern``, read."""
     completed = subprocess.run(
-        [sys.executable, str(RUN_LOAD), "--smoke", "--out", str(tmp_path)],
+        [sys.executable, str(BENCHMARKS / script), "--smoke", "--out", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    (results_file,) = tmp_path.glob("*.json")
+    (results_file,) = out.glob(pattern)
     assert results_file.with_suffix(".md").is_file()
-    results = json.loads(results_file.read_text())
+    return results_file, json.loads(results_file.read_text())
+
+
+@needs_wrk
+def test_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
+    _, results = smoke_run("run_load.py", tmp_path, "*.json")
     runs = {(run["model"], run["concurrency"]): run for run in results["results"]}
     assert set(runs) == {(model, c) for model in MODELS for c in SMOKE_CONCURRENCY}
     for key, run in runs.items():
@@ -41,24 +55,9 @@ def test_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
     assert results["ping"]["errors"] == 0
 
 
-RUN_PROTOCOLS = RUN_LOAD.with_name("run_protocols.py")
-PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC"}
-
-
-@pytest.mark.skipif(
-    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"
-)
+@needs_wrk
 def test_protocol_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, str(RUN_PROTOCOLS), "--smoke", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    (results_file,) = tmp_path.glob("*-protocols.json")
-    assert results_file.with_suffix(".md").is_file()
-    results = json.loads(results_file.read_text())
+    _, results = smoke_run("run_protocols.py", tmp_path, "*-protocols.json")
     runs = {(run["protocol"], run["concurrency"]): run for run in results["runs"]}
     assert set(runs) == {(protocol, c) for protocol in PROTOCOLS for c in SMOKE_CONCURRENCY}
     for key, run in runs.items():
@@ -67,3 +66,41 @@ def test_protocol_smoke_run_writes_results_without_errors(tmp_path: Path) -> Non
     for ceiling in results["ceilings"].values():
         assert ceiling["requests_per_s"] > 0
         assert ceiling["errors"] == 0
+
+
+@needs_wrk
+def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    results_file, results = smoke_run(
+        "compare_servers.py", out, "*-compare.json", "--cache", str(tmp_path)
+    )
+    assert results["failures"] == []
+    assert results["settings"]["servers"] == ["modelserve"]
+    runs = {(run["model"], run["concurrency"]): run for run in results["runs"]}
+    assert set(runs) == {(model, c) for model in MODELS for c in SMOKE_CONCURRENCY}
+    for key, run in runs.items():
+        assert run["server"] == "modelserve"
+        assert run["requests_per_s"] > 0, key
+        assert run["errors"] == 0, (key, run)
+        assert run["max_ms"] >= run["p99_ms"] > 0, key
+        percents = [percent for percent, _ in run["cdf"]]
+        assert percents == sorted(percents) and percents[-1] == 100, key
+    assert {limit["model"] for limit in results["in_process"]} == MODELS
+    assert results["cold_start_s"]["modelserve"] > 0
+    assert results["register_s"]["modelserve"] > 0
+    assert results["memory_mb"]["modelserve"]["workers"] > 0
+    assert results["ping"]["requests_per_s"] > 0
+    assert results["ping"]["errors"] == 0
+    assert {goal["met"] for goal in results["goals"]} == {None}  # no TorchServe, no resnet
+
+    report = results_file.with_suffix(".md").read_text()
+    assert "## Goals" in report
+    assert "### digits, 1 worker, unbatched" in report
+    plots = {path.name for path in out.glob("*.png")}
+    stem = results_file.stem
+    assert plots == {
+        f"{stem}-{kind}-{model}.png" for kind in ("throughput", "latency") for model in MODELS
+    }
+    for name in plots:
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+        assert f"]({name})" in report
