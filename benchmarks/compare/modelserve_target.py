@@ -13,10 +13,8 @@ from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
 
 from compare.models import ModelFiles
-from compare.servers import Deployment, Endpoint, register_params
+from compare.servers import REGISTER_TIMEOUT_S, Deployment, Endpoint, register_and_answer
 
-REGISTER_TIMEOUT_S = 300
-FIRST_ANSWER_DEADLINE_S = 60
 WORKER_MODULE = "modelserve.worker"
 MIB = 1024 * 1024
 
@@ -82,25 +80,14 @@ class ModelserveTarget:
         worker start, handler import and model load.
         """
         server = self._running()
-        archive = self._archive(files)
-        params = register_params(archive, files, deployment)
-        url = f"{server.inference}/predictions/{files.name}"
-        started = time.monotonic()
-        response = httpx.post(
-            server.management + "/models", params=params, timeout=REGISTER_TIMEOUT_S
+        return register_and_answer(
+            server.management,
+            server.inference,
+            self._archive(files),
+            files,
+            deployment,
+            server.fail,
         )
-        if response.status_code != 200:
-            raise server.fail(f"registering {archive}: HTTP {response.status_code} {response.text}")
-        answer = httpx.post(
-            url,
-            content=files.body,
-            headers={"Content-Type": files.content_type},
-            timeout=FIRST_ANSWER_DEADLINE_S,
-        )
-        register_s = time.monotonic() - started
-        if answer.status_code != 200 or not files.answer_ok(answer.content):
-            raise server.fail(f"{files.name}: HTTP {answer.status_code} {answer.content[:200]!r}")
-        return Endpoint(url, register_s)
 
     def undeploy(self, model: str) -> None:
         """Unregister ``model``; its workers stop before the call returns."""

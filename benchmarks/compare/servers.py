@@ -6,12 +6,22 @@ The orchestrator (``compare_servers.py``) only talks to servers through
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import httpx
+
 if TYPE_CHECKING:  # models.py imports torch lazily; keep this module light
     from compare.models import ModelFiles
+
+
+# How long a register call, and then the first answer after it, may take.
+REGISTER_TIMEOUT_S = 300
+FIRST_ANSWER_DEADLINE_S = 60
+POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -86,10 +96,24 @@ def request_body(target: ServerTarget, files: ModelFiles) -> tuple[bytes, str]:
     return files.body, files.content_type
 
 
-def register_params(archive: str, files: ModelFiles, deployment: Deployment) -> dict[str, str]:
-    """TorchServe's register query (``POST /models``), which modelserve answers the same way:
-    the deployment's workers and batching, waiting until the workers are up."""
-    return {
+def register_and_answer(
+    management: str,
+    inference: str,
+    archive: str,
+    files: ModelFiles,
+    deployment: Deployment,
+    fail: Callable[[str], Exception],
+    *,
+    retry_unavailable: bool = False,
+) -> Endpoint:
+    """Register ``archive`` through TorchServe's management API (modelserve answers it the
+    same way) and wait for the first right answer; ``register_s`` covers both, so it includes
+    worker start, handler import and model load.
+
+    ``retry_unavailable`` retries answers of 503 until FIRST_ANSWER_DEADLINE_S, for a server
+    whose synchronous register returns before its workers take requests (TorchServe).
+    """
+    params = {
         "url": archive,
         "model_name": files.name,
         "initial_workers": str(deployment.workers),
@@ -97,3 +121,21 @@ def register_params(archive: str, files: ModelFiles, deployment: Deployment) -> 
         "max_batch_delay": str(deployment.max_batch_delay_ms),
         "synchronous": "true",
     }
+    url = f"{inference}/predictions/{files.name}"
+    started = time.monotonic()
+    response = httpx.post(f"{management}/models", params=params, timeout=REGISTER_TIMEOUT_S)
+    if response.status_code != 200:
+        raise fail(f"registering {archive}: HTTP {response.status_code} {response.text}")
+    deadline = time.monotonic() + FIRST_ANSWER_DEADLINE_S
+    headers = {"Content-Type": files.content_type}
+    while True:
+        answer = httpx.post(
+            url, content=files.body, headers=headers, timeout=FIRST_ANSWER_DEADLINE_S
+        )
+        if not (retry_unavailable and answer.status_code == 503) or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_S)
+    register_s = time.monotonic() - started
+    if answer.status_code != 200 or not files.answer_ok(answer.content):
+        raise fail(f"{files.name}: HTTP {answer.status_code} {answer.content[:200]!r}")
+    return Endpoint(url, register_s)

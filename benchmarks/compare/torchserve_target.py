@@ -22,7 +22,13 @@ import psutil
 from loadtest.server import free_loopback_ports
 
 from compare.models import ModelFiles, prepare_models
-from compare.servers import Deployment, Endpoint, register_params
+from compare.servers import (
+    POLL_S,
+    REGISTER_TIMEOUT_S,
+    Deployment,
+    Endpoint,
+    register_and_answer,
+)
 from compare.venvs import ensure_venv, venv_env
 
 VERSION = "0.12.0"
@@ -31,11 +37,8 @@ VERSION = "0.12.0"
 # benchmark runs on CPU and pins number_of_gpu=0.
 REQUIREMENTS = [f"torchserve=={VERSION}", f"torch-model-archiver=={VERSION}", "pyyaml"]
 START_DEADLINE_S = 120
-REGISTER_TIMEOUT_S = 300
-FIRST_ANSWER_DEADLINE_S = 60
 WORKERS_GONE_DEADLINE_S = 30
 STOP_DEADLINE_S = 30
-POLL_S = 0.1
 LOG_TAIL_CHARS = 4000
 MIB = 1024 * 1024
 FRONTEND_CLASS = "org.pytorch.serve.ModelServer"
@@ -203,32 +206,15 @@ class TorchServeTarget:
         """
         if self._process is None:
             raise TorchServeError("TorchServe is not started")
-        archive = self._archive(files)
-        params = register_params(archive, files, deployment)
-        url = f"{self._inference}/predictions/{files.name}"
-        started = time.monotonic()
-        response = httpx.post(
-            self._management + "/models", params=params, timeout=REGISTER_TIMEOUT_S
+        return register_and_answer(
+            self._management,
+            self._inference,
+            self._archive(files),
+            files,
+            deployment,
+            self._fail,
+            retry_unavailable=True,
         )
-        if response.status_code != 200:
-            raise self._fail(f"registering {archive}: HTTP {response.status_code} {response.text}")
-        answer = self._first_answer(url, files)
-        register_s = time.monotonic() - started
-        if not files.answer_ok(answer):
-            raise self._fail(f"{files.name}: wrong answer {answer[:200]!r}")
-        return Endpoint(url, register_s)
-
-    def _first_answer(self, url: str, files: ModelFiles) -> bytes:
-        """The body of the first 200 answer, retrying while workers report not ready (503)."""
-        deadline = time.monotonic() + FIRST_ANSWER_DEADLINE_S
-        headers = {"Content-Type": files.content_type}
-        while True:
-            response = httpx.post(url, content=files.body, headers=headers, timeout=60)
-            if response.status_code == 200:
-                return response.content
-            if response.status_code != 503 or time.monotonic() > deadline:
-                raise self._fail(f"{files.name}: HTTP {response.status_code} {response.text}")
-            time.sleep(POLL_S)
 
     def undeploy(self, model: str) -> None:
         """Unregister ``model`` and wait until its worker processes are gone, so the next
