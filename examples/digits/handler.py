@@ -104,6 +104,19 @@ class DigitsHandler:
         """Pick the payload out of one request, as TorchServe's built-in handlers do."""
         payload = row.get("data") or row.get("body")
         if payload is None:
+            # Bytes that came under other names (form fields) are not an empty request.
+            arrived = ", ".join(
+                f"{name!r} ({len(value)} bytes)"
+                if isinstance(value, (bytes, bytearray, str))
+                else f"{name!r} ({type(value).__name__})"
+                for name, value in row.items()
+                if name not in ("data", "body")
+            )
+            if arrived:
+                raise ValueError(
+                    "send an image or an 8x8 JSON array in the body or a 'data' form field; "
+                    f"the request had only {arrived}"
+                )
             raise ValueError("empty request body: send an image or an 8x8 JSON array")
         return payload
 

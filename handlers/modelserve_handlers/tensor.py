@@ -28,7 +28,7 @@ from modelserve_handlers.errors import BadInputError
 from modelserve_handlers.payload import required_payload, row_payload
 from modelserve_handlers.tensor_io import Tensors, open_inference, tf_serving
 from modelserve_handlers.tensor_io.batching import run_requests
-from modelserve_handlers.tensor_io.binding import batchable, bind_inputs
+from modelserve_handlers.tensor_io.binding import batchable, bind_inputs, declare_input_dtypes
 from modelserve_handlers.tensor_io.datatypes import UNNAMED_OUTPUT, tensor_metadata
 from modelserve_handlers.tensor_io.formats import (
     EXPECTED,
@@ -63,9 +63,12 @@ class TensorHandler:
         properties = context.system_properties
         gpu_id = properties.get("gpu_id")
         device = "cpu" if gpu_id is None else f"cuda:{gpu_id}"
-        backend = ((context.model_yaml_config or {}).get("handler") or {}).get("backend")
+        model_config = context.model_yaml_config or {}
+        backend = (model_config.get("handler") or {}).get("backend")
         model_dir = Path(properties["model_dir"])
-        self.model = load_model(model_dir, context.manifest or {}, device, backend)
+        model = load_model(model_dir, context.manifest or {}, device, backend)
+        # The model config's ``inputs:`` type JSON numbers where the framework does not.
+        self.model = declare_input_dtypes(model, model_config.get("inputs"))
         self.concatenate = batchable(self.model)
         self.initialized = True
 

@@ -54,6 +54,10 @@ class LoadedModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     run: Callable[[Any], Any] = field(repr=False)
+    # The dtype of the model's own floating-point weights where the framework declares no
+    # input dtypes (torch), so that numbers without a dtype (JSON) can be given the one the
+    # model computes in; None when unknown or not numpy-representable (bfloat16).
+    parameter_dtype: np.dtype | None = None
 
     @property
     def input_names(self) -> list[str]:

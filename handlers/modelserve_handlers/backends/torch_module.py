@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import itertools
+from typing import TYPE_CHECKING, Any
 
 from .model import LoadedModel, TensorSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def forward_inputs(module: Any) -> tuple[TensorSpec, ...]:
@@ -32,4 +36,22 @@ def torch_model(backend: str, module: Any, device: str) -> LoadedModel:
                 return module(*(torch.as_tensor(value, device=target) for value in inputs))
             return module(torch.as_tensor(inputs, device=target))
 
-    return LoadedModel(backend, module, forward_inputs(module), (), run)
+    return LoadedModel(
+        backend, module, forward_inputs(module), (), run, parameter_dtype=parameter_dtype(module)
+    )
+
+
+def parameter_dtype(module: Any) -> np.dtype | None:
+    """The numpy dtype of the module's first floating-point parameter or buffer.
+
+    None when it has none, or when numpy has no such dtype (bfloat16).
+    """
+    import torch
+
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if tensor.is_floating_point():
+            try:
+                return torch.empty(0, dtype=tensor.dtype).numpy().dtype
+            except TypeError:
+                return None
+    return None

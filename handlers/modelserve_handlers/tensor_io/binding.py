@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -10,11 +12,30 @@ from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, TensorSpec
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
-from .datatypes import OBJECT
+from .datatypes import OBJECT, SUPPORTED, UNNAMED_INPUT, numpy_dtype, undeclared_dtype
 
-# JSON floats for a torch model, whose input dtypes nobody declares: torch's default dtype.
-# JSON integers stay int64, as token ids and indices must.
-TORCH_JSON_FLOAT = np.dtype("float32")
+
+def declare_input_dtypes(model: LoadedModel, declared: Any) -> LoadedModel:
+    """``model``, its inputs of undeclared dtype given the datatype the model config declares.
+
+    ``declared`` is the model config's ``inputs:`` list of ``{name, datatype, shape}``
+    (checked by the frontend at registration); an entry names an input by its own name or by
+    Triton's positional ``input__<i>``. What the framework itself declares is never replaced.
+    """
+    by_name = {
+        entry["name"]: numpy_dtype(entry["datatype"])
+        for entry in declared or []
+        if isinstance(entry, dict) and entry.get("datatype") in SUPPORTED
+    }
+    if not by_name:
+        return model
+    inputs = tuple(
+        spec
+        if spec.dtype is not None
+        else replace(spec, dtype=by_name.get(spec.name, by_name.get(UNNAMED_INPUT.format(index))))
+        for index, spec in enumerate(model.inputs)
+    )
+    return replace(model, inputs=inputs)
 
 
 def bind_inputs(
@@ -24,16 +45,17 @@ def bind_inputs(
 
     ``None`` keys the request's only, unnamed tensor; ``typed`` is False when the values came
     from JSON numbers, which carry no dtype of their own. Torch modules declare names but no
-    shapes or dtypes, so for them the checks are left to the model itself (see ``invoke``).
+    shapes or dtypes, so for them the checks are left to the model itself (see ``invoke``);
+    their JSON numbers take the input's declared dtype, else the one the module computes in.
     """
     tensors = _named(tensors, model)
     if model.backend in TORCH_BACKENDS:
-        if not typed:
-            return {
-                name: array.astype(TORCH_JSON_FLOAT) if array.dtype.kind == "f" else array
-                for name, array in tensors.items()
-            }
-        return tensors
+        if typed:
+            return tensors
+        return {
+            name: _conform(array, TensorSpec(name, dtype=_torch_input_dtype(model, name)))
+            for name, array in tensors.items()
+        }
     specs = {spec.name: spec for spec in model.inputs}
     unknown = sorted(set(tensors) - set(specs))
     missing = [name for name in specs if name not in tensors]
@@ -44,6 +66,13 @@ def bind_inputs(
     if model.backend == "onnx":
         return {name: _onnx_strings(array, name) for name, array in bound.items()}
     return bound
+
+
+def _torch_input_dtype(model: LoadedModel, name: str) -> np.dtype | None:
+    for index, spec in enumerate(model.inputs):
+        if name in (spec.name, UNNAMED_INPUT.format(index)) and spec.dtype is not None:
+            return spec.dtype
+    return undeclared_dtype(model)
 
 
 def batchable(model: LoadedModel) -> bool:

@@ -36,9 +36,8 @@ V2_DATATYPES: dict[str, np.dtype] = {
 _NAMES = {dtype: name for name, dtype in V2_DATATYPES.items()}
 SUPPORTED = (*V2_DATATYPES, BYTES)
 
-# What a torch module's undeclared dtype is reported as: torch's default dtype, which is also
-# what the handler makes of JSON floats for a torch model.
-TORCH_DEFAULT_DATATYPE = "FP32"
+# A torch module's undeclared dtype when its weights do not say (torch's default dtype).
+TORCH_DEFAULT_DTYPE = np.dtype("float32")
 # Triton's names for tensors a framework leaves unnamed.
 UNNAMED_OUTPUT = "output__{}"
 UNNAMED_INPUT = "input__{}"
@@ -65,11 +64,21 @@ def as_bytes(value: Any) -> bytes:
     raise TypeError(f"a BYTES element must be bytes or text, not {type(value).__name__}")
 
 
+def undeclared_dtype(model: LoadedModel) -> np.dtype | None:
+    """What a tensor whose dtype the framework does not declare is taken to be: for a torch
+    module, the dtype of its weights (it computes in it); None for other frameworks."""
+    if model.backend not in TORCH_BACKENDS:
+        return None
+    # Not ``or``: a dtype's truth value is its field count under numpy 1.
+    return TORCH_DEFAULT_DTYPE if model.parameter_dtype is None else model.parameter_dtype
+
+
 def tensor_metadata(model: LoadedModel) -> dict[str, list[dict[str, Any]]]:
     """The model's inputs and outputs as v2 metadata: name, datatype, shape (-1: open)."""
+    fallback = undeclared_dtype(model)
     return {
-        "inputs": [_describe(spec, model.backend) for spec in model.inputs],
-        "outputs": [_describe(spec, model.backend) for spec in _outputs(model)],
+        "inputs": [_describe(spec, fallback) for spec in model.inputs],
+        "outputs": [_describe(spec, fallback) for spec in _outputs(model)],
     }
 
 
@@ -91,10 +100,11 @@ def _outputs(model: LoadedModel) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(UNNAMED_OUTPUT.format(index)) for index in range(len(kinds)))
 
 
-def _describe(spec: TensorSpec, backend: str) -> dict[str, Any]:
-    datatype = None if spec.dtype is None else datatype_of(spec.dtype)
+def _describe(spec: TensorSpec, fallback: np.dtype | None) -> dict[str, Any]:
+    dtype = spec.dtype if spec.dtype is not None else fallback
+    datatype = None if dtype is None else datatype_of(dtype)
     if datatype is None:
-        datatype = TORCH_DEFAULT_DATATYPE if backend in TORCH_BACKENDS else BYTES
+        datatype = BYTES
     # An undeclared shape is reported as one open dimension: v2 cannot say "any rank".
     shape = [-1] if spec.shape is None else [-1 if dim is None else dim for dim in spec.shape]
     return {"name": spec.name, "datatype": datatype, "shape": shape}

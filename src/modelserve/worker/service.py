@@ -15,6 +15,8 @@ from modelserve.worker.handler_loader import HandleFunction, load_entry_point
 from modelserve.worker.metrics import MetricsCache
 
 log = logging.getLogger("modelserve.worker")
+# The statuses that mean "the request was wrong", not "the handler is broken".
+CLIENT_ERRORS = range(400, 500)
 
 
 class ModelService:
@@ -66,8 +68,8 @@ class ModelService:
         try:
             outcome = self._responses(self._handle(data, context), len(requests))
         except Exception as exc:  # the handler's failure is reported, never fatal to the worker
-            log.error("handler failed on a batch of %d:\n%s", len(requests), traceback.format_exc())
             outcome = batch_error_from(exc)
+            log_batch_error(outcome, [request.request_id for request in requests])
         finished = time.perf_counter()
         self.metrics.set_request_ids(None)
         telemetry = BatchTelemetry(
@@ -109,6 +111,30 @@ class ModelService:
                 )
             )
         return responses
+
+
+def log_batch_error(error: BatchError, request_ids: list[str]) -> None:
+    """Log a failed batch; call it from the ``except`` block that caught the failure.
+
+    A client error (4xx: the handler refused the input, and the client was told why) is one
+    line, because a traceback per bad request would bury the server faults; anything else
+    is a fault to fix, logged with its full traceback.
+    """
+    if error.code in CLIENT_ERRORS:
+        first = request_ids[0] if request_ids else "-"
+        more = f" and {len(request_ids) - 1} more" if len(request_ids) > 1 else ""
+        log.info(
+            "handler refused a batch of %d (request %s%s): %d %s: %s",
+            len(request_ids),
+            first,
+            more,
+            error.code,
+            error.error_type,
+            # One line, whatever the message holds: the log is read line by line.
+            " ".join(error.message.split()),
+        )
+        return
+    log.error("handler failed on a batch of %d:\n%s", len(request_ids), traceback.format_exc())
 
 
 def batch_error_from(exc: BaseException) -> BatchError:
