@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import glob
 import logging
 import os
@@ -33,7 +34,7 @@ def collect_artifacts(options: ArchiveOptions) -> dict[str, Path]:
             artifacts[os.path.basename(source)] = Path(source)
     handler = handler_file(options.handler, options.runtime)
     if handler:
-        require_file("--handler file", Path(handler))
+        _require_handler_file(options.handler, Path(handler), options.runtime)
         artifacts[os.path.basename(handler)] = Path(handler)
     for spec in options.extra_file_specs():
         artifacts.update(_expand_extra_files(spec, output))
@@ -61,6 +62,19 @@ def handler_file(handler: str, runtime: str) -> str | None:
     module, separator, function = handler.rpartition(":")
     path = module if separator and "/" not in function else handler
     return path if path.endswith(suffix) else path + suffix
+
+
+def _require_handler_file(handler: str, path: Path, runtime: str) -> None:
+    """Raise ArchiverError unless the handler file exists; for a mistyped built-in name, the
+    message offers the built-in it is closest to."""
+    if path.exists():
+        require_file("--handler file", path)
+        return
+    builtins = LSP_BUILTIN_HANDLERS if runtime == "LSP" else BUILTIN_HANDLERS
+    # The server's modelserve.suggestions does the same; the archiver must not import the server.
+    close = difflib.get_close_matches(handler, builtins, n=1)
+    hint = f" (did you mean the built-in handler {close[0]!r}?)" if close else ""
+    raise ArchiverError(f"--handler file not found: {path}{hint}")
 
 
 def _expand_extra_files(spec: str, output: Path) -> dict[str, Path]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelserve.api.params import reject_unknown
 from modelserve.api.responses import error_response, json_response
 from modelserve.security.tokens import GeneratedKeys, KeyKind, KeyVerifier
 
@@ -66,13 +67,17 @@ class RequireKey:
         await self.app(scope, receive, send)
 
 
-def token_endpoint(verifier: KeyVerifier) -> Callable[[Request], Awaitable[Response]]:
-    """``GET /token?type=management|inference``: a new key for that plane, API key required."""
+def token_endpoint(
+    verifier: KeyVerifier, accepted: Collection[str]
+) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /token?type=management|inference``: a new key for that plane, API key required.
+    A query parameter not in ``accepted`` is a 400."""
 
     async def regenerate(request: Request) -> Response:
         key = presented_key(request.scope)
         if key is None or not verifier.verify(KeyKind.API, key):
             return unauthorized()
+        reject_unknown(request.query_params, accepted)
         if not isinstance(verifier, GeneratedKeys):
             return error_response(
                 400,

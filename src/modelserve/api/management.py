@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelserve.api.auth import TOKEN_API_PATH, token_endpoint
-from modelserve.api.openapi import management_openapi
-from modelserve.api.params import bool_param, int_param, str_param
+from modelserve.api.openapi import accepted_parameters, management_openapi
+from modelserve.api.params import bool_param, int_param, reject_unknown, str_param
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import json_response, status_response
 from modelserve.engine.engine import Engine, Outcome, RegisterOptions
@@ -70,25 +70,45 @@ def build_management_app(
         if model_control_refusal is not None:
             raise MethodNotAllowedException(model_control_refusal)
 
+    # The parameters each operation accepts are those its API description declares.
+    document = management_openapi()
+    listing_accepts = accepted_parameters(document, "/models", "get")
+    register_accepts = accepted_parameters(document, "/models", "post")
+    model_accepts = {
+        method: accepted_parameters(document, "/models/{model_name}", method.lower())
+        for method in ("GET", "PUT", "DELETE")
+    }
+    default_accepts = accepted_parameters(
+        document, "/models/{model_name}/{version}/set-default", "put"
+    )
+
     async def models(request: Request) -> Response:
         if request.method == "POST":
             require_model_api()
-            options = register_options(await register_params(request))
-            return outcome_response(await engine.register(options))
+            params = await register_params(request)
+            reject_unknown(params, register_accepts)
+            return outcome_response(await engine.register(register_options(params)))
         params = request.query_params
+        reject_unknown(params, listing_accepts)
         limit = int_param(params, "limit", 100)
         token = int_param(params, "next_page_token", 0)
         return json_response(engine.list_models(limit, token))
 
     async def model(request: Request) -> Response:
+        method = request.method
+        if method == "OPTIONS":
+            return json_response(management_openapi())
+        if method == "DELETE":
+            require_model_api()
+        params = request.query_params
+        reject_unknown(params, model_accepts[method])
         name = request.path_params["model_name"]
         version = request.path_params.get("version")
-        params = request.query_params
-        if request.method == "GET":
+        if method == "GET":
             if version == "all" and bool_param(params, "customized", False):
                 raise BadRequestException("customized=true cannot be combined with all versions")
             return json_response(engine.describe(name, version))
-        if request.method == "PUT":
+        if method == "PUT":
             min_workers = int_param(params, "min_worker", 1, maximum=MAX_WORKERS_PER_VERSION)
             max_workers = int_param(
                 params, "max_worker", min_workers, maximum=MAX_WORKERS_PER_VERSION
@@ -97,12 +117,10 @@ def build_management_app(
             synchronous = bool_param(params, "synchronous", False)
             outcome = await engine.scale(name, version, min_workers, max_workers, synchronous)
             return outcome_response(outcome)
-        if request.method == "DELETE":
-            require_model_api()
-            return outcome_response(await engine.unregister(name, version))
-        return json_response(management_openapi())
+        return outcome_response(await engine.unregister(name, version))
 
     async def set_default(request: Request) -> Response:
+        reject_unknown(request.query_params, default_accepts)
         path = request.path_params
         return outcome_response(await engine.set_default(path["model_name"], path["version"]))
 
@@ -119,5 +137,8 @@ def build_management_app(
         Route("/models/{model_name}/{version}/set-default", set_default, methods=["PUT"]),
     ]
     if access is not None and access.verifier is not None:
-        routes.append(Route(TOKEN_API_PATH, token_endpoint(access.verifier), methods=["GET"]))
+        token_params = accepted_parameters(document, TOKEN_API_PATH, "get")
+        routes.append(
+            Route(TOKEN_API_PATH, token_endpoint(access.verifier, token_params), methods=["GET"])
+        )
     return build_plane(routes, count_response, max_request_size, access)

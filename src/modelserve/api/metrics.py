@@ -11,8 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.params import reject_unknown
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.telemetry.store import render
+
+# TorchServe's filter: /metrics?name[]=a&name[]=b renders only those metric families.
+NAME_FILTER = "name[]"
+ACCEPTED_PARAMETERS = (NAME_FILTER,)
 
 
 def build_metrics_app(
@@ -24,7 +29,8 @@ def build_metrics_app(
     """The Starlette app of the metrics plane."""
 
     async def metrics(request: Request) -> Response:
-        names = request.query_params.getlist("name[]")
+        reject_unknown(request.query_params, ACCEPTED_PARAMETERS)
+        names = request.query_params.getlist(NAME_FILTER)
         return Response(render(collectors, names), media_type=CONTENT_TYPE_LATEST)
 
     return build_plane(

@@ -318,6 +318,14 @@ def _tf_serving_paths() -> dict[str, Any]:
     return paths
 
 
+def accepted_parameters(document: dict[str, Any], path: str, method: str) -> frozenset[str]:
+    """The query parameters ``document`` declares for one operation: the only ones that
+    operation accepts (any other is a 400), so the document cannot miss one."""
+    item = document["paths"][path]
+    declared = [*item.get("parameters", ()), *item[method].get("parameters", ())]
+    return frozenset(parameter["name"] for parameter in declared if parameter["in"] == "query")
+
+
 @cache
 def inference_openapi() -> dict[str, Any]:
     """The inference plane's API description."""
@@ -373,11 +381,16 @@ def management_openapi() -> dict[str, Any]:
         _query("handler", "string", "Overrides the manifest's handler."),
         _query("runtime", "string", "The runtime.", values=RUNTIMES),
         _query("batch_size", "integer", "Largest batch.", minimum=1),
-        _query("max_batch_delay", "integer", "Longest wait for a batch, ms."),
+        _query(
+            "max_batch_delay",
+            "integer",
+            "Longest a request is held for batch-mates, ms (only while more are on their way).",
+        ),
         _query("initial_workers", "integer", "Workers to start.", maximum=MAX_WORKERS_PER_VERSION),
         _query("synchronous", "boolean", "Wait for the workers (default true)."),
         _query("response_timeout", "integer", "Seconds a batch may take.", minimum=1),
         _query("startup_timeout", "integer", "Seconds a model load may take.", minimum=1),
+        _query("s3_sse_kms", "boolean", "TorchServe's signed S3 download; accepted, ignored."),
     ]
     scale_params = [
         _query(
@@ -393,9 +406,21 @@ def management_openapi() -> dict[str, Any]:
             maximum=MAX_WORKERS_PER_VERSION,
         ),
         _query("synchronous", "boolean", "Wait for the workers (default false)."),
+        _query("model_version", "string", "The version, when the path names none."),
+        # TorchServe 0.12 documents these and its REST API ignores them; so does modelserve.
+        _query("timeout", "integer", "Accepted, ignored (as in TorchServe).", minimum=-1),
+        _query("number_gpu", "integer", "Accepted, ignored (as in TorchServe)."),
     ]
     describe = {
         "summary": "Describe a model version.",
+        "parameters": [
+            _query(
+                "customized",
+                "boolean",
+                "TorchServe's handler-defined metadata: accepted, not yet returned; "
+                "a 400 with the version all.",
+            )
+        ],
         "responses": {
             "200": _json({"type": "array", "items": {"type": "object"}}, "Description"),
             **_errors(400, 404),
@@ -412,7 +437,12 @@ def management_openapi() -> dict[str, Any]:
     }
     unregister = {
         "summary": "Unregister a model version.",
-        "responses": {"200": _json(_STATUS, "Unregistered"), **_errors(403, 404, 405)},
+        # TorchServe reads no parameter here, and scripts written for it pass the one its
+        # other calls take; unregistering returns once the workers have stopped either way.
+        "parameters": [
+            _query("synchronous", "boolean", "Accepted, ignored: the call always waits.")
+        ],
+        "responses": {"200": _json(_STATUS, "Unregistered"), **_errors(400, 403, 404, 405)},
     }
     return _document(
         "modelserve management API",
@@ -452,7 +482,7 @@ def management_openapi() -> dict[str, Any]:
                 "parameters": [_MODEL, _VERSION],
                 "put": {
                     "summary": "Make a version the default.",
-                    "responses": {"200": _json(_STATUS, "Default set"), **_errors(404)},
+                    "responses": {"200": _json(_STATUS, "Default set"), **_errors(400, 404)},
                 },
             },
             "/token": {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from modelserve.engine.errors import BadRequestException
+from modelserve.suggestions import did_you_mean
 
 # TorchServe reads its integer parameters as Java ints, so nothing larger is valid there either.
 # The bound also keeps values in range of what they feed: asyncio timers (a float of seconds),
@@ -13,6 +14,17 @@ from modelserve.engine.errors import BadRequestException
 INT_MAX = 2**31 - 1
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+
+
+def reject_unknown(names: Iterable[str], accepted: Collection[str]) -> None:
+    """400 for the first of ``names`` that is not ``accepted``, naming it and the accepted one
+    closest to it: a mistyped parameter must not be silently ignored."""
+    for name in names:
+        if name not in accepted:
+            listing = ", ".join(sorted(accepted)) if accepted else "none"
+            raise BadRequestException(
+                f"Unknown parameter {name!r}{did_you_mean(name, accepted)}; accepted: {listing}"
+            )
 
 
 def int_param(

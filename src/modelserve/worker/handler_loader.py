@@ -17,9 +17,13 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from modelserve_handlers import BUILTIN_HANDLERS
+
+from modelserve.suggestions import did_you_mean
 from modelserve.worker.context import Context
 
 BUILTIN_PACKAGE = "modelserve_handlers"
@@ -62,8 +66,10 @@ def _import_handler_module(module_name: str, model_dir: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if not _is_missing(builtin, exc):
             raise
+        candidates = [*BUILTIN_HANDLERS, *(path.stem for path in Path(model_dir).glob("*.py"))]
         raise HandlerLoadError(
             f"handler module {module_name!r} is neither in the model directory nor a built-in"
+            + did_you_mean(module_name, candidates)
         ) from None
 
 
@@ -96,7 +102,12 @@ def load_entry_point(handler: str, model_dir: str, context: Context) -> HandleFu
     module = _import_handler_module(module_name, model_dir)
     attribute = getattr(module, function_name or "handle", None)
     if function_name and attribute is None:
-        raise HandlerLoadError(f"handler module {module_name!r} has no attribute {function_name!r}")
+        raise HandlerLoadError(
+            f"handler module {module_name!r} has no attribute {function_name!r}"
+            + did_you_mean(
+                function_name, [name for name in vars(module) if not name.startswith("_")]
+            )
+        )
     if inspect.isclass(attribute):
         return _class_entry_point(attribute, context)
     if callable(attribute):
