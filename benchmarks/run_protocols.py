@@ -27,6 +27,7 @@ from loadtest import BATCH_SIZE, BENCH_DIR, MAX_BATCH_DELAY_MS, archives
 from loadtest import server as serving
 from loadtest.environment import describe_environment
 from loadtest.options import parse_load_args
+from loadtest.report import write_named
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
@@ -230,13 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_protocols: {exc}", file=sys.stderr)
         return 1
     report = {"environment": environment, "duration_s": args.duration, **measured}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{time.strftime('%Y-%m-%d')}-{socket.gethostname()}-protocols"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (args.out / f"{stem}.md").write_text(text)
+    stem = write_named(args.out, "protocols", report, text)
     print(text, flush=True)
-    progress(f"wrote {args.out / stem}.md and .json in {time.monotonic() - started:.0f} s")
+    progress(f"wrote {stem}.md and .json in {time.monotonic() - started:.0f} s")
     return 0
 
 

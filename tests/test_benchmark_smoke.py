@@ -19,6 +19,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODELS = {"noop", "digits"}
 SMOKE_CONCURRENCY = {1, 4}
 PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC"}
+BATCHING_DEPLOYMENTS = {"one", "shared"}
+BATCHING_DELAYS_MS = {0, 5, 20}
 # A smoke run takes 20-40 s on 2 cores (the comparison mostly builds models); the rest is
 # headroom for a busy machine.
 RUN_TIMEOUT_S = 240
@@ -66,6 +68,31 @@ def test_protocol_smoke_run_writes_results_without_errors(tmp_path: Path) -> Non
     for ceiling in results["ceilings"].values():
         assert ceiling["requests_per_s"] > 0
         assert ceiling["errors"] == 0
+
+
+@needs_wrk
+def test_batching_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
+    results_file, results = smoke_run("run_batching.py", tmp_path, "*-batching.json")
+    runs = {
+        (run["deployment"], run["concurrency"], run["max_batch_delay_ms"]): run
+        for run in results["runs"]
+    }
+    assert set(runs) == {
+        (deployment, c, delay)
+        for deployment in BATCHING_DEPLOYMENTS
+        for c in SMOKE_CONCURRENCY
+        for delay in BATCHING_DELAYS_MS
+    }
+    for key, run in runs.items():
+        assert run["requests_per_s"] > 0, key
+        assert run["errors"] == 0, (key, run)
+        assert run["batches"] > 0, key
+        if run["concurrency"] == 1:  # the handler logged its batches: one client, one request
+            assert run["mean_batch"] == 1.0, key
+    assert len(results["medians"]) == len(runs)
+    report = results_file.with_suffix(".md").read_text()
+    assert "### 1 worker" in report
+    assert "### 4 workers, one shared device" in report
 
 
 @needs_wrk

@@ -3,33 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from loadtest import BENCH_DIR
 
 DEFAULT_DURATION_S = 10
-DEFAULT_CONCURRENCY = [1, 16, 64]
+DEFAULT_CONCURRENCY = (1, 16, 64)
 SMOKE_DURATION_S = 1
 SMOKE_CONCURRENCY = [1, 4]
 
 
-def parse_load_args(description: str, argv: list[str] | None) -> argparse.Namespace:
-    """``--duration``, ``--concurrency``, ``--out`` and ``--smoke``; ``--smoke`` changes the
-    defaults, explicit flags still win."""
+def parse_load_args(
+    description: str,
+    argv: list[str] | None,
+    *,
+    duration_s: int = DEFAULT_DURATION_S,
+    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """``--duration``, ``--concurrency``, ``--out`` and ``--smoke``, plus what ``add_arguments``
+    adds; ``--smoke`` changes the defaults, explicit flags still win."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--duration", type=int, metavar="S", help="seconds per run (default 10)")
     parser.add_argument(
-        "--concurrency", type=int, nargs="+", metavar="C", help="connections (default 1 16 64)"
+        "--duration", type=int, metavar="S", help=f"seconds per run (default {duration_s})"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        metavar="C",
+        help=f"connections (default {' '.join(map(str, concurrency))})",
     )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="results folder")
     parser.add_argument(
         "--smoke", action="store_true", help="a quick check: 1 s runs at concurrency 1 and 4"
     )
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     if args.duration is None:
-        args.duration = SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S
+        args.duration = SMOKE_DURATION_S if args.smoke else duration_s
     if args.concurrency is None:
-        args.concurrency = SMOKE_CONCURRENCY if args.smoke else DEFAULT_CONCURRENCY
+        args.concurrency = SMOKE_CONCURRENCY if args.smoke else list(concurrency)
     if args.duration < 1 or min(args.concurrency) < 1:
         parser.error("--duration and --concurrency must be at least 1")
     return args

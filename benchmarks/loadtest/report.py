@@ -145,3 +145,14 @@ def write(report: Report, out_dir: Path) -> tuple[Path, Path]:
     markdown.write_text(report.markdown())
     data.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return markdown, data
+
+
+def write_named(out_dir: Path, kind: str, data: dict[str, Any], text: str) -> Path:
+    """Write ``<date>-<host>-<kind>.json`` (``data``, whose ``environment`` names the date and
+    host) and ``.md`` (``text``) into ``out_dir``; returns the path without its suffix."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    environment = data["environment"]
+    stem = out_dir / f"{environment['date'][:10]}-{environment['host']}-{kind}"
+    Path(f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    Path(f"{stem}.md").write_text(text)
+    return stem

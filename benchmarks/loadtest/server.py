@@ -136,18 +136,35 @@ def running_server(workdir: Path, model_store: Path) -> Iterator[Server]:
             )
 
 
-def register(server: Server, archive: str, *, batch_size: int, max_batch_delay_ms: int) -> None:
-    """Register ``archive`` with one worker and wait until the worker has loaded it."""
+def register(
+    server: Server,
+    archive: str,
+    *,
+    batch_size: int,
+    max_batch_delay_ms: int,
+    workers: int = 1,
+    name: str | None = None,
+) -> None:
+    """Register ``archive`` (as ``name`` when given) and wait until its workers have loaded it."""
     params = {
         "url": archive,
-        "initial_workers": 1,
+        "initial_workers": workers,
         "batch_size": batch_size,
         "max_batch_delay": max_batch_delay_ms,
         "synchronous": "true",
     }
+    if name is not None:
+        params["model_name"] = name
     response = httpx.post(server.management + "/models", params=params, timeout=REGISTER_TIMEOUT_S)
     if response.status_code != 200:
         raise server.fail(f"registering {archive}: HTTP {response.status_code} {response.text}")
+
+
+def unregister(server: Server, name: str) -> None:
+    """Unregister model ``name``, waiting until its workers have stopped."""
+    response = httpx.delete(f"{server.management}/models/{name}", timeout=REGISTER_TIMEOUT_S)
+    if response.status_code != 200:
+        raise server.fail(f"unregistering {name}: HTTP {response.status_code} {response.text}")
 
 
 def wait_healthy(server: Server) -> None:

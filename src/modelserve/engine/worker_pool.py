@@ -101,6 +101,7 @@ class WorkerPool:
         dispatcher: Dispatcher,
         spec_dir: Path,
         batch_size: int,
+        max_batch_delay_ms: int,
         queue_capacity: int,
         timeouts: PoolTimeouts,
         metrics: VersionMetrics,
@@ -129,6 +130,7 @@ class WorkerPool:
                 f"({timeouts.response:g} s)"
             ),
             in_flight=lambda worker: len(worker.batches),
+            max_batch_delay_s=max_batch_delay_ms / 1000,
         )
         self._max_response_size = max_response_size
         self._depth = UNBATCHED_PIPELINE_DEPTH if batch_size == 1 else 1
@@ -303,6 +305,7 @@ class WorkerPool:
         frames = wire.encode_batch(batch_id, [job.request for job in jobs])
         if not self._dispatcher.send(worker.id, frames):
             worker.kill()
+            self.batcher.batch_ended(len(jobs))
             self.batcher.requeue(jobs)
             return
         worker.batches.append(InFlightBatch(batch_id, jobs, time.perf_counter() - now))
@@ -335,6 +338,7 @@ class WorkerPool:
             return
         started = time.perf_counter()
         batch = worker.batches.popleft()
+        self.batcher.batch_ended(len(batch.jobs), header["t"][1] / 1000)
         self._stop_timing(worker)
         if worker.batches:
             self._time_head_batch(worker)
@@ -379,6 +383,7 @@ class WorkerPool:
                 else WorkerDiedException(f"Worker died ({reason}) while processing the request")
             )
             for batch in worker.batches:
+                self.batcher.batch_ended(len(batch.jobs))
                 for job in batch.jobs:
                     job.fail(error)
             worker.batches.clear()
