@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,22 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support import RunningServer, build_test_archive, start_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_runtime_dirs() -> Iterator[None]:
+    """Keep the servers the tests start apart from the user's own (a modelserve may be running
+    on this host): their default runtime directory, which holds the records that ps, status
+    and stop act on, lies under a private TMPDIR. A short one: worker sockets live below it,
+    and a socket path may not exceed 107 bytes."""
+    directory = tempfile.mkdtemp(prefix="ms-")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("TMPDIR", directory)
+            patch.setattr(tempfile, "tempdir", None)  # gettempdir() caches what it found
+            yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

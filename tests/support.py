@@ -162,6 +162,20 @@ def start_server(
     return server
 
 
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    """``modelserve ARGS`` run to its end in ``cwd``, output captured; ``env`` adds variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "modelserve.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def _client_host(host: str) -> str:
     """Where a client reaches a listener on ``host``: loopback for an all-interfaces one."""
     if host in ("0.0.0.0", "::", "[::]"):

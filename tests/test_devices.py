@@ -253,6 +253,7 @@ def test_start_refuses_a_device_that_is_not_there(tmp_path: Path) -> None:
     config = tmp_path / "config.properties"
     config.write_text(
         "number_of_gpu=2\n"
+        "enable_grpc=false\n"
         f"inference_address=http://127.0.0.1:{ports[0]}\n"
         f"management_address=http://127.0.0.1:{ports[1]}\n"
         f"metrics_address=http://127.0.0.1:{ports[2]}\n"

@@ -348,7 +348,8 @@ def test_busy_port_is_a_startup_error(
 def test_grpc_disabled(tmp_path: Path, model_store: Path) -> None:
     running = start_server(tmp_path, model_store, config={"enable_grpc": "false"})
     try:
-        assert "gRPC" not in running.log()
+        assert "grpc://" not in running.log()
+        assert "  gRPC        off" in running.log()  # the start summary says so
         with grpc.insecure_channel(running.grpc_inference) as channel:
             code, _ = status_of(lambda: Inference(channel).Ping(empty_pb2.Empty(), timeout=5))
             assert code is grpc.StatusCode.UNAVAILABLE

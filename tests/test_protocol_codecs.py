@@ -616,8 +616,8 @@ def _engine_metadata(store: Path, runtime: Path) -> dict[str, Any]:
     """Register in an in-process engine (real workers) and read what it learned."""
 
     async def scenario() -> dict[str, Any]:
-        settings = Settings(model_store=store, runtime_dir=runtime)
-        engine = Engine(settings, build_server_metrics(settings))
+        settings = Settings(model_store=store, runtime_dir=runtime, enable_snapshots=False)
+        engine = Engine(settings, build_server_metrics(settings), "codecs")
         await engine.start()
         try:
             found = {}

@@ -214,7 +214,7 @@ def test_missing_path_and_bad_name(tmp_path: Path) -> None:
     [
         (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
         (["--workers", "many"], "argument --workers: expected a whole number, got 'many'"),
-        (["--port", "70000"], "argument --port: must be between 1 and 65535, got 70000"),
+        (["--port", "70000"], "argument --port: must be between 0 and 65535, got 70000"),
     ],
 )
 def test_bad_flags_are_refused(tmp_path: Path, flags: list[str], message: str) -> None:

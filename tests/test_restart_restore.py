@@ -149,7 +149,7 @@ def test_killed_server_restarts_with_the_same_models(tmp_path: Path, model_store
             assert second.stop() == 0
 
 
-def test_ncs_neither_writes_nor_restores_and_a_restore_ignores_startup_models(
+def test_ncs_neither_writes_nor_restores_and_a_restore_keeps_startup_models(
     tmp_path: Path, model_store: Path
 ) -> None:
     snapshot_dir = tmp_path / "snapshots"
@@ -192,7 +192,9 @@ def test_ncs_neither_writes_nor_restores_and_a_restore_ignores_startup_models(
     )
     try:
         listed = _ok(httpx.get(restored.management + "/models", timeout=30)).json()["models"]
-        assert [model["modelName"] for model in listed] == ["other"]
+        # The snapshot's model, and the one the command line names (unlike TorchServe, which
+        # ignores --models when it restores a snapshot).
+        assert [model["modelName"] for model in listed] == ["other", "probe"]
         [other] = _ok(httpx.get(restored.management + "/models/other", timeout=30)).json()
         assert (other["minWorkers"], other["maxWorkers"]) == (1, 1), other
         wait_until(lambda: ready_workers(restored, "other") == 1, timeout=15)
@@ -205,7 +207,9 @@ def test_each_successful_change_writes_one_snapshot_and_a_failed_one_none(
 ) -> None:
     workdir = tmp_path / "server"
     server = start_server(workdir, model_store)
-    snapshot_dir = workdir / "logs" / "config"  # the default, under the working directory
+    # The default, under the working directory: one folder per server, named after its
+    # inference port.
+    snapshot_dir = workdir / "logs" / "config" / server.inference.rsplit(":", 1)[1]
     management = server.management + "/models"
     try:
         written = len(_snapshots(snapshot_dir))

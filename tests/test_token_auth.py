@@ -6,6 +6,7 @@ import json
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,7 +176,12 @@ def test_short_static_token_is_a_startup_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "modelserve.cli", "start", "--foreground"],
         cwd=tmp_path,
-        env={"MODELSERVE_AUTH_TOKEN": "short", "PATH": "/usr/bin:/bin"},
+        # The test session's private TMPDIR: the records of this user's own servers stay out.
+        env={
+            "MODELSERVE_AUTH_TOKEN": "short",
+            "PATH": "/usr/bin:/bin",
+            "TMPDIR": tempfile.gettempdir(),
+        },
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,4 +1,5 @@
-"""Build the digits example: train the model if needed, then pack ``model_store/digits.mar``.
+"""Build the digits example: train the model if needed, then pack it as ``digits.mar`` into
+``examples/model_store/``, the model store ``make run`` serves.
 
 Training artifacts go to ``examples/digits/build/``; an existing ``build/digits.pt`` is reused,
 delete the directory to retrain. The archive is made by the ``model-archiver`` console script
@@ -23,7 +24,9 @@ from PIL import Image
 
 EXAMPLE_DIR = Path(__file__).resolve().parent
 BUILD_DIR = EXAMPLE_DIR / "build"
-MODEL_STORE = EXAMPLE_DIR / "model_store"
+REPOSITORY = EXAMPLE_DIR.parents[1]
+# Shared with the other examples: the model store ``make run`` serves.
+MODEL_STORE = EXAMPLE_DIR.parent / "model_store"
 SAMPLE_INDEX = 0
 SAMPLE_PNG_SIZE = 64
 
@@ -63,16 +66,16 @@ def pack_archive() -> Path:
         str(archiver),
         "--model-name", "digits",
         "--version", "1.0",
-        "--serialized-file", "build/digits.pt",
-        "--handler", "handler.py",
-        "--extra-files", "build/index_to_name.json",
-        "--export-path", "model_store",
+        "--serialized-file", "examples/digits/build/digits.pt",
+        "--handler", "examples/digits/handler.py",
+        "--extra-files", "examples/digits/build/index_to_name.json",
+        "--export-path", "examples/model_store",
         "--force",
     ]  # fmt: skip
     # torch-model-archiver 0.12 refuses an export path that does not exist yet.
     MODEL_STORE.mkdir(exist_ok=True)
-    # The paths above are relative to the example directory, as in the README.
-    subprocess.run(command, cwd=EXAMPLE_DIR, check=True)
+    # The paths above are relative to the repository root, as in the README.
+    subprocess.run(command, cwd=REPOSITORY, check=True)
     archive = MODEL_STORE / "digits.mar"
     if not archive.is_file():
         raise SystemExit(f"{archiver} exited cleanly but wrote no {archive}")

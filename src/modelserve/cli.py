@@ -1,48 +1,39 @@
-"""``modelserve start | stop | status | serve``: argument parsing and process control only."""
+"""``modelserve start | serve | stop | status | ps``: argument parsing only (control.py does
+what each command means)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import uvloop
+from modelserve import __version__, control, quick_deploy
+from modelserve.config import ConfigError, PortFlags, Settings, load_settings
 
-from modelserve import __version__, quick_deploy
-from modelserve.config import ConfigError, Settings, load_settings
-from modelserve.server import run_server
-from modelserve.telemetry.logs import configure_logging
-
-START_WAIT_S = 120
-STOP_WAIT_S = 60
-POLL_S = 0.1
-STARTED_MESSAGE = "Model server started."
-DEFAULT_CONSOLE_LOG = Path("logs/modelserve.log")
-
-
-def _pid_file(settings: Settings) -> Path:
-    return settings.resolved_runtime_dir() / "modelserve.pid"
+DEFAULT_LOG_DIR = Path("logs")
+COMMANDS = ("start", "serve", "stop", "status", "ps")
+# TorchServe's start flags modelserve accepts but has no use for: log4j and C++ log configs,
+# workflow store and plugin jars (workflows come with a later release).
+TORCHSERVE_UNUSED_FLAGS = {
+    ("--log-config",): "a log4j file; modelserve's logs follow the log_* keys (see --help)",
+    ("--cpp-log-config",): "the C++ backend's log config; modelserve has no C++ backend",
+    ("--workflow-store",): "workflows are not served yet",
+    ("--plugins-path", "--ppath"): "Java plugins do not apply to modelserve",
+}
 
 
-def _running_pid(pid_file: Path) -> int | None:
-    try:
-        pid = int(pid_file.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, but someone else's
-    return pid
+def torchserve_arguments(argv: list[str]) -> list[str]:
+    """TorchServe's command line (``--start`` / ``--stop`` / ``-v`` with the same flags) as
+    modelserve's, so scripts run after replacing the word ``torchserve``."""
+    if not argv or not argv[0].startswith("-") or argv[0] in ("-h", "--help", "--version"):
+        return argv
+    if argv == ["-v"]:
+        return ["--version"]
+    if "--stop" in argv and "--start" not in argv:
+        # TorchServe's --stop --foreground waits for the exit; modelserve's stop always does.
+        return ["stop", *(arg for arg in argv if arg not in ("--stop", "--foreground"))]
+    return ["start", *(arg for arg in argv if arg != "--start")]
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -52,43 +43,52 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         "log_format": getattr(args, "log_format", None),
         "log_dir": getattr(args, "log_dir", None),
         "device": getattr(args, "device", None),
+        "instance_name": getattr(args, "instance", None),
         # --ncs can only turn snapshots off; without it the configured value stands.
         "enable_snapshots": False if getattr(args, "ncs", False) else None,
         # Likewise, these flags only switch their setting one way.
         "disable_token_authorization": True if getattr(args, "disable_token_auth", False) else None,
         "enable_model_api": True if getattr(args, "enable_model_api", False) else None,
     }
-    return load_settings(args.ts_config, overrides)
+    return _port_flags(args).apply(load_settings(args.ts_config, overrides))
+
+
+def _port_flags(args: argparse.Namespace) -> PortFlags:
+    return PortFlags(
+        inference=getattr(args, "port", None),
+        management=getattr(args, "management_port", None),
+        metrics=getattr(args, "metrics_port", None),
+        grpc_inference=getattr(args, "grpc_port", None),
+        grpc_management=getattr(args, "grpc_management_port", None),
+        no_grpc=getattr(args, "no_grpc", False),
+    )
+
+
+def _warn_unused_flags(args: argparse.Namespace) -> None:
+    for flags, why in TORCHSERVE_UNUSED_FLAGS.items():
+        if getattr(args, _dest(flags[0]), None) is not None:
+            print(f"modelserve: ignoring {flags[0]}: {why}", file=sys.stderr)
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
 
 
 def _start(args: argparse.Namespace) -> int:
+    _warn_unused_flags(args)
     settings = _settings_from(args)
     if settings.model_store is not None and not settings.model_store.is_dir():
         print(f"modelserve: model store {settings.model_store} is not a directory", file=sys.stderr)
         return 1
-    pid_file = _pid_file(settings)
-    if _already_running(pid_file):
+    if control.name_in_use(settings):
         return 1
     models = args.models or settings.load_models
     if args.foreground:
-        return _run_foreground(settings, models, pid_file)
-    return _start_background(_console_log(args, settings), pid_file)
-
-
-def _already_running(pid_file: Path) -> bool:
-    pid = _running_pid(pid_file)
-    if pid is not None:
-        print(
-            f"modelserve is already running (pid {pid}), please use modelserve stop first.",
-            file=sys.stderr,
-        )
-    return pid is not None
+        return control.run_foreground(settings, models, console_log=args.log_file)
+    return control.start_background(args.arguments, settings, _console_log(args, settings))
 
 
 def _serve(args: argparse.Namespace) -> int:
-    pid_file = _pid_file(_settings_from(args))
-    if _already_running(pid_file):
-        return 1
     request = quick_deploy.ServeRequest(
         path=args.path,
         name=args.name,
@@ -96,15 +96,16 @@ def _serve(args: argparse.Namespace) -> int:
         max_batch_delay=args.max_batch_delay,
         workers=args.workers,
         device=args.device,
-        port=args.port,
-        management_port=args.management_port,
-        metrics_port=args.metrics_port,
+        ports=_port_flags(args),
+        instance_name=args.instance,
         output=args.output,
     )
     try:
         with quick_deploy.prepare(request, args.ts_config) as deployment:
-            return _run_foreground(
-                deployment.settings, deployment.startup_models, pid_file, deployment.usage
+            if control.name_in_use(deployment.settings):
+                return 1
+            return control.run_foreground(
+                deployment.settings, deployment.startup_models, deployment.usage
             )
     except quick_deploy.QuickDeployError as exc:
         print(f"modelserve: {exc}", file=sys.stderr)
@@ -117,86 +118,27 @@ def _console_log(args: argparse.Namespace, settings: Settings) -> Path:
     if args.log_file is not None:
         return args.log_file
     # Not log_dir/modelserve.log: the server log's own rotating handler writes that file.
-    return settings.log_dir / "console.log" if settings.log_dir else DEFAULT_CONSOLE_LOG
+    if settings.log_dir:
+        return settings.log_dir / "console.log"
+    # One file per server: two servers started in one directory must not share one.
+    name = control.expected_name(settings)
+    return DEFAULT_LOG_DIR / (f"modelserve-{name}.log" if name else "modelserve.log")
 
 
-def _run_foreground(
-    settings: Settings, models: list[str], pid_file: Path, started_note: str = ""
-) -> int:
-    configure_logging(settings)
-    # Each plane's uvicorn would announce itself; the server logs one line per plane instead.
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    pid_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def started() -> None:
-        pid_file.write_text(f"{os.getpid()}\n")
-        print(STARTED_MESSAGE, flush=True)
-        if started_note:
-            print(started_note, flush=True)
-
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(run_server(settings, models, started))
-    except ConfigError as exc:
-        print(f"modelserve: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if _running_pid(pid_file) in (None, os.getpid()):
-            pid_file.unlink(missing_ok=True)
-    return 0
-
-
-def _start_background(log_path: Path, pid_file: Path) -> int:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "modelserve.cli", *sys.argv[1:], "--foreground"]
-    with log_path.open("ab") as log_file:
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the shell that started it
-        )
-    deadline = time.monotonic() + START_WAIT_S
-    while time.monotonic() < deadline:
-        if _running_pid(pid_file) == child.pid:
-            print(f"{STARTED_MESSAGE} (pid {child.pid}, log {log_path})")
-            return 0
-        if child.poll() is not None:
-            print(f"modelserve: failed to start; see {log_path}", file=sys.stderr)
-            return 1
-        time.sleep(POLL_S)
-    print(f"modelserve: not started after {START_WAIT_S} s; see {log_path}", file=sys.stderr)
-    return 1
+def _runtime_dir(args: argparse.Namespace) -> Path:
+    return load_settings(args.ts_config).resolved_runtime_dir()
 
 
 def _stop(args: argparse.Namespace) -> int:
-    pid_file = _pid_file(_settings_from(args))
-    pid = _running_pid(pid_file)
-    if pid is None:
-        print("modelserve is not currently running.")
-        return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT_S
-    while _running_pid(pid_file) == pid:
-        if time.monotonic() > deadline:
-            print(f"modelserve (pid {pid}) did not stop in {STOP_WAIT_S} s", file=sys.stderr)
-            return 1
-        time.sleep(POLL_S)
-    print("modelserve has stopped.")
-    return 0
+    return control.stop(_runtime_dir(args), args.name, args.all)
 
 
 def _status(args: argparse.Namespace) -> int:
-    settings = _settings_from(args)
-    pid = _running_pid(_pid_file(settings))
-    if pid is None:
-        print("modelserve is not running.")
-        return 1
-    print(f"modelserve is running (pid {pid})")
-    for plane in ("inference", "management", "metrics"):
-        print(f"  {plane:<10} {settings.address(plane)}")
-    return 0
+    return control.status(_runtime_dir(args), args.name)
+
+
+def _ps(args: argparse.Namespace) -> int:
+    return control.ps(_runtime_dir(args), args.json)
 
 
 DEVICE_HELP = (
@@ -204,6 +146,10 @@ DEVICE_HELP = (
     "default: the GPUs when there are any, else the CPU"
 )
 SERVE_HELP = "serve one saved model file at once, in the foreground"
+INSTANCE_HELP = (
+    "this server's name for 'modelserve ps', 'status NAME' and 'stop NAME' "
+    "(default: its inference port, e.g. 8080)"
+)
 
 
 def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -222,12 +168,33 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _add_listen_flags(command: argparse.ArgumentParser) -> None:
+    """Where the server listens, and its name: shared by start and serve."""
+    port = _whole_number(0, 65535)
+    for flag, key, default in (
+        ("--port", "inference_address", 8080),
+        ("--management-port", "management_address", 8081),
+        ("--metrics-port", "metrics_address", 8082),
+        ("--grpc-port", "grpc_inference_port", 7070),
+        ("--grpc-management-port", "grpc_management_port", 7071),
+    ):
+        command.add_argument(
+            flag,
+            type=port,
+            metavar="PORT",
+            help=f"over the configured {key} (default {default}; 0 = any free port)",
+        )
+    command.add_argument(
+        "--no-grpc", action="store_true", help="serve no gRPC ports (enable_grpc=false)"
+    )
+    command.add_argument("--instance", metavar="NAME", help=INSTANCE_HELP)
+
+
 def _add_serve_command(serve: argparse.ArgumentParser) -> None:
     serve.description = (
         "Pack PATH for the built-in tensor handler (JSON nested lists in and out) and serve it "
         f"in the foreground until Ctrl-C or SIGTERM. PATH is {quick_deploy.SUPPORTED_FORMATS}."
     )
-    port = _whole_number(1, 65535)
     serve.add_argument("path", type=Path, metavar="PATH", help="the saved model")
     serve.add_argument("--name", help="model name in the URLs (default: the file name's stem)")
     serve.add_argument(
@@ -242,7 +209,8 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
         type=_whole_number(0),
         default=quick_deploy.DEFAULT_MAX_BATCH_DELAY_MS,
         metavar="MS",
-        help="longest wait in ms for a batch to fill "
+        help="longest a request is held for batch-mates, in ms, and only while more requests "
+        "are on their way (a lone request on an idle worker goes at once); 0 never holds "
         f"(default {quick_deploy.DEFAULT_MAX_BATCH_DELAY_MS})",
     )
     serve.add_argument(
@@ -253,17 +221,7 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
         help=f"worker processes (default {quick_deploy.DEFAULT_WORKERS})",
     )
     serve.add_argument("--device", help=DEVICE_HELP)
-    for flag, plane, default in (
-        ("--port", "inference", 8080),
-        ("--management-port", "management", 8081),
-        ("--metrics-port", "metrics", 8082),
-    ):
-        serve.add_argument(
-            flag,
-            type=port,
-            metavar="PORT",
-            help=f"{plane} port (default: the configured one, else {default})",
-        )
+    _add_listen_flags(serve)
     serve.add_argument(
         "--output",
         type=Path,
@@ -273,31 +231,14 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
     serve.set_defaults(handler=_serve)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``modelserve`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="modelserve",
-        description="Serve TorchServe model archives (.mar) over HTTP.",
-    )
-    parser.add_argument("--version", action="version", version=f"modelserve {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    def with_config(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        command.add_argument(
-            "--ts-config",
-            type=Path,
-            metavar="FILE",
-            help="config.properties file (TorchServe keys); default ./config.properties",
-        )
-        return command
-
-    start = with_config(commands.add_parser("start", help="start the server"))
+def _add_start_command(start: argparse.ArgumentParser) -> None:
     start.add_argument("--model-store", type=Path, metavar="DIR", help="directory of archives")
     start.add_argument(
         "--models",
         nargs="+",
         metavar="[NAME=]ARCHIVE",
-        help="archives to load at startup, or 'all' for every archive in the model store",
+        help="archives to load at startup, or 'all' for every archive in the model store; "
+        "served even when a snapshot is restored",
     )
     start.add_argument(
         "--foreground", action="store_true", help="stay in the foreground and log to stderr"
@@ -320,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow register and unregister (the default; accepted for TorchServe scripts)",
     )
+    _add_listen_flags(start)
+    start.add_argument("--name", dest="instance", metavar="NAME", help="the same as --instance")
     start.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     start.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or one JSON object a line"
@@ -334,23 +277,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-file",
         type=Path,
         help="where a background server writes its console output (default "
-        "logs/modelserve.log, or console.log in the --log-dir)",
+        "logs/modelserve-NAME.log, or console.log in the --log-dir)",
     )
     start.add_argument("--device", help=DEVICE_HELP)
+    for flags, why in TORCHSERVE_UNUSED_FLAGS.items():
+        start.add_argument(*flags, metavar="PATH", help=f"TorchServe's; ignored: {why}")
     start.set_defaults(handler=_start)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``modelserve`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="modelserve",
+        description="Serve TorchServe model archives (.mar) over HTTP and gRPC. TorchServe's "
+        "own command line works too: modelserve --start --model-store DIR --models M.mar, "
+        "modelserve --stop.",
+    )
+    parser.add_argument("--version", action="version", version=f"modelserve {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command.add_argument(
+            "--ts-config",
+            type=Path,
+            metavar="FILE",
+            help="config.properties file (TorchServe keys); default ./config.properties",
+        )
+        return command
+
+    _add_start_command(with_config(commands.add_parser("start", help="start a server")))
     _add_serve_command(with_config(commands.add_parser("serve", help=SERVE_HELP)))
-    with_config(commands.add_parser("stop", help="stop the running server")).set_defaults(
-        handler=_stop
-    )
-    with_config(commands.add_parser("status", help="is the server running?")).set_defaults(
-        handler=_status
-    )
+    stop = with_config(commands.add_parser("stop", help="stop a running server"))
+    stop.add_argument("name", nargs="?", metavar="NAME", help="which one, when several run")
+    stop.add_argument("--all", action="store_true", help="stop every running server")
+    stop.set_defaults(handler=_stop)
+    status = with_config(commands.add_parser("status", help="show a running server"))
+    status.add_argument("name", nargs="?", metavar="NAME", help="which one, when several run")
+    status.set_defaults(handler=_status)
+    ps = with_config(commands.add_parser("ps", help="list your running servers"))
+    ps.add_argument("--json", action="store_true", help="one JSON array of their records")
+    ps.set_defaults(handler=_ps)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``modelserve`` command."""
-    args = build_parser().parse_args(argv)
+    arguments = torchserve_arguments(sys.argv[1:] if argv is None else argv)
+    if "--start" in arguments and "--stop" in arguments:
+        print("modelserve: --start and --stop cannot be used together", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(arguments)
+    # A background start runs the same command again in the foreground.
+    args.arguments = arguments
     try:
         return args.handler(args)
     except ConfigError as exc:

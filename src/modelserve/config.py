@@ -7,26 +7,40 @@ Environment variables are ``MODELSERVE_<KEY>`` (always honoured) and TorchServe'
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from modelserve.suggestions import did_you_mean
 
 ENV_PREFIX = "MODELSERVE_"
 TORCHSERVE_ENV_PREFIX = "TS_"
 DEFAULT_CONFIG_FILE = Path("config.properties")
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Where a server's default snapshot directory lies, under the working directory.
+SNAPSHOT_ROOT = Path("logs/config")
 
 
 class ConfigError(ValueError):
     """A configuration value (file, env or flag) is invalid; the message names the key."""
+
+
+class ConfigNotice(NamedTuple):
+    """A remark on the configuration, for the console once logging is up (``config_notices``)."""
+
+    level: int  # a logging level
+    message: str
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,8 @@ class Settings(BaseModel):
     """Every server setting, under TorchServe's config.properties key names."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+    # What load_settings found worth telling (unknown keys ...): see config_notices.
+    _notices: tuple[ConfigNotice, ...] = PrivateAttr(default=())
 
     inference_address: str = "http://127.0.0.1:8080"
     management_address: str = "http://127.0.0.1:8081"
@@ -96,8 +112,13 @@ class Settings(BaseModel):
     device: str | None = None
     # pip-install an archive's requirementsFile at registration (TorchServe's key).
     install_py_dep_per_model: bool = False
-    # Snapshots of the registered models (TorchServe's logs/config); --ncs turns them off.
-    snapshot_dir: Path = Path("logs/config")
+    # This server's name among the user's running servers (modelserve ps / status / stop);
+    # None = the inference port it listens on, e.g. "8080".
+    instance_name: str | None = None
+    # Snapshots of the registered models; None = logs/config/<instance name> (TorchServe:
+    # logs/config), so two servers started in one directory never restore each other's models.
+    # --ncs turns them off.
+    snapshot_dir: Path | None = None
     enable_snapshots: bool = True
     # Compute threads per worker (OMP/MKL); 0 = share the cores left after the frontend's.
     worker_threads: int = Field(0, ge=0)
@@ -163,6 +184,16 @@ class Settings(BaseModel):
                 raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
         return value
 
+    @field_validator("instance_name")
+    @classmethod
+    def _check_instance_name(cls, value: str | None) -> str | None:
+        # It names a file in the runtime directory and is typed on command lines.
+        if value is not None and not INSTANCE_NAME.fullmatch(value):
+            raise ValueError(
+                "expected 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+            )
+        return value
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str | None) -> str | None:
@@ -196,11 +227,44 @@ class Settings(BaseModel):
         scheme = "grpcs" if self.enable_grpc_ssl else "grpc"
         return Address(scheme, host, getattr(self, f"grpc_{plane}_port"))
 
+    def resolved_snapshot_dir(self, instance_name: str) -> Path:
+        """Where the snapshots of the server named ``instance_name`` live."""
+        return self.snapshot_dir if self.snapshot_dir is not None else SNAPSHOT_ROOT / instance_name
+
     def resolved_runtime_dir(self) -> Path:
         """Where worker sockets and specs live: private to the server's user."""
         if self.runtime_dir is not None:
             return self.runtime_dir
         return Path(tempfile.gettempdir()) / f"modelserve-{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class PortFlags:
+    """``--port``, ``--management-port``, ``--metrics-port``, ``--grpc-port``,
+    ``--grpc-management-port`` and ``--no-grpc`` (None / False = as configured)."""
+
+    inference: int | None = None
+    management: int | None = None
+    metrics: int | None = None
+    grpc_inference: int | None = None
+    grpc_management: int | None = None
+    no_grpc: bool = False
+
+    def apply(self, settings: Settings) -> Settings:
+        """``settings`` with these ports; a port flag keeps the plane's configured host."""
+        update: dict[str, Any] = {}
+        for plane in ("inference", "management", "metrics"):
+            port = getattr(self, plane)
+            if port is not None:
+                moved = dataclasses.replace(settings.address(plane), port=port)
+                update[f"{plane}_address"] = str(moved)
+        for plane in ("inference", "management"):
+            port = getattr(self, f"grpc_{plane}")
+            if port is not None:
+                update[f"grpc_{plane}_port"] = port
+        if self.no_grpc:
+            update["enable_grpc"] = False
+        return settings.model_copy(update=update)
 
 
 def _is_ipv6(text: str) -> bool:
@@ -251,6 +315,72 @@ def _environment_values(environ: Mapping[str, str], file_values: Mapping[str, st
     return values
 
 
+# Every key TorchServe 0.12 reads from config.properties (its ConfigManager, plus vmargs and
+# plugins_path, which its launcher reads), so that a TorchServe config file loads without
+# "unknown key" warnings; the ones modelserve has no setting for are listed once, at INFO.
+# fmt: off
+TORCHSERVE_KEYS: frozenset[str] = frozenset({
+    "allowed_urls", "async_logging", "blacklist_env_vars", "certificate_file",
+    "cors_allowed_headers", "cors_allowed_methods", "cors_allowed_origin", "cpp_log_config",
+    "cpu_launcher_args", "cpu_launcher_enable", "debug", "decode_input_request",
+    "default_response_timeout", "default_service_handler", "default_startup_timeout",
+    "default_workers_per_model", "disable_system_metrics", "disable_token_authorization",
+    "enable_envvars_config", "enable_grpc_ssl", "enable_metrics_api", "enable_model_api",
+    "grpc_inference_address", "grpc_inference_max_connection_age_grace_ms",
+    "grpc_inference_max_connection_age_ms", "grpc_inference_port", "grpc_management_address",
+    "grpc_management_max_connection_age_grace_ms", "grpc_management_max_connection_age_ms",
+    "grpc_management_port", "inference_address", "initial_distribution_port",
+    "initial_worker_port", "install_py_dep_per_model", "io_ratio", "ipex_enable",
+    "ipex_gpu_enable", "job_queue_size", "keystore", "keystore_pass", "keystore_type",
+    "limit_max_image_pixels", "load_models", "management_address", "max_request_size",
+    "max_response_size", "metric_time_interval", "metrics_address", "metrics_config",
+    "metrics_mode", "model_metrics_auto_detect", "model_server_home", "model_snapshot",
+    "model_store", "models", "netty_client_threads", "number_of_gpu", "number_of_netty_threads",
+    "plugins_path", "prefer_direct_buffer", "private_key_file", "python", "service_envelope",
+    "system_metrics_cmd", "token_expiration_min", "tsConfigFile", "ts_header_key_sequence_end",
+    "ts_header_key_sequence_id", "ts_header_key_sequence_start", "ts_open_inference_protocol",
+    "unregister_model_timeout", "use_env_allowed_urls", "use_native_io", "version", "vmargs",
+    "workflow_store",
+})
+# fmt: on
+
+
+def _key_notices(
+    source: str, noun: str, present: Iterable[str], spelling: Callable[[str], str]
+) -> list[ConfigNotice]:
+    """A warning per unknown key, naming the closest known one, and one INFO line for the
+    TorchServe keys modelserve does not use. ``spelling`` turns a key into its form in
+    ``source`` (``MODELSERVE_JOB_QUEUE_SIZE`` for an environment variable)."""
+    settings_keys = {spelling(key) for key in Settings.model_fields}
+    torchserve_only = {spelling(key) for key in TORCHSERVE_KEYS} - settings_keys
+    known = settings_keys | torchserve_only
+    notices = [
+        ConfigNotice(
+            logging.WARNING,
+            f"{source}: unknown {noun} {name!r} is ignored{did_you_mean(name, known)}",
+        )
+        for name in present
+        if name not in known
+    ]
+    unused = sorted(name for name in present if name in torchserve_only)
+    if unused:
+        notices.append(
+            ConfigNotice(
+                logging.INFO,
+                f"{source}: ignored, TorchServe settings that modelserve does not use: "
+                + ", ".join(unused),
+            )
+        )
+    return notices
+
+
+def _environment_notices(environ: Mapping[str, str]) -> list[ConfigNotice]:
+    # Only our own prefix: TS_* variables are TorchServe's, read for a few keys and only when
+    # asked (enable_envvars_config), and a host may set others for other reasons.
+    present = [name for name in environ if name.startswith(ENV_PREFIX)]
+    return _key_notices("environment", "variable", present, lambda key: ENV_PREFIX + key.upper())
+
+
 def load_settings(
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -271,6 +401,7 @@ def load_settings(
         except OSError as exc:
             raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
     elif DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
         file_values = parse_properties(DEFAULT_CONFIG_FILE.read_text())
     merged: dict[str, Any] = {**file_values, **_environment_values(environ, file_values)}
     merged.update({key: value for key, value in (overrides or {}).items() if value is not None})
@@ -284,4 +415,22 @@ def load_settings(
         settings.address(plane)
     for plane in ("inference", "management"):
         settings.grpc_address(plane)
+    settings._notices = (
+        *_key_notices(str(config_file), "key", file_values, str),
+        *_environment_notices(environ),
+    )
     return settings
+
+
+def config_notices(settings: Settings) -> list[ConfigNotice]:
+    """What ``load_settings`` found worth telling the user, for the console once logging is up:
+    a WARNING per unknown key of the config file or ``MODELSERVE_*`` variable (naming the
+    closest known key), and an INFO line per source listing the TorchServe keys that modelserve
+    does not use. Empty for settings built otherwise."""
+    return list(settings._notices)
+
+
+def log_config_notices(settings: Settings, logger: logging.Logger) -> None:
+    """Log each of ``config_notices(settings)`` at its level."""
+    for notice in config_notices(settings):
+        logger.log(notice.level, "%s", notice.message)

@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from modelserve_handlers.backends.artifacts import (
     TORCHSCRIPT_SUFFIXES,
 )
 
-from modelserve.config import Settings, load_settings
+from modelserve.config import PortFlags, Settings, load_settings
 
 HANDLER = "tensor"
 MODEL_VERSION = "1.0"
@@ -58,9 +58,8 @@ class ServeRequest:
     max_batch_delay: int = DEFAULT_MAX_BATCH_DELAY_MS
     workers: int = DEFAULT_WORKERS
     device: str | None = None
-    port: int | None = None
-    management_port: int | None = None
-    metrics_port: int | None = None
+    ports: PortFlags = field(default_factory=PortFlags)
+    instance_name: str | None = None
     output: Path | None = None
 
 
@@ -141,22 +140,11 @@ def server_settings(
         "model_store": store,
         "models": {name: {MODEL_VERSION: model_knobs}},
         "device": request.device,
+        "instance_name": request.instance_name,
         # The archive lives in a temporary store: a snapshot of it could not be restored.
         "enable_snapshots": False,
     }
-    settings = load_settings(config_file, overrides)
-    ports = {
-        "inference": request.port,
-        "management": request.management_port,
-        "metrics": request.metrics_port,
-    }
-    # A port flag moves the plane; the host stays the configured one (127.0.0.1 by default).
-    addresses = {
-        f"{plane}_address": str(dataclasses.replace(settings.address(plane), port=port))
-        for plane, port in ports.items()
-        if port is not None
-    }
-    return settings.model_copy(update=addresses)
+    return request.ports.apply(load_settings(config_file, overrides))
 
 
 def usage(settings: Settings, name: str) -> str:

@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
-from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
+import psutil
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -18,10 +22,17 @@ from modelserve.api.inference import build_inference_app
 from modelserve.api.management import build_management_app
 from modelserve.api.metrics import build_metrics_app
 from modelserve.api.plane import SIMPLE_METHODS, CorsPolicy, PlaneAccess
-from modelserve.config import Address, ConfigError, Settings
-from modelserve.engine.engine import Engine
+from modelserve.config import Address, ConfigError, Settings, log_config_notices
+from modelserve.engine.engine import Engine, StartupOutcome
+from modelserve.engine.model_snapshots import RestoreReport
 from modelserve.engine.snapshot import SnapshotError, latest_snapshot
-from modelserve.grpc.server import build_grpc_planes, start_grpc_planes, stop_grpc_planes
+from modelserve.grpc.server import (
+    GrpcPlane,
+    build_grpc_planes,
+    start_grpc_planes,
+    stop_grpc_planes,
+)
+from modelserve.instances import STARTED, InstanceFile, InstanceNameTaken, InstanceRecord
 from modelserve.security.exposure import AccessPolicy, access_policy
 from modelserve.security.tokens import KeyKind
 from modelserve.telemetry.frontend_metrics import ServerMetrics
@@ -44,7 +55,39 @@ class _PlaneServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def bind_socket(key: str, address: Address) -> socket.socket:
+@dataclass
+class StartupReport:
+    """What the server did at start: the snapshot it restored, its startup models."""
+
+    restore: RestoreReport | None = None
+    startup: list[StartupOutcome] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        """The instance record's ``startup`` entry (``ps``, ``status`` and a background
+        ``start`` show it)."""
+        restore = self.restore
+        return {
+            "settled": False,
+            "snapshot": str(restore.path.resolve()) if restore is not None else None,
+            "restored": restore.restored if restore is not None else [],
+            "notRestored": restore.failed if restore is not None else {},
+            # entry -> why it was not registered (None: registered)
+            "models": {outcome.entry: outcome.error for outcome in self.startup},
+        }
+
+
+class ServerEvents(Protocol):
+    """What the command that runs the server is told, to show on its console. The record's
+    ``startup`` entry says what happened (StartupReport.to_record, then ``settled``)."""
+
+    def started(self, record: InstanceRecord) -> None:
+        """Every plane listens and the startup models are registered (workers may load)."""
+
+    def settled(self, record: InstanceRecord) -> None:
+        """Every startup model has a ready worker, or has failed its first load."""
+
+
+def bind_socket(key: str, address: Address, how_to_change: str) -> socket.socket:
     """Bind a listening socket now, so a busy port is a clear startup error."""
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -53,25 +96,59 @@ def bind_socket(key: str, address: Address) -> socket.socket:
         sock.bind((address.host, address.port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {key} {address}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot listen on {key} {address}: {exc.strerror}; {how_to_change}"
+        ) from exc
     sock.listen(2048)
     sock.setblocking(False)
     return sock
 
 
-async def _load_models(engine: Engine, settings: Settings, startup_models: list[str]) -> None:
-    """Restore the newest snapshot when there is one (startup models are then ignored, as in
-    TorchServe); otherwise register the startup models."""
-    snapshot = latest_snapshot(settings.snapshot_dir) if engine.snapshots is not None else None
-    if snapshot is None:
-        await engine.load_startup_models(startup_models)
-        return
-    if startup_models:
-        log.warning("restoring %s; ignoring --models / load_models", snapshot)
+def _bound_address(address: Address, sock: socket.socket) -> Address:
+    """``address`` with the port really bound (port 0 picks one)."""
+    return Address(address.scheme, address.host, sock.getsockname()[1])
+
+
+async def _load_models(engine: Engine, startup_models: list[str]) -> StartupReport:
+    """Restore the newest snapshot when there is one, then register the startup models that
+    it did not bring back: what the command line names is always served."""
+    report = StartupReport()
+    snapshots = engine.snapshots
+    snapshot = latest_snapshot(snapshots.directory) if snapshots is not None else None
+    if snapshot is not None:
+        try:
+            report.restore = await snapshots.restore(engine, snapshot)
+        except SnapshotError as exc:
+            raise ConfigError(str(exc)) from exc
+    report.startup = await engine.load_startup_models(startup_models)
+    return report
+
+
+def _claim_instance(settings: Settings, name: str, console_log: Path | None) -> InstanceFile:
+    """This server's record among the user's running servers; a name in use stops the start."""
+    record = InstanceRecord(
+        name=name,
+        pid=os.getpid(),
+        started_at=psutil.Process().create_time(),
+        working_dir=os.getcwd(),
+        model_store=str(settings.model_store.resolve()) if settings.model_store else None,
+        log_dir=str(settings.log_dir.resolve()) if settings.log_dir else None,
+        console_log=str(console_log.resolve()) if console_log else None,
+        snapshot_dir=(
+            str(settings.resolved_snapshot_dir(name).resolve())
+            if settings.enable_snapshots
+            else None
+        ),
+    )
     try:
-        await engine.snapshots.restore(engine, snapshot)
-    except SnapshotError as exc:
-        raise ConfigError(str(exc)) from exc
+        return InstanceFile.claim(settings.resolved_runtime_dir(), record)
+    except InstanceNameTaken as taken:
+        holder = taken.holder
+        raise ConfigError(
+            f"a modelserve named {name!r} is already running (pid {holder.pid}, "
+            f"{holder.addresses.get('inference', 'starting')}): stop it with "
+            f"'modelserve stop {name}', or name this one with --instance NAME"
+        ) from None
 
 
 async def _flush_logs_periodically() -> None:
@@ -165,17 +242,77 @@ def _announce(policy: AccessPolicy, settings: Settings) -> None:
         log.warning("%s", policy.model_control_refusal)
 
 
+def _listen_addresses(
+    settings: Settings, sockets: dict[str, socket.socket], grpc_planes: list[GrpcPlane]
+) -> dict[str, str]:
+    addresses = {
+        plane: str(_bound_address(settings.address(plane), sock)) for plane, sock in sockets.items()
+    }
+    addresses.update({f"grpc_{plane.name}": str(plane.address) for plane in grpc_planes})
+    return addresses
+
+
+async def _report_when_settled(
+    engine: Engine, instance: InstanceFile, events: ServerEvents
+) -> None:
+    await engine.settle()
+    health = engine.health()
+    startup = {
+        **instance.record.startup,
+        "settled": True,
+        "status": health.status,
+        "notReady": health.not_ready,
+    }
+    instance.update(startup=startup)
+    events.settled(instance.record)
+
+
 async def run_server(
     settings: Settings,
     startup_models: list[str],
-    on_started: Callable[[], None] = lambda: None,
+    events: ServerEvents,
+    console_log: Path | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT; ``on_started`` runs once every plane listens."""
-    planes = ["inference", "management"] + (["metrics"] if settings.enable_metrics_api else [])
-    sockets = {plane: bind_socket(f"{plane}_address", settings.address(plane)) for plane in planes}
+    """Serve until SIGTERM or SIGINT; ``events`` hears when every plane listens and when the
+    startup models have settled. ``console_log``: where a background server's output goes,
+    for its record."""
+    log_config_notices(settings, log)
+    # Configuration errors first: a bad token or metrics config is reported as such, whether
+    # or not the ports are free.
     policy = access_policy(settings)
     metrics = build_server_metrics(settings)
-    engine = Engine(settings, metrics)
+    planes = ["inference", "management"] + (["metrics"] if settings.enable_metrics_api else [])
+    sockets = {
+        plane: bind_socket(f"{plane}_address", settings.address(plane), _how_to_move(plane))
+        for plane in planes
+    }
+    name = settings.instance_name or str(sockets["inference"].getsockname()[1])
+    instance = _claim_instance(settings, name, console_log)
+    try:
+        await _serve(settings, startup_models, events, sockets, instance, policy, metrics)
+    finally:
+        instance.release()
+
+
+def _how_to_move(plane: str) -> str:
+    flag = {"inference": "--port", "management": "--management-port"}.get(plane, f"--{plane}-port")
+    return (
+        f"another server holds it ('modelserve ps' lists yours): choose another port with "
+        f"{flag}, MODELSERVE_{plane.upper()}_ADDRESS or {plane}_address in config.properties"
+    )
+
+
+async def _serve(
+    settings: Settings,
+    startup_models: list[str],
+    events: ServerEvents,
+    sockets: dict[str, socket.socket],
+    instance: InstanceFile,
+    policy: AccessPolicy,
+    metrics: ServerMetrics,
+) -> None:
+    engine = Engine(settings, metrics, instance.record.name)
+    engine.on_models_changed = lambda names: instance.update(models=names)
     count = metrics.count_response
     limit = settings.max_request_size
     access = _accesses(settings, policy)
@@ -206,22 +343,29 @@ async def run_server(
         for plane, server in servers.items()
     ]
     flusher = asyncio.create_task(_flush_logs_periodically())
+    settling: asyncio.Task | None = None
     try:
         await start_grpc_planes(grpc_planes)
-        await _load_models(engine, settings, startup_models)
+        addresses = _listen_addresses(settings, sockets, grpc_planes)
+        instance.update(addresses=addresses)
+        report = await _load_models(engine, startup_models)
+        instance.update(state=STARTED, models=engine.registry.names(), startup=report.to_record())
         for plane in servers:
-            log.info("%s API listening on %s", plane, settings.address(plane))
+            log.info("%s API listening on %s", plane, addresses[plane])
         # Everything built so far lives as long as the server: keep it out of the cyclic
         # collector's full passes, which otherwise rescan it while requests allocate.
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        on_started()
+        events.started(instance.record)
+        settling = asyncio.create_task(_report_when_settled(engine, instance, events))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         log.info("shutting down")
     finally:
+        if settling is not None:
+            settling.cancel()
         for server in servers.values():
             server.should_exit = True
         await asyncio.gather(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 
@@ -14,12 +15,26 @@ from starlette.routing import Route
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.plane import PlaneAccess, build_plane
-from modelserve.api.responses import json_response, status_response
+from modelserve.api.responses import json_response
 from modelserve.api.tf_serving import tf_serving_routes
 from modelserve.engine.engine import Engine
+from modelserve.engine.health import UNHEALTHY
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+MULTIPART_FORM = "multipart/form-data"
+URLENCODED_FORM = "application/x-www-form-urlencoded"
+# A genuine urlencoded form: ``name=value`` pairs joined by ``&``, ASCII only, ``%`` only as an
+# escape, names without spaces or punctuation that encoders escape. curl sends every ``-d`` /
+# ``--data-binary`` body with this content type, so anything else (a JSON array, an image) is
+# a body mislabelled by default, not a form. Written as "run (escape run)*" with classes that
+# exclude ``%``, ``=`` and ``&``, so matching never backtracks more than once per byte.
+_ESCAPE = rb"%[0-9A-Fa-f]{2}"
+_NAME_CHARS = rb"[A-Za-z0-9*\-._~+]"
+_VALUE_CHARS = rb"[\x20-\x24\x27-\x7e]"
+_FORM_NAME = _NAME_CHARS + rb"*(?:" + _ESCAPE + _NAME_CHARS + rb"*)*"
+_FORM_VALUE = _VALUE_CHARS + rb"*(?:" + _ESCAPE + _VALUE_CHARS + rb"*)*"
+_FORM_PAIR = rb"(?!=)" + _FORM_NAME + rb"=" + _FORM_VALUE  # the lookahead: a name is not empty
+URLENCODED_FORM_BODY = re.compile(_FORM_PAIR + rb"(?:&" + _FORM_PAIR + rb")*")
 # Bounds a form's part count; each part's size is already bounded by the body limit.
 MAX_FORM_PARTS = 1000
 # TorchServe runs inference for any method on a predictions path; OPTIONS describes the API.
@@ -38,7 +53,10 @@ async def wire_request(
         for name, value in request.query_params.multi_items()
     ]
     mime = headers.get("content-type", "").partition(";")[0].strip().lower()
-    if mime in FORM_TYPES:
+    if mime == MULTIPART_FORM or (
+        mime == URLENCODED_FORM and URLENCODED_FORM_BODY.fullmatch(await request.body())
+    ):
+        # A body already read is kept by the request, and the form parser reads it from there.
         form_reader = request.form(
             max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS, max_part_size=max_part_size
         )
@@ -90,7 +108,7 @@ def build_inference_app(
 
     async def ping(_request: Request) -> Response:
         health = engine.health()
-        return status_response(health, 500 if health == "Unhealthy" else 200)
+        return json_response(health.body(), 500 if health.status == UNHEALTHY else 200)
 
     async def api_description(_request: Request) -> Response:
         return json_response(inference_openapi())

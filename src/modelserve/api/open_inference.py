@@ -149,8 +149,9 @@ def v2_routes(engine: Engine) -> list[BaseRoute]:
 
     async def ready(_request: Request) -> Response:
         health = engine.health()
-        if health != "Healthy":  # the spec: 200 for true, a 4xx for false
-            return error_body(400, f"The server is not ready: {health}")
+        if not health.ready:  # the spec: 200 for true, a 4xx for false
+            reasons = "; ".join(f"{name}: {why}" for name, why in health.not_ready.items())
+            return error_body(400, f"The server is not ready: {health.status} ({reasons})")
         return compact_json({"ready": True})
 
     async def model_metadata(request: Request) -> Response:

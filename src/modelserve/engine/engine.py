@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,13 @@ from modelserve.engine.devices import (
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import (
     BadRequestException,
+    ConflictStatusException,
     InvalidModelException,
     ModelNotFoundException,
     ServingError,
     WorkerLoadException,
 )
+from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.model_config import ModelConfig, load_model_config
 from modelserve.engine.model_dependencies import install_requirements
@@ -72,17 +74,30 @@ class RegisterOptions:
 
 
 @dataclass(slots=True)
+class StartupOutcome:
+    """What became of one ``--models`` / ``load_models`` entry at start."""
+
+    entry: str
+    # The registered model's name; None when the entry could not be registered.
+    model_name: str | None
+    # Why it does not serve; None once registered (its workers may still be loading).
+    error: str | None = None
+
+
+@dataclass(slots=True)
 class Outcome:
     """A management call's HTTP status and status message."""
 
     status: int
     message: str
+    # The model a registration registered.
+    model_name: str | None = None
 
 
 class Engine:
     """Registry, worker pools and the dispatcher of one server."""
 
-    def __init__(self, settings: Settings, metrics: ServerMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: ServerMetrics, instance_name: str) -> None:
         self.settings = settings
         self.metrics = metrics
         self.registry = ModelRegistry()
@@ -91,11 +106,19 @@ class Engine:
         self._dispatcher: Dispatcher | None = None
         self._lock = asyncio.Lock()
         self.snapshots = (
-            SnapshotKeeper(settings.snapshot_dir, settings.model_store)
+            SnapshotKeeper(settings.resolved_snapshot_dir(instance_name), settings.model_store)
             if settings.enable_snapshots
             else None
         )
         self._background: set[asyncio.Task] = set()
+        # Until the startup models are registered the server is not ready, whatever the
+        # (still empty) registry says.
+        self._loading_startup_models = True
+        # Startup entries that could not be registered (name -> why), until a model of that
+        # name is registered: they count as models that should serve and do not.
+        self._startup_failures: dict[str, str] = {}
+        # Called with the registered model names after every successful management change.
+        self.on_models_changed: Callable[[list[str]], None] = lambda _names: None
         self.gpu_count = visible_gpu_count(settings.number_of_gpu, cuda_visible_devices())
         try:  # a --device naming a GPU that is not there is a startup error, not a model's
             self._server_placement = resolve_placement(self.gpu_count, settings.device)
@@ -147,15 +170,24 @@ class Engine:
         """Queue depth and worker states of every version, for the scrape-time gauges."""
         return [version.state() for version in self.registry.all_versions()]
 
-    def health(self) -> str:
-        """Healthy, Partial Healthy or Unhealthy: can each default version that should serve?"""
-        expected = [self.registry.get(name) for name in self.registry.names()]
-        serving = [
-            version.pool.ready_count() > 0 for version in expected if version.pool.target > 0
-        ]
-        if all(serving):
-            return "Healthy"
-        return "Partial Healthy" if any(serving) else "Unhealthy"
+    def health(self) -> Health:
+        """Can the default version of each model that should serve (it has workers, or it is
+        a startup model) take requests? Never ready before the startup models are registered."""
+        serving: dict[str, bool] = {}
+        reasons: dict[str, str] = {}
+        if self._loading_startup_models:
+            serving["*"], reasons["*"] = False, "the server is loading its startup models"
+        for name in self.registry.names():
+            pool = self.registry.get(name).pool
+            if pool.target == 0:
+                continue
+            serving[name] = pool.ready_count() > 0
+            failure = pool.last_failure
+            reasons[name] = failure.summary() if failure is not None else "loading"
+        for name, error in self._startup_failures.items():
+            serving.setdefault(name, False)
+            reasons.setdefault(name, error)
+        return health_of(serving, reasons)
 
     # ----- management
 
@@ -172,11 +204,13 @@ class Engine:
             async with self._lock:
                 model_version, workers = await self._version_from(options, url)
                 self.registry.add(model_version)
+                self._startup_failures.pop(model_version.name, None)
         except BaseException:
             if downloaded is not None:  # a failed registration keeps no download
                 downloaded.unlink(missing_ok=True)
             raise
         label = f'Model "{model_version.name}" Version: {model_version.version}'
+        name = model_version.name
         # The asked worker count is part of the registration (and of its snapshot) at once,
         # not only once the workers are up.
         model_version.settings.min_workers = model_version.settings.max_workers = workers
@@ -186,11 +220,12 @@ class Engine:
                 200,
                 f"{label} registered with 0 initial workers. "
                 "Use scale workers API to add workers for the model.",
+                name,
             )
         if not options.synchronous:
             await self._changed()
             self._in_background(self._scale_and_log(model_version, workers, workers))
-            return Outcome(202, "Processing worker updates...")
+            return Outcome(202, "Processing worker updates...", name)
         try:
             await model_version.scale(workers, workers, wait=True)
         except WorkerLoadException as exc:
@@ -202,7 +237,7 @@ class Engine:
                 type_name=exc.type_name,
             ) from exc
         await self._changed()
-        return Outcome(200, f"{label} registered with {workers} initial workers")
+        return Outcome(200, f"{label} registered with {workers} initial workers", name)
 
     async def _local_source(self, url: str) -> tuple[str, Path | None]:
         """The model-store url to register, and the file downloaded for it (if any).
@@ -287,6 +322,7 @@ class Engine:
             dispatcher=self._dispatcher,
             spec_dir=self.runtime_dir / "specs",
             batch_size=settings.batch_size,
+            max_batch_delay_ms=settings.max_batch_delay,
             queue_capacity=settings.job_queue_size,
             timeouts=PoolTimeouts(
                 startup=settings.startup_timeout,
@@ -395,6 +431,10 @@ class Engine:
         target = await install_requirements(name, model_dir, manifest.requirements_file, timeout_s)
         return [str(target)]
 
+    async def settle(self) -> None:
+        """Wait until the worker scaling under way has succeeded or failed (startup)."""
+        await asyncio.gather(*list(self._background), return_exceptions=True)
+
     def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)  # keep a reference until done, or the task may vanish
@@ -413,6 +453,7 @@ class Engine:
 
     async def _changed(self) -> None:
         """A management change succeeded: record the new state."""
+        self.on_models_changed(self.registry.names())
         if self.snapshots is not None:
             await self.snapshots.save(self.registry)
 
@@ -493,18 +534,29 @@ class Engine:
         ]
         return body
 
-    async def load_startup_models(self, entries: list[str]) -> None:
-        """Register ``--models`` / ``load_models`` entries (``[name=]url`` or ``all``).
+    async def load_startup_models(self, entries: list[str]) -> list[StartupOutcome]:
+        """Register ``--models`` / ``load_models`` entries (``[name=]url`` or ``all``); until
+        this has run, health() is never ready.
 
-        Workers load in the background; a model that fails is logged and skipped, and /ping
-        stays not-Healthy until every startup model has a ready worker.
+        Workers load in the background. An entry that cannot be registered is logged, and
+        /ping names it and stays not-Healthy until a model of its name is registered; one
+        already registered (restored from a snapshot) keeps its restored settings.
         """
+        try:
+            return await self._register_startup_models(entries)
+        finally:
+            self._loading_startup_models = False
+
+    async def _register_startup_models(self, entries: list[str]) -> list[StartupOutcome]:
         store = self.settings.model_store
         if any(entry.lower() == "all" for entry in entries):
             if store is None:
-                log.error("--models all needs a model store")
-                return
+                error = "--models all needs a model store (--model-store DIR)"
+                log.error("%s", error)
+                self._startup_failures["all"] = error
+                return [StartupOutcome("all", None, error)]
             entries = [path.name for path in archive.list_model_store(store)]
+        outcomes = []
         for entry in entries:
             name, _, url = entry.rpartition("=")
             options = RegisterOptions(
@@ -512,10 +564,17 @@ class Engine:
             )
             try:
                 outcome = await self.register(options)
+            except ConflictStatusException:
+                log.info("startup model %s: already registered (restored); kept as restored", entry)
+                outcomes.append(StartupOutcome(entry, name or Path(url).stem))
             except ServingError as exc:
                 log.error("startup model %s not loaded: %s", entry, exc.message)
+                label = name or Path(url).stem
+                self._startup_failures[label] = exc.message
+                outcomes.append(StartupOutcome(entry, None, exc.message))
             else:
-                log.info("startup model %s: %s", entry, outcome.message)
+                outcomes.append(StartupOutcome(entry, outcome.model_name))
+        return outcomes
 
 
 def _remove_stale_runtime_dirs(parent: Path) -> None:

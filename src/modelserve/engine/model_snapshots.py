@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,15 @@ def snapshot_of(registry: ModelRegistry) -> list[VersionSnapshot]:
     return entries
 
 
+@dataclass
+class RestoreReport:
+    """What a restore brought back: "name version" entries, and those it could not, with why."""
+
+    path: Path
+    restored: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
 class SnapshotKeeper:
     """Writes a snapshot after each change (one at a time, in a thread: it fsyncs)."""
 
@@ -68,12 +78,13 @@ class SnapshotKeeper:
             else:
                 log.debug("snapshot written: %s", path)
 
-    async def restore(self, engine: Engine, path: Path) -> None:
+    async def restore(self, engine: Engine, path: Path) -> RestoreReport:
         """Register every version of the snapshot at ``path`` again, with its settings."""
         from modelserve.engine.engine import RegisterOptions  # engine imports this module
 
         entries = read_snapshot(path)
         log.info("restoring %d model versions from %s", len(entries), path)
+        report = RestoreReport(path)
         self.paused = True
         try:
             restored = []
@@ -91,8 +102,10 @@ class SnapshotKeeper:
                     await engine.register(options)
                 except ServingError as exc:
                     log.error("snapshot: %s %s not restored: %s", entry.name, entry.version, exc)
+                    report.failed[f"{entry.name} {entry.version}"] = exc.message
                 else:
                     restored.append(entry)
+                    report.restored.append(f"{entry.name} {entry.version}")
             for entry in restored:
                 try:
                     if entry.default:
@@ -104,3 +117,4 @@ class SnapshotKeeper:
                     log.error("snapshot: %s %s: %s", entry.name, entry.version, exc)
         finally:
             self.paused = False
+        return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 
 import grpc
@@ -68,6 +69,29 @@ def _server(settings: Settings, policy: AccessPolicy, kind: KeyKind) -> grpc.aio
     return grpc.aio.server(interceptors=interceptors, options=options)
 
 
+def _busy_port_error(plane: str, address: Address, reason: str) -> ConfigError:
+    flag = "--grpc-port" if plane == "inference" else "--grpc-management-port"
+    return ConfigError(
+        f"cannot listen on grpc_{plane}_port {address}: {reason}; another server holds it "
+        f"('modelserve ps' lists yours): choose another port with {flag}, "
+        f"MODELSERVE_GRPC_{plane.upper()}_PORT or grpc_{plane}_port in config.properties, "
+        "or serve without gRPC (--no-grpc)"
+    )
+
+
+def _check_port_free(plane: str, address: Address) -> None:
+    """Fail with one clear line when the port is taken, before gRPC's C core tries it (it
+    would print its own multi-line error to stderr first)."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the gRPC core binds: a port left in TIME_WAIT by a stopped server is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address.host, address.port))
+        except OSError as exc:
+            raise _busy_port_error(plane, address, exc.strerror or str(exc)) from exc
+
+
 def _bind(
     server: grpc.aio.Server,
     plane: str,
@@ -75,6 +99,8 @@ def _bind(
     credentials: grpc.ServerCredentials | None,
 ) -> Address:
     """Bind now; returns the address with the port actually bound (for port 0)."""
+    if address.port:
+        _check_port_free(plane, address)
     host = f"[{address.host}]" if ":" in address.host else address.host
     target = f"{host}:{address.port}"
     try:
@@ -88,7 +114,7 @@ def _bind(
     else:
         reason = "address in use or unavailable"
     if not port:
-        raise ConfigError(f"cannot listen on grpc_{plane}_port {address}: {reason}")
+        raise _busy_port_error(plane, address, reason)
     return Address(address.scheme, address.host, port)
 
 

@@ -98,9 +98,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
     async def Ping(
         self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> inference_pb2.TorchServeHealthResponse:
-        return inference_pb2.TorchServeHealthResponse(
-            health=_json({"status": self.engine.health()})
-        )
+        return inference_pb2.TorchServeHealthResponse(health=_json(self.engine.health().body()))
 
     @_answers_errors
     async def Predictions(
