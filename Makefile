@@ -39,6 +39,7 @@ run: example
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 # Prometheus and wrk, which some tests drive, installed once where apt-get and root allow;
 # elsewhere nothing is installed and those tests skip themselves.
@@ -57,6 +58,7 @@ tools:
 
 test: $(STAMP) tools
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 # modelserve against TorchServe 0.12, MLServer, LitServe and the in-process limit, about 20 min

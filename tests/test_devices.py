@@ -155,12 +155,12 @@ def test_model_config_device_keys(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     good = tmp_path / "good.yaml"
     good.write_text("deviceType: gpu\ndeviceIds: [1, 0]\n")
     config = load_model_config(good)
-    assert (config.device_type, config.device_ids) == ("gpu", (1, 0))
+    assert (config.device_type, config.settings.device_ids) == ("gpu", (1, 0))
     bad = tmp_path / "bad.yaml"
     bad.write_text("deviceType: tpu\ndeviceIds: [one]\n")
     with caplog.at_level(logging.WARNING, "modelserve.engine"):
         config = load_model_config(bad)
-    assert (config.device_type, config.device_ids) == (None, None)
+    assert (config.device_type, config.settings.device_ids) == (None, None)
     assert "ignoring deviceType='tpu'" in caplog.text
     assert "ignoring deviceIds=['one']" in caplog.text
 

@@ -231,7 +231,8 @@ def test_each_successful_change_writes_one_snapshot_and_a_failed_one_none(
 
         [v1] = changed(httpx.post(management, params={"url": "probe.mar", "batch_size": 2}))
         assert (v1.name, v1.version, v1.mar_name, v1.default) == ("probe", "1.0", "probe.mar", True)
-        assert (v1.batch_size, v1.min_workers, v1.max_workers) == (2, 0, 0)
+        knobs = v1.settings
+        assert (knobs.batch_size, knobs.min_workers, knobs.max_workers) == (2, 0, 0)
         refused(httpx.post(management, params={"url": "probe.mar"}), 409)
         refused(httpx.post(management, params={"url": "missing.mar"}), 404)
         refused(httpx.post(management, params={"url": "other.mar", "batch_size": "x"}), 400)
@@ -242,7 +243,7 @@ def test_each_successful_change_writes_one_snapshot_and_a_failed_one_none(
         assert sorted(version.version for version in versions) == ["1.0", "2.0"]
         # The snapshot of a registration records the workers it started.
         v2 = next(version for version in versions if version.version == "2.0")
-        assert (v2.min_workers, v2.max_workers, v2.default) == (1, 1, False)
+        assert (v2.settings.min_workers, v2.settings.max_workers, v2.default) == (1, 1, False)
         versions = changed(
             httpx.put(
                 f"{management}/probe/1.0",
@@ -251,7 +252,7 @@ def test_each_successful_change_writes_one_snapshot_and_a_failed_one_none(
             )
         )
         scaled = next(version for version in versions if version.version == "1.0")
-        assert (scaled.min_workers, scaled.max_workers) == (1, 2)
+        assert (scaled.settings.min_workers, scaled.settings.max_workers) == (1, 2)
         inverted = {"min_worker": 3, "max_worker": 1}
         refused(httpx.put(f"{management}/probe/1.0", params=inverted), 400)
         refused(httpx.put(f"{management}/nobody", params={"min_worker": 1}), 404)

@@ -9,11 +9,20 @@ import pytest
 
 from modelserve.config import parse_properties
 from modelserve.engine import snapshot
+from modelserve.engine.settings import VersionSettings
 from modelserve.engine.snapshot import SnapshotError, VersionSnapshot
 
 
 def _version(name: str, version: str, default: bool) -> VersionSnapshot:
-    return VersionSnapshot(name, version, f"{name}.mar", default, 2, 3, 8, 5, 60, 90)
+    knobs = VersionSettings(
+        min_workers=2,
+        max_workers=3,
+        batch_size=8,
+        max_batch_delay=5,
+        response_timeout=60,
+        startup_timeout=90,
+    )
+    return VersionSnapshot(name, version, f"{name}.mar", default, knobs)
 
 
 def test_round_trip_in_torchserve_format(tmp_path: Path) -> None:

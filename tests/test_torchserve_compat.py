@@ -120,12 +120,11 @@ def _python(code: str, pythonpath: Path | None = None) -> str:
 def test_ts_names_are_modelserve_classes() -> None:
     output = _python(
         """
-        from modelserve.worker.ts_compat import enable_ts_compat
+        from modelserve.worker.ts_compat import TS_COMPAT_DIR, enable_ts_compat
         assert enable_ts_compat()
 
         import modelserve.worker.context as context
         import modelserve.worker.metrics as metrics
-        import modelserve_handlers as handlers
         from modelserve_handlers import base_handler, errors, image_classifier, image_segmenter
         from modelserve_handlers import labels, object_detector, text_classifier, timing
         from modelserve_handlers import vision_handler
@@ -141,7 +140,7 @@ def test_ts_names_are_modelserve_classes() -> None:
         import ts.torch_handler.vision_handler
         import ts.utils.util as util
 
-        assert ts.__file__.startswith(str(handlers.TS_COMPAT_DIR))
+        assert ts.__file__.startswith(str(TS_COMPAT_DIR))
         assert ts.context.Context is context.Context
         assert ts.context.RequestProcessor is context.RequestProcessor
         assert ts.metrics.dimension.Dimension is metrics.Dimension

@@ -3,12 +3,7 @@
 ``base_handler`` is TorchServe 0.12's ``BaseHandler`` (to subclass); the task handlers follow
 TorchServe's built-ins of the same names; ``tensor`` serves raw tensors for a model of any
 framework. Each module defines exactly one class, as handler loading requires.
-
-``compat/ts`` provides TorchServe's ``ts.*`` import names to handlers written for TorchServe,
-when TorchServe itself is not installed (see ``modelserve.worker.ts_compat``).
 """
-
-from pathlib import Path
 
 BUILTIN_HANDLERS: tuple[str, ...] = (
     "base_handler",
@@ -18,6 +13,3 @@ BUILTIN_HANDLERS: tuple[str, ...] = (
     "text_classifier",
     "tensor",
 )
-
-# The directory that holds the ``ts`` compatibility package; the worker adds it to sys.path.
-TS_COMPAT_DIR = Path(__file__).resolve().parent / "compat"

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from modelserve.protocol_contract import HEADER_LENGTH, PROTOCOL_HEADER, TF_SERVING, V2
 from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, load_model
 from modelserve_handlers.errors import BadInputError
 from modelserve_handlers.payload import required_payload, row_payload
@@ -37,12 +38,9 @@ from modelserve_handlers.tensor_io.formats import (
     encode_response,
 )
 from modelserve_handlers.tensor_io.invoke import TORCH_OUTPUT, call_model
-from modelserve_handlers.tensor_io.open_inference import HEADER_LENGTH, InferRequest
+from modelserve_handlers.tensor_io.open_inference import InferRequest
 from modelserve_handlers.tensor_io.tf_serving import DEFAULT_SIGNATURE, PredictRequest
 
-PROTOCOL_HEADER = "modelserve-protocol"
-V2 = "v2"
-TF_SERVING = "tfserving"
 # The signatures a TF Serving request may name: the backends run serving_default only.
 SIGNATURES = [DEFAULT_SIGNATURE]
 

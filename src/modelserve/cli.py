@@ -10,6 +10,7 @@ from pathlib import Path
 
 from modelserve import __version__, control, quick_deploy
 from modelserve.config import ConfigError, PortFlags, Settings, load_settings
+from modelserve.engine.settings import VersionSettings
 
 DEFAULT_LOG_DIR = Path("logs")
 COMMANDS = ("start", "serve", "stop", "status", "ps")
@@ -92,9 +93,12 @@ def _serve(args: argparse.Namespace) -> int:
     request = quick_deploy.ServeRequest(
         path=args.path,
         name=args.name,
-        batch_size=args.batch_size,
-        max_batch_delay=args.max_batch_delay,
-        workers=args.workers,
+        settings=VersionSettings(
+            batch_size=args.batch_size,
+            max_batch_delay=args.max_batch_delay,
+            min_workers=args.workers,
+            max_workers=args.workers,
+        ),
         device=args.device,
         ports=_port_flags(args),
         instance_name=args.instance,

@@ -21,14 +21,15 @@ from modelserve_archiver.builder import build_archive
 from modelserve_archiver.errors import ArchiverError
 from modelserve_archiver.options import ArchiveOptions
 from modelserve_archiver.validation import MODEL_NAME_PATTERN
-from modelserve_handlers.backends.artifacts import (
+
+from modelserve.config import PortFlags, Settings, load_settings
+from modelserve.engine.settings import VersionSettings
+from modelserve.protocol_contract import (
     ONNX_SUFFIXES,
     SAVED_MODEL_FILE,
     TENSORRT_SUFFIXES,
     TORCHSCRIPT_SUFFIXES,
 )
-
-from modelserve.config import PortFlags, Settings, load_settings
 
 HANDLER = "tensor"
 MODEL_VERSION = "1.0"
@@ -54,9 +55,15 @@ class ServeRequest:
 
     path: Path
     name: str | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
-    max_batch_delay: int = DEFAULT_MAX_BATCH_DELAY_MS
-    workers: int = DEFAULT_WORKERS
+    # The model's batch_size, max_batch_delay and workers (min_workers = max_workers).
+    settings: VersionSettings = field(
+        default_factory=lambda: VersionSettings(
+            batch_size=DEFAULT_BATCH_SIZE,
+            max_batch_delay=DEFAULT_MAX_BATCH_DELAY_MS,
+            min_workers=DEFAULT_WORKERS,
+            max_workers=DEFAULT_WORKERS,
+        )
+    )
     device: str | None = None
     ports: PortFlags = field(default_factory=PortFlags)
     instance_name: str | None = None
@@ -130,15 +137,10 @@ def server_settings(
     request: ServeRequest, name: str, store: Path, config_file: Path | None
 ) -> Settings:
     """The configured settings with the temporary store, the model's knobs and the ports."""
-    model_knobs = {
-        "minWorkers": request.workers,
-        "maxWorkers": request.workers,
-        "batchSize": request.batch_size,
-        "maxBatchDelay": request.max_batch_delay,
-    }
     overrides = {
         "model_store": store,
-        "models": {name: {MODEL_VERSION: model_knobs}},
+        # The ``models`` property, which registration reads the knobs of startup models from.
+        "models": {name: {MODEL_VERSION: request.settings.to_torchserve()}},
         "device": request.device,
         "instance_name": request.instance_name,
         # The archive lives in a temporary store: a snapshot of it could not be restored.

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from modelserve.protocol_contract import (
+    ONNX_SUFFIXES,
+    SAVED_MODEL_FILE,
+    TENSORRT_SUFFIXES,
+    TORCHSCRIPT_SUFFIXES,
+)
+
 from .model import ModelLoadError
 
 BACKENDS = ("torchscript", "eager", "onnx", "tensorflow", "tensorrt")
-TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
-ONNX_SUFFIXES = (".onnx",)
-TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
-SAVED_MODEL_FILE = "saved_model.pb"
 
 
 def _model_entry(manifest: dict[str, Any], key: str) -> str | None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import SAVED_MODEL_FILE, saved_model_dir, serialized_name
+from modelserve.protocol_contract import SAVED_MODEL_FILE
+
+from .artifacts import saved_model_dir, serialized_name
 from .model import LoadedModel, ModelLoadError, TensorSpec, feed_by_name, import_framework
 
 FRAMEWORK = "TensorFlow"

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from modelserve.protocol_contract import TENSOR_DATATYPES
 from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, TensorSpec
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
-from .datatypes import OBJECT, SUPPORTED, UNNAMED_INPUT, numpy_dtype, undeclared_dtype
+from .datatypes import OBJECT, UNNAMED_INPUT, numpy_dtype, undeclared_dtype
 
 
 def declare_input_dtypes(model: LoadedModel, declared: Any) -> LoadedModel:
@@ -25,7 +26,7 @@ def declare_input_dtypes(model: LoadedModel, declared: Any) -> LoadedModel:
     by_name = {
         entry["name"]: numpy_dtype(entry["datatype"])
         for entry in declared or []
-        if isinstance(entry, dict) and entry.get("datatype") in SUPPORTED
+        if isinstance(entry, dict) and entry.get("datatype") in TENSOR_DATATYPES
     }
     if not by_name:
         return model

@@ -10,31 +10,16 @@ from typing import Any
 
 import numpy as np
 
+from modelserve.protocol_contract import BYTES, DATATYPES, TENSOR_DATATYPES
 from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, TensorSpec
 
-BYTES = "BYTES"
 OBJECT = np.dtype(object)
 
 # The numeric datatypes; every one has a numpy dtype of the same width and layout.
 V2_DATATYPES: dict[str, np.dtype] = {
-    name: np.dtype(numpy_name)
-    for name, numpy_name in (
-        ("BOOL", "bool"),
-        ("UINT8", "uint8"),
-        ("UINT16", "uint16"),
-        ("UINT32", "uint32"),
-        ("UINT64", "uint64"),
-        ("INT8", "int8"),
-        ("INT16", "int16"),
-        ("INT32", "int32"),
-        ("INT64", "int64"),
-        ("FP16", "float16"),
-        ("FP32", "float32"),
-        ("FP64", "float64"),
-    )
+    name: np.dtype(DATATYPES[name].numpy_name) for name in TENSOR_DATATYPES if name != BYTES
 }
 _NAMES = {dtype: name for name, dtype in V2_DATATYPES.items()}
-SUPPORTED = (*V2_DATATYPES, BYTES)
 
 # A torch module's undeclared dtype when its weights do not say (torch's default dtype).
 TORCH_DEFAULT_DTYPE = np.dtype("float32")

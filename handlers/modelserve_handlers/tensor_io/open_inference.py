@@ -11,23 +11,31 @@ for the outputs asked for in binary.
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
+from modelserve.protocol_contract import (
+    BINARY_DATA,
+    BINARY_DATA_OUTPUT,
+    BINARY_DATA_SIZE,
+    BYTES,
+    HEADER_LENGTH,
+    TENSOR_DATATYPES,
+    BytesFormatError,
+    pack_bytes,
+    unpack_bytes,
+)
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
-from .datatypes import BYTES, OBJECT, SUPPORTED, as_bytes, datatype_of, numpy_dtype
+from .datatypes import OBJECT, as_bytes, datatype_of, numpy_dtype
 from .json_body import parse_json_body
 
-HEADER_LENGTH = "inference-header-content-length"
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"
-_LENGTH = struct.Struct("<I")
 
 
 @dataclass
@@ -87,7 +95,7 @@ def decode_infer_request(payload: Any, header_length: str | None) -> InferReques
         tensors,
         request_id=payload.get("id"),
         outputs=_requested_outputs(payload.get("outputs")),
-        binary_output=_flag(parameters, "binary_data_output", "the request"),
+        binary_output=_flag(parameters, BINARY_DATA_OUTPUT, "the request"),
     )
 
 
@@ -158,12 +166,12 @@ def _decode_input(entry: Any, binary: bytes, offset: int) -> tuple[str, np.ndarr
     shape, datatype = entry.get("shape"), entry.get("datatype")
     if not isinstance(shape, list) or not all(map(_whole, shape)):
         raise BadInputError(f'{where}: "shape" must be a list of non-negative integers')
-    if datatype not in SUPPORTED:
+    if datatype not in TENSOR_DATATYPES:
         raise BadInputError(
-            f"{where}: unsupported datatype {datatype!r} (supported: {', '.join(SUPPORTED)})"
+            f"{where}: unsupported datatype {datatype!r} (supported: {', '.join(TENSOR_DATATYPES)})"
         )
     count = math.prod(shape)
-    size = _parameters(entry, where).get("binary_data_size")
+    size = _parameters(entry, where).get(BINARY_DATA_SIZE)
     if size is not None:
         if not _whole(size):
             raise BadInputError(f"{where}: binary_data_size must be a non-negative integer")
@@ -230,17 +238,10 @@ def _from_binary(raw: bytes, datatype: str, count: int, where: str) -> np.ndarra
 
 
 def _split_bytes(raw: bytes, count: int, where: str) -> list[bytes]:
-    items = []
-    offset = 0
-    while offset < len(raw):
-        if offset + _LENGTH.size > len(raw):
-            raise BadInputError(f"{where}: BYTES data end inside an element's length prefix")
-        (length,) = _LENGTH.unpack_from(raw, offset)
-        offset += _LENGTH.size
-        if offset + length > len(raw):
-            raise BadInputError(f"{where}: a BYTES element runs past binary_data_size")
-        items.append(raw[offset : offset + length])
-        offset += length
+    try:
+        items = unpack_bytes(raw)
+    except BytesFormatError as exc:
+        raise BadInputError(f"{where}: {exc}") from None
     if len(items) != count:
         raise BadInputError(f"{where}: the shape needs {count} BYTES elements, got {len(items)}")
     return items
@@ -257,7 +258,7 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
     for item in value:
         where = f'output "{item["name"]}"'
         parameters = _parameters(item, where)
-        binary = _flag(parameters, "binary_data", where) if "binary_data" in parameters else None
+        binary = _flag(parameters, BINARY_DATA, where) if BINARY_DATA in parameters else None
         requested.append(RequestedOutput(item["name"], binary))
     return requested
 
@@ -272,7 +273,7 @@ def _encode_output(
     flat = np.ascontiguousarray(array).ravel()
     if binary:
         buffer = _bytes_buffer(flat) if datatype == BYTES else _numeric_buffer(flat)
-        entry["parameters"] = {"binary_data_size": len(buffer)}
+        entry["parameters"] = {BINARY_DATA_SIZE: len(buffer)}
         return entry, buffer
     if datatype == BYTES:
         entry["data"] = [_text(item, name) for item in flat.tolist()]
@@ -286,11 +287,7 @@ def _numeric_buffer(flat: np.ndarray) -> bytes:
 
 
 def _bytes_buffer(flat: np.ndarray) -> bytes:
-    parts = []
-    for item in flat.tolist():
-        value = as_bytes(item)
-        parts += [_LENGTH.pack(len(value)), value]
-    return b"".join(parts)
+    return pack_bytes(as_bytes(item) for item in flat.tolist())
 
 
 def _text(item: Any, name: str) -> str:

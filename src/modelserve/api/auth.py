@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelserve.api.params import reject_unknown
 from modelserve.api.responses import error_response, json_response
+from modelserve.parameters import TOKEN, TOKEN_KINDS
 from modelserve.security.tokens import GeneratedKeys, KeyKind, KeyVerifier
 
 # TorchServe's header form; the scheme name is case-insensitive (RFC 9110).
@@ -67,17 +67,15 @@ class RequireKey:
         await self.app(scope, receive, send)
 
 
-def token_endpoint(
-    verifier: KeyVerifier, accepted: Collection[str]
-) -> Callable[[Request], Awaitable[Response]]:
+def token_endpoint(verifier: KeyVerifier) -> Callable[[Request], Awaitable[Response]]:
     """``GET /token?type=management|inference``: a new key for that plane, API key required.
-    A query parameter not in ``accepted`` is a 400."""
+    A query parameter ``parameters.TOKEN`` does not list is a 400."""
 
     async def regenerate(request: Request) -> Response:
         key = presented_key(request.scope)
         if key is None or not verifier.verify(KeyKind.API, key):
             return unauthorized()
-        reject_unknown(request.query_params, accepted)
+        kind = TOKEN.parse(request.query_params)["type"] or ""
         if not isinstance(verifier, GeneratedKeys):
             return error_response(
                 400,
@@ -85,8 +83,7 @@ def token_endpoint(
                 "Keys cannot be regenerated: a static auth_token is configured. "
                 "Change the token and restart instead.",
             )
-        kind = request.query_params.get("type", "")
-        if kind not in (KeyKind.MANAGEMENT.value, KeyKind.INFERENCE.value):
+        if kind not in TOKEN_KINDS:
             return error_response(
                 400,
                 "BadRequestException",

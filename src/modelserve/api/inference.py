@@ -15,11 +15,11 @@ from starlette.routing import Route
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.plane import PlaneAccess, build_plane
-from modelserve.api.responses import json_response
+from modelserve.api.responses import handler_response, json_response
 from modelserve.api.tf_serving import tf_serving_routes
 from modelserve.engine.engine import Engine
 from modelserve.engine.health import UNHEALTHY
-from modelserve.wire import RequestParameter, WireRequest, WireResponse
+from modelserve.wire import RequestParameter, WireRequest
 
 MULTIPART_FORM = "multipart/form-data"
 URLENCODED_FORM = "application/x-www-form-urlencoded"
@@ -73,17 +73,6 @@ async def wire_request(
     return WireRequest(str(uuid.uuid4()), headers, parameters)
 
 
-def http_response(response: WireResponse, request_id: str) -> Response:
-    """The handler's answer as an HTTP response."""
-    headers = {**response.headers, "x-request-id": request_id}
-    return Response(
-        response.body,
-        status_code=response.status,
-        headers=headers,
-        media_type=response.content_type,
-    )
-
-
 def build_inference_app(
     engine: Engine,
     max_request_size: int,
@@ -98,7 +87,7 @@ def build_inference_app(
         params = request.path_params
         wire = await wire_request(request, params.get("url_path", ""), explain, max_request_size)
         response = await engine.predict(params["model_name"], params.get("version"), wire)
-        return http_response(response, wire.request_id)
+        return handler_response(response, wire.request_id)
 
     async def predictions(request: Request) -> Response:
         return await infer(request, explain=False)

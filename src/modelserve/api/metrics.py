@@ -11,13 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelserve.api.params import reject_unknown
+from modelserve.api.openapi import description_routes, metrics_openapi
 from modelserve.api.plane import PlaneAccess, build_plane
+from modelserve.parameters import METRICS, NAME_FILTER
 from modelserve.telemetry.store import render
-
-# TorchServe's filter: /metrics?name[]=a&name[]=b renders only those metric families.
-NAME_FILTER = "name[]"
-ACCEPTED_PARAMETERS = (NAME_FILTER,)
 
 
 def build_metrics_app(
@@ -29,12 +26,13 @@ def build_metrics_app(
     """The Starlette app of the metrics plane."""
 
     async def metrics(request: Request) -> Response:
-        reject_unknown(request.query_params, ACCEPTED_PARAMETERS)
+        METRICS.parse(request.query_params)
         names = request.query_params.getlist(NAME_FILTER)
         return Response(render(collectors, names), media_type=CONTENT_TYPE_LATEST)
 
     return build_plane(
         [
+            *description_routes(metrics_openapi),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/metrics/{rest:path}", metrics, methods=["GET"]),
         ],

@@ -24,29 +24,20 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp
 
 from modelserve import __version__
-from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, NOT_FOUND_MESSAGE
+from modelserve.api.responses import (
+    METHOD_NOT_ALLOWED_MESSAGE,
+    NOT_FOUND_MESSAGE,
+    handler_response,
+)
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.engine.model_version import ModelVersion
-from modelserve.wire import RequestParameter, WireRequest, WireResponse
+from modelserve.protocol_contract import HEADER_LENGTH, PLATFORMS, PROTOCOL_HEADER, V2
+from modelserve.wire import RequestParameter, WireRequest
 
-# The request header that tells the handler which protocol the body is in (contract with the
-# handlers: "v2" or "tfserving"); a client-sent value is overwritten.
-PROTOCOL_HEADER = "modelserve-protocol"
-V2 = "v2"
-# The binary tensor data extension: the length of the JSON part that starts the body.
-HEADER_LENGTH = "inference-header-content-length"
 SERVER_NAME = "modelserve"
 EXTENSIONS = ["binary_tensor_data"]
-# The tensor handler's backends (modelserve_handlers.backends) as v2 platform names (Triton's
-# where Triton has one); any other handler is platform "modelserve".
-PLATFORMS = {
-    "torchscript": "pytorch_libtorch",
-    "eager": "pytorch",
-    "onnx": "onnxruntime_onnx",
-    "tensorflow": "tensorflow_savedmodel",
-    "tensorrt": "tensorrt_plan",
-}
+# The v2 platform of any handler but the tensor handler (whose backends have their own).
 DEFAULT_PLATFORM = "modelserve"
 TENSOR_HANDLERS = frozenset({"tensor", "modelserve_handlers.tensor"})
 JSON = "application/json"
@@ -98,16 +89,6 @@ async def protocol_request(
     mime = headers.get("content-type", "").partition(";")[0].strip().lower()
     body = await request.body()
     return WireRequest(str(uuid.uuid4()), headers, [RequestParameter("body", mime or None, body)])
-
-
-def protocol_response(response: WireResponse, request_id: str) -> Response:
-    """The handler's answer, its headers (``inference-header-content-length``) included."""
-    return Response(
-        response.body,
-        status_code=response.status,
-        headers={**response.headers, "x-request-id": request_id},
-        media_type=response.content_type,
-    )
 
 
 def platform(version: ModelVersion) -> str:
@@ -187,7 +168,7 @@ def v2_routes(engine: Engine) -> list[BaseRoute]:
         wire = await protocol_request(request, V2, explain=explain)
         check_header_length(request, len(wire.parameters[0].value))
         response = await engine.predict(name, version, wire)
-        return protocol_response(response, wire.request_id)
+        return handler_response(response, wire.request_id)
 
     async def infer(request: Request) -> Response:
         return await run(request, explain=False)

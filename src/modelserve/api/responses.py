@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelserve.engine.errors import ServingError
+from modelserve.wire import WireResponse
 
 JSON_MEDIA_TYPE = "application/json"
 NOT_FOUND_MESSAGE = "Requested resource is not found, please refer to API document."
@@ -20,6 +21,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     """Pretty-printed JSON with a trailing newline, as TorchServe's Gson output."""
     content = orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
     return Response(content, status_code=status, headers=headers, media_type=JSON_MEDIA_TYPE)
+
+
+def handler_response(response: WireResponse, request_id: str) -> Response:
+    """The handler's answer as an HTTP response: its status, body, content type and headers
+    (``inference-header-content-length`` among them), with the request's ``x-request-id``."""
+    return Response(
+        response.body,
+        status_code=response.status,
+        headers={**response.headers, "x-request-id": request_id},
+        media_type=response.content_type,
+    )
 
 
 def status_response(message: str, status: int = 200) -> Response:

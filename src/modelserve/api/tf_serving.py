@@ -28,36 +28,19 @@ from modelserve.api.open_inference import (
     error_body,
     protocol_app,
     protocol_request,
-    protocol_response,
 )
+from modelserve.api.responses import handler_response
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import ModelVersionNotFoundException, ServingError
 from modelserve.engine.model_config import load_model_config
 from modelserve.engine.model_version import ModelVersion
+from modelserve.protocol_contract import DATATYPES, TF_SERVING
 
-TFSERVING = "tfserving"
 VERBS = ("predict", "explain")
 UNSUPPORTED_VERBS = ("classify", "regress")
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 LABELS_KEY = "versionLabels"
-# v2 datatypes (the tensor metadata's) as TensorFlow DataType names.
-TF_DTYPES = {
-    "BOOL": "DT_BOOL",
-    "UINT8": "DT_UINT8",
-    "UINT16": "DT_UINT16",
-    "UINT32": "DT_UINT32",
-    "UINT64": "DT_UINT64",
-    "INT8": "DT_INT8",
-    "INT16": "DT_INT16",
-    "INT32": "DT_INT32",
-    "INT64": "DT_INT64",
-    "FP16": "DT_HALF",
-    "BF16": "DT_BFLOAT16",
-    "FP32": "DT_FLOAT",
-    "FP64": "DT_DOUBLE",
-    "BYTES": "DT_STRING",
-}
 
 # versionLabels of each registered version, read once from its model config.
 _labels_cache: weakref.WeakKeyDictionary[ModelVersion, dict[str, str]] = weakref.WeakKeyDictionary()
@@ -177,8 +160,9 @@ def _tensor_info(tensor: dict[str, Any]) -> dict[str, Any]:
         tensor_shape: dict[str, Any] = {"dim": dims, "unknown_rank": False}
     else:
         tensor_shape = {"dim": [], "unknown_rank": True}
+    datatype = DATATYPES.get(str(tensor.get("datatype")))
     return {
-        "dtype": TF_DTYPES.get(str(tensor.get("datatype")), "DT_INVALID"),
+        "dtype": "DT_INVALID" if datatype is None else datatype.tf_name,
         "tensor_shape": tensor_shape,
         "name": tensor.get("name", ""),
     }
@@ -242,9 +226,9 @@ def tf_serving_routes(engine: Engine) -> list[BaseRoute]:
         if target.verb not in VERBS:
             raise NotFound(f"Malformed request: unknown verb :{target.verb}")
         engine.registry.get(target.name, version)  # 404 before reading the body
-        wire = await protocol_request(request, TFSERVING, explain=target.verb == "explain")
+        wire = await protocol_request(request, TF_SERVING, explain=target.verb == "explain")
         response = await engine.predict(target.name, version, wire)
-        return protocol_response(response, wire.request_id)
+        return handler_response(response, wire.request_id)
 
     return [
         Mount(

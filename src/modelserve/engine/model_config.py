@@ -7,7 +7,7 @@ to the handler as ``context.model_yaml_config``. Parsing uses ``yaml.safe_load``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +15,15 @@ import yaml
 
 from modelserve.engine.devices import DEVICE_TYPES
 from modelserve.engine.errors import InvalidModelException
+from modelserve.engine.settings import TORCHSERVE_KEYS, VersionSettings
+from modelserve.protocol_contract import TENSOR_DATATYPES
 
 log = logging.getLogger("modelserve.engine")
 
 TENSOR_KEYS = ("inputs", "outputs")
-# The KServe v2 datatypes the tensor handler serves (its tensor_io.datatypes; the frontend does
-# not import handler code).
-TENSOR_DATATYPES = (
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-)
 
-_INT_KEYS = {
-    "minWorkers": "min_workers",
-    "maxWorkers": "max_workers",
-    "batchSize": "batch_size",
-    "maxBatchDelay": "max_batch_delay",
-    "responseTimeout": "response_timeout",
-    "startupTimeout": "startup_timeout",
-    "jobQueueSize": "job_queue_size",
-    "maxRetryTimeoutInSec": "max_retry_timeout",
-}
+# The knobs that are whole numbers (deviceIds, the other one, is a list).
+_INT_KNOBS = tuple(name for name in TORCHSERVE_KEYS if name != "device_ids")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,30 +31,13 @@ class ModelConfig:
     """Frontend settings from the model YAML; None where the YAML is silent or invalid."""
 
     raw: dict[str, Any]
-    min_workers: int | None = None
-    max_workers: int | None = None
-    batch_size: int | None = None
-    max_batch_delay: int | None = None
-    response_timeout: int | None = None
-    startup_timeout: int | None = None
-    job_queue_size: int | None = None
-    max_retry_timeout: int | None = None
+    # The knobs the YAML sets (minWorkers, batchSize, deviceIds …); None where it is silent.
+    settings: VersionSettings = field(default_factory=VersionSettings)
     device_type: str | None = None
-    device_ids: tuple[int, ...] | None = None
     # Declared tensor metadata (top-level ``inputs:`` / ``outputs:``), KServe v2 style:
     # [{name, datatype, shape}], overriding what the handler reports.
     inputs: list[dict[str, Any]] | None = None
     outputs: list[dict[str, Any]] | None = None
-
-    def worker_range(self) -> tuple[int, int] | None:
-        """(min, max) when the YAML sets a usable pair (min > 0 and max >= min)."""
-        if (
-            self.min_workers
-            and self.max_workers is not None
-            and self.max_workers >= self.min_workers
-        ):
-            return self.min_workers, self.max_workers
-        return None
 
 
 def load_model_config(path: Path | None) -> ModelConfig:
@@ -90,15 +50,17 @@ def load_model_config(path: Path | None) -> ModelConfig:
         raise InvalidModelException(f"cannot read model config {path.name}: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidModelException(f"model config {path.name} is not a YAML mapping")
-    values: dict[str, Any] = {}
-    for yaml_key, field_name in _INT_KEYS.items():
+    settings = VersionSettings()
+    for name in _INT_KNOBS:
+        yaml_key = TORCHSERVE_KEYS[name]
         value = document.get(yaml_key)
         if value is None:
             continue
         if _is_whole_number(value):
-            values[field_name] = value
+            setattr(settings, name, value)
         else:
             _ignore(path, yaml_key, value, "not a whole number")
+    values: dict[str, Any] = {}
     device_type = document.get("deviceType")
     if device_type is not None:
         if device_type in DEVICE_TYPES:
@@ -108,13 +70,13 @@ def load_model_config(path: Path | None) -> ModelConfig:
     device_ids = document.get("deviceIds")
     if device_ids is not None:
         if isinstance(device_ids, list) and device_ids and all(map(_is_whole_number, device_ids)):
-            values["device_ids"] = tuple(device_ids)
+            settings.device_ids = tuple(device_ids)
         else:
             _ignore(path, "deviceIds", device_ids, "not a list of GPU numbers")
     for key in TENSOR_KEYS:
         if document.get(key) is not None:
             values[key] = _tensor_list(path, key, document[key])
-    return ModelConfig(raw=document, **values)
+    return ModelConfig(raw=document, settings=settings, **values)
 
 
 def _tensor_list(path: Path, key: str, value: Any) -> list[dict[str, Any]]:

@@ -11,14 +11,17 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from modelserve.engine.errors import ServingError
+from modelserve.engine.registration import RegisterOptions
 from modelserve.engine.registry import ModelRegistry
-from modelserve.engine.snapshot import VersionSnapshot, read_snapshot, write_snapshot
-
-if TYPE_CHECKING:
-    from modelserve.engine.engine import Engine
+from modelserve.engine.snapshot import (
+    SNAPSHOT_KNOBS,
+    VersionSnapshot,
+    read_snapshot,
+    write_snapshot,
+)
 
 log = logging.getLogger("modelserve.snapshot")
 
@@ -29,22 +32,29 @@ def snapshot_of(registry: ModelRegistry) -> list[VersionSnapshot]:
     for name in registry.names():
         entry = registry.entry(name)
         for version in entry.versions.values():
-            settings = version.settings
             entries.append(
                 VersionSnapshot(
                     name=name,
                     version=version.version,
                     mar_name=version.url,
                     default=version.version == entry.default_version,
-                    min_workers=settings.min_workers,
-                    max_workers=settings.max_workers,
-                    batch_size=settings.batch_size,
-                    max_batch_delay=settings.max_batch_delay,
-                    response_timeout=settings.response_timeout,
-                    startup_timeout=settings.startup_timeout,
+                    settings=version.settings.only(SNAPSHOT_KNOBS),
                 )
             )
     return entries
+
+
+class RestoreTarget(Protocol):
+    """What a restore does to the server: the engine, which imports this module."""
+
+    async def register(self, options: RegisterOptions) -> object:
+        """Register a version, as ``POST /models`` does."""
+
+    async def set_default(self, name: str, version: str) -> object:
+        """Make ``version`` the default of ``name``."""
+
+    def scale_in_background(self, name: str, version: str, low: int, high: int) -> None:
+        """Scale a registered version to min ``low``, max ``high`` without waiting."""
 
 
 @dataclass
@@ -78,10 +88,9 @@ class SnapshotKeeper:
             else:
                 log.debug("snapshot written: %s", path)
 
-    async def restore(self, engine: Engine, path: Path) -> RestoreReport:
-        """Register every version of the snapshot at ``path`` again, with its settings."""
-        from modelserve.engine.engine import RegisterOptions  # engine imports this module
-
+    async def restore(self, target: RestoreTarget, path: Path) -> RestoreReport:
+        """Register every version of the snapshot at ``path`` again on ``target``, with its
+        settings; then restore the default versions and scale each version to its workers."""
         entries = read_snapshot(path)
         log.info("restoring %d model versions from %s", len(entries), path)
         report = RestoreReport(path)
@@ -92,14 +101,11 @@ class SnapshotKeeper:
                 options = RegisterOptions(
                     url=entry.mar_name,
                     model_name=entry.name,
-                    batch_size=entry.batch_size,
-                    max_batch_delay=entry.max_batch_delay,
-                    response_timeout=entry.response_timeout,
-                    startup_timeout=entry.startup_timeout,
                     initial_workers=0,
+                    settings=entry.settings,
                 )
                 try:
-                    await engine.register(options)
+                    await target.register(options)
                 except ServingError as exc:
                     log.error("snapshot: %s %s not restored: %s", entry.name, entry.version, exc)
                     report.failed[f"{entry.name} {entry.version}"] = exc.message
@@ -109,9 +115,12 @@ class SnapshotKeeper:
             for entry in restored:
                 try:
                     if entry.default:
-                        engine.registry.set_default(entry.name, entry.version)
-                    engine.scale_in_background(
-                        entry.name, entry.version, entry.min_workers, entry.max_workers
+                        await target.set_default(entry.name, entry.version)
+                    target.scale_in_background(
+                        entry.name,
+                        entry.version,
+                        entry.settings.min_workers,
+                        entry.settings.max_workers,
                     )
                 except ServingError as exc:  # the archive now holds another version
                     log.error("snapshot: %s %s: %s", entry.name, entry.version, exc)

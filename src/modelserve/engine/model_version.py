@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelserve.archive import Manifest
 from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.settings import VersionSettings
 from modelserve.engine.worker_pool import WorkerPool
 from modelserve.engine.worker_process import READY
 from modelserve.telemetry.frontend_metrics import VersionMetrics, VersionState
-
-
-@dataclass(slots=True)
-class VersionSettings:
-    """The serving knobs of a model version, as describe reports them."""
-
-    batch_size: int
-    max_batch_delay: int
-    response_timeout: int
-    startup_timeout: int
-    job_queue_size: int
-    max_retry_timeout: int = 300
-    min_workers: int = 0
-    max_workers: int = 0
-    # The model config's deviceIds; describe shows them only when the config sets them.
-    device_ids: tuple[int, ...] | None = None
 
 
 class ModelVersion:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from modelserve.config import parse_properties
+from modelserve.engine.settings import TORCHSERVE_KEYS, VersionSettings
 
 SUFFIX = "-snapshot.cfg"
 KEEP = 20
@@ -30,49 +31,59 @@ class SnapshotError(ValueError):
     """A snapshot file is unreadable or malformed; the message names the file."""
 
 
+# The knobs a snapshot entry records (TorchServe's).
+SNAPSHOT_KNOBS = (
+    "min_workers",
+    "max_workers",
+    "batch_size",
+    "max_batch_delay",
+    "response_timeout",
+    "startup_timeout",
+)
+# What a knob the entry lacks reads as (maxWorkers: the entry's minWorkers).
+_MISSING = {
+    "min_workers": 0,
+    "batch_size": 1,
+    "max_batch_delay": 100,
+    "response_timeout": 120,
+    "startup_timeout": 120,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class VersionSnapshot:
-    """What restoring one model version needs."""
+    """What restoring one model version needs: where it comes from and its knobs."""
 
     name: str
     version: str
     mar_name: str
     default: bool
-    min_workers: int
-    max_workers: int
-    batch_size: int
-    max_batch_delay: int
-    response_timeout: int
-    startup_timeout: int
+    # The SNAPSHOT_KNOBS; the others are not recorded (None).
+    settings: VersionSettings
 
     def to_json(self) -> dict[str, Any]:
         """TorchServe's per-version snapshot entry."""
         return {
             "defaultVersion": self.default,
             "marName": self.mar_name,
-            "minWorkers": self.min_workers,
-            "maxWorkers": self.max_workers,
-            "batchSize": self.batch_size,
-            "maxBatchDelay": self.max_batch_delay,
-            "responseTimeout": self.response_timeout,
-            "startupTimeout": self.startup_timeout,
+            **self.settings.to_torchserve(SNAPSHOT_KNOBS),
             "runtimeType": "python",
         }
 
     @classmethod
     def from_json(cls, name: str, version: str, entry: dict[str, Any]) -> VersionSnapshot:
         """Parse one entry; KeyError/TypeError/ValueError for a malformed one."""
+        knobs = {
+            knob: int(entry.get(TORCHSERVE_KEYS[knob], missing))
+            for knob, missing in _MISSING.items()
+        }
+        knobs["max_workers"] = int(entry.get("maxWorkers", knobs["min_workers"]))
         return cls(
             name=name,
             version=version,
             mar_name=str(entry["marName"]),
             default=bool(entry.get("defaultVersion", False)),
-            min_workers=int(entry.get("minWorkers", 0)),
-            max_workers=int(entry.get("maxWorkers", entry.get("minWorkers", 0))),
-            batch_size=int(entry.get("batchSize", 1)),
-            max_batch_delay=int(entry.get("maxBatchDelay", 100)),
-            response_timeout=int(entry.get("responseTimeout", 120)),
-            startup_timeout=int(entry.get("startupTimeout", 120)),
+            settings=VersionSettings(**knobs),
         )
 
 

@@ -8,26 +8,24 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from modelserve import wire
 from modelserve.engine.batcher import Batcher
-from modelserve.engine.devices import Placement
 from modelserve.engine.dispatcher import Dispatcher
-from modelserve.engine.errors import (
-    InvalidHandlerException,
-    ServiceUnavailableException,
-    ServingError,
-    WorkerDiedException,
-    WorkerLoadException,
-)
+from modelserve.engine.errors import ServiceUnavailableException, ServingError, WorkerDiedException
 from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.pool_config import PoolLimits, WorkerLaunch
+from modelserve.engine.restart_backoff import RestartBackoff
+from modelserve.engine.worker_failures import (
+    LoadFailure,
+    ResponseTooLargeException,
+    WorkerTimeoutException,
+    exit_reason,
+    load_error,
+)
 from modelserve.engine.worker_process import READY, STARTING, InFlightBatch, WorkerProcess
 from modelserve.telemetry.frontend_metrics import VersionMetrics
-from modelserve.wire import WorkerSpec
 
 log = logging.getLogger("modelserve.workers")
 
@@ -38,55 +36,11 @@ log = logging.getLogger("modelserve.workers")
 # memory and contention, so this cap refuses nothing useful.
 MAX_WORKERS_PER_VERSION = max(32, 4 * (os.cpu_count() or 1))
 
-# The error type a worker reports when the handler string names nothing it can import
-# (modelserve.worker.handler_loader.HandlerLoadError; the frontend does not import worker code).
-HANDLER_LOAD_ERROR = "HandlerLoadError"
-
 # Batches a worker may hold at once when it serves one request per batch: the second waits in
 # the worker's socket, so the worker starts it the moment it has answered the first instead of
 # idling for a round trip through the frontend. With batching on, requests that arrive while a
 # worker is busy wait in the frontend to form the next batch instead.
 UNBATCHED_PIPELINE_DEPTH = 2
-
-# TorchServe's restart back-off table, in seconds, indexed by consecutive failures.
-BACK_OFF_S = (0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597)
-
-
-class WorkerTimeoutException(ServingError):
-    """The worker did not answer a batch within response_timeout and was restarted."""
-
-    status = 504
-
-
-@dataclass(slots=True)
-class PoolTimeouts:
-    """Seconds allowed for a load, a batch, a retiring worker's exit, and restarts."""
-
-    startup: float
-    response: float
-    unregister: float
-    # Workers failing for longer than this are not restarted again (TorchServe's
-    # maxRetryTimeoutInSec); describe and /ping show the model as not serving.
-    max_retry: float = 300.0
-
-
-class ResponseTooLargeException(ServingError):
-    """A handler's response is larger than max_response_size."""
-
-    status = 500
-
-
-@dataclass(slots=True)
-class LoadFailure:
-    """Why the last worker failed to load: shown by describe and registration errors."""
-
-    error_type: str
-    message: str
-    traceback: str
-
-    def summary(self) -> str:
-        """``Type: message`` as a client sees it."""
-        return f"{self.error_type}: {self.message}"
 
 
 class WorkerPool:
@@ -94,54 +48,40 @@ class WorkerPool:
 
     def __init__(
         self,
-        *,
         label: str,
-        make_spec: Callable[[str, int | None], WorkerSpec],
-        next_worker_id: Callable[[], str],
+        launch: WorkerLaunch,
+        limits: PoolLimits,
         dispatcher: Dispatcher,
-        spec_dir: Path,
-        batch_size: int,
-        max_batch_delay_ms: int,
-        queue_capacity: int,
-        timeouts: PoolTimeouts,
         metrics: VersionMetrics,
-        max_response_size: int,
-        worker_threads: int = 0,
-        placement: Placement | None = None,
     ) -> None:
         self.label = label
-        self._make_spec = make_spec
-        self._next_worker_id = next_worker_id
+        self._launch = launch
         self._dispatcher = dispatcher
-        self._spec_dir = spec_dir
-        self.timeouts = timeouts
-        self._worker_threads = worker_threads
         self._metrics = metrics
-        self.placement = placement or Placement()
+        self.timeouts = timeouts = limits.timeouts
+        self.placement = launch.placement
         self.batcher: Batcher[WorkerProcess] = Batcher(
-            batch_size,
-            queue_capacity,
+            limits.batch_size,
+            limits.queue_capacity,
             self._send_batch,
-            f"Model {label} has too many queued requests (job_queue_size {queue_capacity}); "
-            "retry later",
+            f"Model {label} has too many queued requests "
+            f"(job_queue_size {limits.queue_capacity}); retry later",
             max_wait_s=timeouts.response,
             waited_too_long=lambda: ServiceUnavailableException(
                 f"Model {label}: no worker took the request within response_timeout "
                 f"({timeouts.response:g} s)"
             ),
             in_flight=lambda worker: len(worker.batches),
-            max_batch_delay_s=max_batch_delay_ms / 1000,
+            max_batch_delay_s=limits.max_batch_delay_ms / 1000,
         )
-        self._max_response_size = max_response_size
-        self._depth = UNBATCHED_PIPELINE_DEPTH if batch_size == 1 else 1
-        self._failing_since: float | None = None
+        self._max_response_size = limits.max_response_size
+        self._depth = UNBATCHED_PIPELINE_DEPTH if limits.batch_size == 1 else 1
+        self._restarts = RestartBackoff(label, timeouts.max_retry, self._restart_workers)
         self.workers: dict[str, WorkerProcess] = {}
         self.target = 0
         self.last_failure: LoadFailure | None = None
         # The model's tensors as the first worker that could tell described them (READY).
         self.tensor_metadata: dict[str, Any] | None = None
-        self._consecutive_failures = 0
-        self._restart: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._batch_ids = itertools.count(1)
         self._closed = False
@@ -170,7 +110,7 @@ class WorkerPool:
         Raises WorkerLoadException naming the handler's error when a new worker fails to load.
         """
         self.target = count
-        self._consecutive_failures = 0
+        self._restarts.rescaled()
         started = self._reconcile()
         if wait and started:
             await self._await_ready(started)
@@ -179,8 +119,7 @@ class WorkerPool:
         """Stop every worker (in-flight batches finish first, up to the unregister timeout)."""
         self._closed = True
         self.target = 0
-        if self._restart is not None:
-            self._restart.cancel()
+        self._restarts.cancel()
         self._reconcile()
         if self._tasks:
             _, still_running = await asyncio.wait(self._tasks, timeout=self.timeouts.unregister)
@@ -210,10 +149,11 @@ class WorkerPool:
                 raise result
 
     def _start_worker(self) -> WorkerProcess:
-        worker_id = self._next_worker_id()
+        launch = self._launch
+        worker_id = launch.next_worker_id()
         gpu_id = self.placement.next_gpu(live.spec.gpu_id for live in self.live_workers())
-        spec = self._make_spec(worker_id, gpu_id)
-        worker = WorkerProcess(spec, self._spec_dir, self._compute_threads())
+        spec = launch.make_spec(worker_id, gpu_id)
+        worker = WorkerProcess(spec, launch.spec_dir, self._compute_threads())
         # Nobody may await a worker's readiness (async scaling): never warn about it.
         worker.ready.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.workers[worker_id] = worker
@@ -224,8 +164,8 @@ class WorkerPool:
         return worker
 
     def _compute_threads(self) -> int:
-        if self._worker_threads:
-            return self._worker_threads
+        if self._launch.threads:
+            return self._launch.threads
         # One core stays with the frontend; the rest are shared by this version's workers.
         spare_cores = (os.cpu_count() or 1) - 1
         return max(1, spare_cores // max(1, self.target))
@@ -280,8 +220,7 @@ class WorkerPool:
         worker.load_ms = header["load_ms"]
         if self.tensor_metadata is None and isinstance(header.get("tensors"), dict):
             self.tensor_metadata = header["tensors"]
-        self._consecutive_failures = 0
-        self._failing_since = None
+        self._restarts.loaded()
         self.last_failure = None
         if not worker.ready.done():
             worker.ready.set_result(None)
@@ -310,25 +249,13 @@ class WorkerPool:
             return
         worker.batches.append(InFlightBatch(batch_id, jobs, time.perf_counter() - now))
         if len(worker.batches) == 1:
-            self._time_head_batch(worker)
-
-    def _time_head_batch(self, worker: WorkerProcess) -> None:
-        """Start response_timeout for the batch the worker works on now."""
-        worker.response_timer = asyncio.get_running_loop().call_later(
-            self.timeouts.response, self._batch_timed_out, worker
-        )
+            worker.time_head_batch(self.timeouts.response, self._batch_timed_out)
 
     def _batch_timed_out(self, worker: WorkerProcess) -> None:
         worker.response_timer = None
         log.error("%s worker %s exceeded response_timeout; killing it", self.label, worker.id)
         worker.timed_out = True
         worker.kill()
-
-    @staticmethod
-    def _stop_timing(worker: WorkerProcess) -> None:
-        if worker.response_timer is not None:
-            worker.response_timer.cancel()
-            worker.response_timer = None
 
     def _on_result(
         self, worker: WorkerProcess, header: dict[str, Any], frames: list[bytes]
@@ -339,9 +266,9 @@ class WorkerPool:
         started = time.perf_counter()
         batch = worker.batches.popleft()
         self.batcher.batch_ended(len(batch.jobs), header["t"][1] / 1000)
-        self._stop_timing(worker)
+        worker.stop_timing()
         if worker.batches:
-            self._time_head_batch(worker)
+            worker.time_head_batch(self.timeouts.response, self._batch_timed_out)
         self._metrics.worker_timings(*header["t"])
         if header["m"]:
             self._metrics.apply_worker_metrics(header["m"])
@@ -371,8 +298,8 @@ class WorkerPool:
         self._dispatcher.detach(worker.id)
         self.workers.pop(worker.id, None)
         self.batcher.worker_unavailable(worker)
-        reason = reason or _exit_reason(code)
-        self._stop_timing(worker)
+        reason = reason or exit_reason(code)
+        worker.stop_timing()
         if worker.batches:
             error: ServingError = (
                 WorkerTimeoutException(
@@ -388,49 +315,17 @@ class WorkerPool:
                     job.fail(error)
             worker.batches.clear()
         if not worker.ready.done():
-            failure = self.last_failure.summary() if self.last_failure else reason
-            invalid_handler = (
-                self.last_failure is not None and self.last_failure.error_type == HANDLER_LOAD_ERROR
-            )
-            error_class = InvalidHandlerException if invalid_handler else WorkerLoadException
-            worker.ready.set_exception(error_class(failure))
+            not_loaded = load_error(self.last_failure, reason)
+            worker.ready.set_exception(not_loaded)
             if self.ready_count() == 0:
                 self.batcher.fail_pending(
-                    ServiceUnavailableException(f"No worker of {self.label} could load: {failure}")
+                    ServiceUnavailableException(
+                        f"No worker of {self.label} could load: {not_loaded.message}"
+                    )
                 )
-        if worker.retiring or self._closed:
-            return
-        now = time.monotonic()
-        self._failing_since = self._failing_since or now
-        if now - self._failing_since > self.timeouts.max_retry:
-            log.error(
-                "%s workers have failed for over %g s; not restarting them (last: %s)",
-                self.label,
-                self.timeouts.max_retry,
-                reason,
-            )
-            return
-        if self._restart is not None:
-            # Workers failing together are restarted together: one step up the back-off
-            # table per round, not one per worker (N crashes would otherwise mean minutes).
-            log.warning(
-                "%s worker %s %s; restarting with the others", self.label, worker.id, reason
-            )
-            return
-        self._consecutive_failures += 1
-        delay = BACK_OFF_S[min(self._consecutive_failures, len(BACK_OFF_S) - 1)]
-        log.warning("%s worker %s %s; restarting in %d s", self.label, worker.id, reason, delay)
-        self._restart = asyncio.get_running_loop().call_later(delay, self._restart_workers)
+        if not (worker.retiring or self._closed):
+            self._restarts.failed(worker.id, reason)
 
     def _restart_workers(self) -> None:
-        self._restart = None
         if not self._closed:
             self._reconcile()
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is None:
-        return "exited"
-    if code < 0:
-        return f"killed by signal {-code}"
-    return f"exited with code {code}"

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -114,6 +114,16 @@ class WorkerProcess:
         with contextlib.suppress(FileNotFoundError):
             self._spec_path.unlink()
         return code
+
+    def time_head_batch(self, timeout_s: float, timed_out: Callable[[WorkerProcess], None]) -> None:
+        """Start response_timeout for the batch the worker works on now (the oldest)."""
+        self.response_timer = asyncio.get_running_loop().call_later(timeout_s, timed_out, self)
+
+    def stop_timing(self) -> None:
+        """Cancel the response_timeout running for the head batch, if any."""
+        if self.response_timer is not None:
+            self.response_timer.cancel()
+            self.response_timer = None
 
     def kill(self) -> None:
         """SIGKILL the process (it may already be gone)."""

@@ -14,47 +14,32 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 import grpc
 import orjson
 
 from modelserve import __version__
-from modelserve.api.open_inference import (
-    EXTENSIONS,
-    HEADER_LENGTH,
-    PROTOCOL_HEADER,
-    SERVER_NAME,
-    V2,
-    platform,
-)
+from modelserve.api.open_inference import EXTENSIONS, SERVER_NAME, platform
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.grpc.proto import open_inference_pb2 as pb
 from modelserve.grpc.proto import open_inference_pb2_grpc as pb_grpc
 from modelserve.grpc.status import abort_with, grpc_code
+from modelserve.protocol_contract import (
+    BINARY_DATA,
+    BINARY_DATA_OUTPUT,
+    BINARY_DATA_SIZE,
+    BYTES,
+    DATATYPES,
+    HEADER_LENGTH,
+    PROTOCOL_HEADER,
+    V2,
+    pack_bytes,
+)
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 BINARY = "application/octet-stream"
-BYTES = "BYTES"
-_LENGTH = struct.Struct("<I")
-# datatype → (InferTensorContents field, struct format of one element). FP16 and BF16 have no
-# contents field; FP16 still has a format, for outputs a handler answers in JSON.
-_TYPED: dict[str, tuple[str | None, str]] = {
-    "BOOL": ("bool_contents", "?"),
-    "INT8": ("int_contents", "b"),
-    "INT16": ("int_contents", "h"),
-    "INT32": ("int_contents", "i"),
-    "INT64": ("int64_contents", "q"),
-    "UINT8": ("uint_contents", "B"),
-    "UINT16": ("uint_contents", "H"),
-    "UINT32": ("uint_contents", "I"),
-    "UINT64": ("uint64_contents", "Q"),
-    "FP16": (None, "e"),
-    "FP32": ("fp32_contents", "f"),
-    "FP64": ("fp64_contents", "d"),
-}
 _INT64_MAX = 2**63 - 1
 
 
@@ -98,24 +83,17 @@ def _set_parameters(target: Any, values: dict[str, Any]) -> None:
 # ----- tensor bytes
 
 
-def _bytes_elements(items: Iterable[bytes]) -> bytes:
-    parts = []
-    for item in items:
-        parts += [_LENGTH.pack(len(item)), item]
-    return b"".join(parts)
-
-
 def _packed(values: list[Any], datatype: str, where: str) -> bytes:
     """Elements of ``datatype`` as little-endian raw bytes."""
     if datatype == BYTES:
-        return _bytes_elements(
+        return pack_bytes(
             value.encode() if isinstance(value, str) else bytes(value) for value in values
         )
-    typed = _TYPED.get(datatype)
-    if typed is None:
+    row = DATATYPES.get(datatype)
+    if row is None or row.struct_format is None:
         raise BadRequestException(f"{where}: datatype {datatype!r} cannot be sent as contents")
     try:
-        return struct.pack(f"<{len(values)}{typed[1]}", *values)
+        return struct.pack(f"<{len(values)}{row.struct_format}", *values)
     except (struct.error, TypeError) as exc:
         raise BadRequestException(f"{where}: values do not fit datatype {datatype}") from exc
 
@@ -124,8 +102,9 @@ def _contents_bytes(tensor: pb.ModelInferRequest.InferInputTensor) -> bytes:
     """An input's typed ``contents`` as raw bytes."""
     where = f'input "{tensor.name}"'
     if tensor.datatype == BYTES:
-        return _bytes_elements(tensor.contents.bytes_contents)
-    field = _TYPED.get(tensor.datatype, (None, ""))[0]
+        return pack_bytes(tensor.contents.bytes_contents)
+    row = DATATYPES.get(tensor.datatype)
+    field = None if row is None else row.contents_field
     if field is None:
         raise BadRequestException(
             f"{where}: datatype {tensor.datatype!r} has no contents field: "
@@ -158,7 +137,7 @@ def infer_body(request: pb.ModelInferRequest) -> tuple[bytes, int]:
             raise BadRequestException(f"{where}: contents given with raw_input_contents")
         data = raw[index] if raw else _contents_bytes(tensor)
         parameters = _parameters_json(tensor.parameters, where)
-        parameters["binary_data_size"] = len(data)
+        parameters[BINARY_DATA_SIZE] = len(data)
         inputs.append(
             {
                 "name": tensor.name,
@@ -169,7 +148,7 @@ def infer_body(request: pb.ModelInferRequest) -> tuple[bytes, int]:
         )
         buffers.append(data)
     parameters = _parameters_json(request.parameters, "the request")
-    parameters["binary_data_output"] = True
+    parameters[BINARY_DATA_OUTPUT] = True
     header: dict[str, Any] = {"parameters": parameters, "inputs": inputs}
     if request.id:
         header["id"] = request.id
@@ -177,7 +156,7 @@ def infer_body(request: pb.ModelInferRequest) -> tuple[bytes, int]:
         outputs = []
         for output in request.outputs:
             output_parameters = _parameters_json(output.parameters, f'output "{output.name}"')
-            output_parameters["binary_data"] = True
+            output_parameters[BINARY_DATA] = True
             outputs.append({"name": output.name, "parameters": output_parameters})
         header["outputs"] = outputs
     json_part = orjson.dumps(header)
@@ -226,7 +205,7 @@ def infer_response(response: WireResponse, request: pb.ModelInferRequest) -> pb.
     offset = 0
     for entry in document["outputs"]:
         parameters = dict(entry.get("parameters") or {})
-        size = parameters.pop("binary_data_size", None)
+        size = parameters.pop(BINARY_DATA_SIZE, None)
         output = reply.outputs.add(
             name=entry["name"], datatype=entry["datatype"], shape=entry["shape"]
         )

@@ -1,6 +1,6 @@
 """TorchServe's gRPC services, on the engine the REST planes use.
 
-Each call maps onto its REST twin: the same validation (``api.management``), the same engine
+Each call maps onto its REST twin: the same validation (``modelserve.parameters``), the same engine
 call, the same messages. Describe and list answer the REST JSON document in ``msg``; the other
 management calls answer the REST status message, as TorchServe does. Errors end the call with
 TorchServe's HTTP → gRPC status mapping (``status.grpc_code``) and the REST error message.
@@ -17,9 +17,7 @@ import grpc
 import orjson
 from google.protobuf import empty_pb2
 
-from modelserve.api.management import register_options
-from modelserve.api.params import int_param
-from modelserve.engine.engine import Engine
+from modelserve.engine.engine import Engine, RegisterOptions
 from modelserve.engine.errors import (
     BadRequestException,
     MethodNotAllowedException,
@@ -33,6 +31,7 @@ from modelserve.grpc.proto import (
     management_pb2_grpc,
 )
 from modelserve.grpc.status import abort_with, grpc_code
+from modelserve.parameters import REGISTER, int_param
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 Request = TypeVar("Request")
@@ -188,7 +187,8 @@ class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):
             name: getattr(request, name) for name in _REGISTER_FIELDS if getattr(request, name)
         }
         params["synchronous"] = request.synchronous
-        outcome = await self.engine.register(register_options(params))
+        options = RegisterOptions.from_parameters(REGISTER.parse(params))
+        outcome = await self.engine.register(options)
         return management_pb2.ManagementResponse(msg=outcome.message)
 
     @_answers_errors

@@ -1,8 +1,10 @@
 """TorchServe's ``ts`` modules for handlers written for TorchServe, when it is not installed.
 
 Handlers import ``ts.torch_handler.base_handler``, ``ts.context``, ``ts.utils.util`` …; the
-``modelserve_handlers`` package ships those names as thin re-exports of modelserve's own
-classes. A real TorchServe installation, when present, keeps precedence.
+``ts`` package in this directory ships those names as thin re-exports of modelserve's own
+classes (the worker's context and metrics, the built-in handlers). It lives with the worker,
+which may import the handlers, so that the handlers never import the worker. A real
+TorchServe installation, when present, keeps precedence.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-
-from modelserve_handlers import TS_COMPAT_DIR
+from pathlib import Path
 
 log = logging.getLogger("modelserve.worker")
+
+# The directory that holds the ``ts`` compatibility package; enable_ts_compat puts it on
+# sys.path, where ``ts`` becomes a top-level package.
+TS_COMPAT_DIR = Path(__file__).resolve().parent
 
 
 def enable_ts_compat() -> bool:

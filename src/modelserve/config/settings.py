@@ -1,32 +1,23 @@
-"""The one home of configuration: TorchServe's config.properties keys, env vars and CLI flags.
-
-Precedence, highest first: CLI flags > environment > config file > built-in defaults.
-Environment variables are ``MODELSERVE_<KEY>`` (always honoured) and TorchServe's ``TS_<KEY>``
-(honoured only with ``enable_envvars_config=true``, as TorchServe does).
-"""
+"""The settings object: every server setting under TorchServe's config.properties key names,
+validated, plus the listen addresses parsed from them and the port flags that move them."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from modelserve.suggestions import did_you_mean
+from modelserve.config.notices import ConfigNotice
 
-ENV_PREFIX = "MODELSERVE_"
-TORCHSERVE_ENV_PREFIX = "TS_"
-DEFAULT_CONFIG_FILE = Path("config.properties")
 INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Where a server's default snapshot directory lies, under the working directory.
 SNAPSHOT_ROOT = Path("logs/config")
@@ -34,13 +25,6 @@ SNAPSHOT_ROOT = Path("logs/config")
 
 class ConfigError(ValueError):
     """A configuration value (file, env or flag) is invalid; the message names the key."""
-
-
-class ConfigNotice(NamedTuple):
-    """A remark on the configuration, for the console once logging is up (``config_notices``)."""
-
-    level: int  # a logging level
-    message: str
 
 
 @dataclass(frozen=True)
@@ -273,164 +257,3 @@ def _is_ipv6(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def cuda_visible_devices(environ: Mapping[str, str] | None = None) -> str | None:
-    """``CUDA_VISIBLE_DEVICES``: CUDA's own variable, which narrows the GPUs workers see."""
-    return (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
-
-
-def parse_properties(text: str) -> dict[str, str]:
-    """Parse a Java-style properties file (``key=value`` or ``key: value``; # and ! comments)."""
-    values: dict[str, str] = {}
-    pending = ""
-    for raw_line in text.splitlines():
-        line = pending + raw_line.strip()
-        pending = ""
-        if not line or line[0] in "#!":
-            continue
-        if line.endswith("\\"):
-            pending = line[:-1]
-            continue
-        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)", line)
-        if match:
-            values[match.group(1)] = match.group(2)
-        else:
-            values[line] = ""
-    return values
-
-
-def _environment_values(environ: Mapping[str, str], file_values: Mapping[str, str]) -> dict:
-    keys = Settings.model_fields
-    enable_ts_env = str(
-        environ.get(ENV_PREFIX + "ENABLE_ENVVARS_CONFIG")
-        or file_values.get("enable_envvars_config", "false")
-    ).lower() in ("1", "true", "yes")
-    values: dict[str, str] = {}
-    for key in keys:
-        if enable_ts_env and (TORCHSERVE_ENV_PREFIX + key.upper()) in environ:
-            values[key] = environ[TORCHSERVE_ENV_PREFIX + key.upper()]
-        if (ENV_PREFIX + key.upper()) in environ:
-            values[key] = environ[ENV_PREFIX + key.upper()]
-    return values
-
-
-# Every key TorchServe 0.12 reads from config.properties (its ConfigManager, plus vmargs and
-# plugins_path, which its launcher reads), so that a TorchServe config file loads without
-# "unknown key" warnings; the ones modelserve has no setting for are listed once, at INFO.
-# fmt: off
-TORCHSERVE_KEYS: frozenset[str] = frozenset({
-    "allowed_urls", "async_logging", "blacklist_env_vars", "certificate_file",
-    "cors_allowed_headers", "cors_allowed_methods", "cors_allowed_origin", "cpp_log_config",
-    "cpu_launcher_args", "cpu_launcher_enable", "debug", "decode_input_request",
-    "default_response_timeout", "default_service_handler", "default_startup_timeout",
-    "default_workers_per_model", "disable_system_metrics", "disable_token_authorization",
-    "enable_envvars_config", "enable_grpc_ssl", "enable_metrics_api", "enable_model_api",
-    "grpc_inference_address", "grpc_inference_max_connection_age_grace_ms",
-    "grpc_inference_max_connection_age_ms", "grpc_inference_port", "grpc_management_address",
-    "grpc_management_max_connection_age_grace_ms", "grpc_management_max_connection_age_ms",
-    "grpc_management_port", "inference_address", "initial_distribution_port",
-    "initial_worker_port", "install_py_dep_per_model", "io_ratio", "ipex_enable",
-    "ipex_gpu_enable", "job_queue_size", "keystore", "keystore_pass", "keystore_type",
-    "limit_max_image_pixels", "load_models", "management_address", "max_request_size",
-    "max_response_size", "metric_time_interval", "metrics_address", "metrics_config",
-    "metrics_mode", "model_metrics_auto_detect", "model_server_home", "model_snapshot",
-    "model_store", "models", "netty_client_threads", "number_of_gpu", "number_of_netty_threads",
-    "plugins_path", "prefer_direct_buffer", "private_key_file", "python", "service_envelope",
-    "system_metrics_cmd", "token_expiration_min", "tsConfigFile", "ts_header_key_sequence_end",
-    "ts_header_key_sequence_id", "ts_header_key_sequence_start", "ts_open_inference_protocol",
-    "unregister_model_timeout", "use_env_allowed_urls", "use_native_io", "version", "vmargs",
-    "workflow_store",
-})
-# fmt: on
-
-
-def _key_notices(
-    source: str, noun: str, present: Iterable[str], spelling: Callable[[str], str]
-) -> list[ConfigNotice]:
-    """A warning per unknown key, naming the closest known one, and one INFO line for the
-    TorchServe keys modelserve does not use. ``spelling`` turns a key into its form in
-    ``source`` (``MODELSERVE_JOB_QUEUE_SIZE`` for an environment variable)."""
-    settings_keys = {spelling(key) for key in Settings.model_fields}
-    torchserve_only = {spelling(key) for key in TORCHSERVE_KEYS} - settings_keys
-    known = settings_keys | torchserve_only
-    notices = [
-        ConfigNotice(
-            logging.WARNING,
-            f"{source}: unknown {noun} {name!r} is ignored{did_you_mean(name, known)}",
-        )
-        for name in present
-        if name not in known
-    ]
-    unused = sorted(name for name in present if name in torchserve_only)
-    if unused:
-        notices.append(
-            ConfigNotice(
-                logging.INFO,
-                f"{source}: ignored, TorchServe settings that modelserve does not use: "
-                + ", ".join(unused),
-            )
-        )
-    return notices
-
-
-def _environment_notices(environ: Mapping[str, str]) -> list[ConfigNotice]:
-    # Only our own prefix: TS_* variables are TorchServe's, read for a few keys and only when
-    # asked (enable_envvars_config), and a host may set others for other reasons.
-    present = [name for name in environ if name.startswith(ENV_PREFIX)]
-    return _key_notices("environment", "variable", present, lambda key: ENV_PREFIX + key.upper())
-
-
-def load_settings(
-    config_file: Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Build the settings from a properties file, the environment and CLI overrides.
-
-    With no ``config_file`` the ``config.properties`` of the working directory is read when
-    present, as TorchServe does.
-    """
-    environ = os.environ if environ is None else environ
-    if config_file is None and environ.get("TS_CONFIG_FILE"):
-        config_file = Path(environ["TS_CONFIG_FILE"])
-    file_values: dict[str, str] = {}
-    if config_file is not None:
-        try:
-            file_values = parse_properties(Path(config_file).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from exc
-    elif DEFAULT_CONFIG_FILE.is_file():
-        config_file = DEFAULT_CONFIG_FILE
-        file_values = parse_properties(DEFAULT_CONFIG_FILE.read_text())
-    merged: dict[str, Any] = {**file_values, **_environment_values(environ, file_values)}
-    merged.update({key: value for key, value in (overrides or {}).items() if value is not None})
-    try:
-        settings = Settings(**merged)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{key}: {first['msg']} (got {first.get('input')!r})") from exc
-    for plane in ("inference", "management", "metrics"):
-        settings.address(plane)
-    for plane in ("inference", "management"):
-        settings.grpc_address(plane)
-    settings._notices = (
-        *_key_notices(str(config_file), "key", file_values, str),
-        *_environment_notices(environ),
-    )
-    return settings
-
-
-def config_notices(settings: Settings) -> list[ConfigNotice]:
-    """What ``load_settings`` found worth telling the user, for the console once logging is up:
-    a WARNING per unknown key of the config file or ``MODELSERVE_*`` variable (naming the
-    closest known key), and an INFO line per source listing the TorchServe keys that modelserve
-    does not use. Empty for settings built otherwise."""
-    return list(settings._notices)
-
-
-def log_config_notices(settings: Settings, logger: logging.Logger) -> None:
-    """Log each of ``config_notices(settings)`` at its level."""
-    for notice in config_notices(settings):
-        logger.log(notice.level, "%s", notice.message)

@@ -1,0 +1,1 @@
+"""The engine: registry, model versions, batching, worker pools and the dispatcher."""

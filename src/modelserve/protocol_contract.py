@@ -1,0 +1,124 @@
+"""The protocol contract: what the frontend and the handlers must agree on, in one place.
+
+Both sides import this module: the frontend (``modelserve.api``, ``modelserve.grpc``,
+``modelserve.engine``, ``modelserve.quick_deploy``) and ``modelserve_handlers``, which imports
+nothing else of ``modelserve``. So it is a leaf: standard library only, no numpy, no grpc.
+
+It holds the KServe v2 datatypes with their numpy, ``struct``, TensorFlow and gRPC
+``InferTensorContents`` names; the request header that tells a handler which protocol a body
+is in; the binary tensor data extension's header and parameters; the BYTES element layout;
+the tensor handler's backends as v2 platform names; and the model files it recognises.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import NamedTuple
+
+
+class Datatype(NamedTuple):
+    """One KServe v2 tensor datatype and its names elsewhere."""
+
+    name: str
+    # The numpy dtype name; None where numpy has no such type (BF16). BYTES elements are
+    # numpy objects (one ``bytes`` each), as fixed-width ``S`` dtypes would pad them.
+    numpy_name: str | None
+    # One element as a ``struct`` format character (little-endian with "<"); None for BYTES,
+    # whose elements vary in length, and BF16, which ``struct`` cannot read.
+    struct_format: str | None
+    # Bytes per element in binary tensor data; None for BYTES (length-prefixed elements).
+    size: int | None
+    # TensorFlow's DataType enum name, as TF Serving's metadata writes it.
+    tf_name: str
+    # The ``InferTensorContents`` field of the v2 gRPC protocol; None where it has none.
+    contents_field: str | None
+
+
+BYTES = "BYTES"
+DATATYPES: dict[str, Datatype] = {
+    row.name: row
+    for row in (
+        Datatype("BOOL", "bool", "?", 1, "DT_BOOL", "bool_contents"),
+        Datatype("UINT8", "uint8", "B", 1, "DT_UINT8", "uint_contents"),
+        Datatype("UINT16", "uint16", "H", 2, "DT_UINT16", "uint_contents"),
+        Datatype("UINT32", "uint32", "I", 4, "DT_UINT32", "uint_contents"),
+        Datatype("UINT64", "uint64", "Q", 8, "DT_UINT64", "uint64_contents"),
+        Datatype("INT8", "int8", "b", 1, "DT_INT8", "int_contents"),
+        Datatype("INT16", "int16", "h", 2, "DT_INT16", "int_contents"),
+        Datatype("INT32", "int32", "i", 4, "DT_INT32", "int_contents"),
+        Datatype("INT64", "int64", "q", 8, "DT_INT64", "int64_contents"),
+        Datatype("FP16", "float16", "e", 2, "DT_HALF", None),
+        Datatype("BF16", None, None, 2, "DT_BFLOAT16", None),
+        Datatype("FP32", "float32", "f", 4, "DT_FLOAT", "fp32_contents"),
+        Datatype("FP64", "float64", "d", 8, "DT_DOUBLE", "fp64_contents"),
+        Datatype(BYTES, "object", None, None, "DT_STRING", "bytes_contents"),
+    )
+}
+# The datatypes the tensor handler decodes and a model config may declare: those numpy holds.
+TENSOR_DATATYPES: tuple[str, ...] = tuple(
+    name for name, row in DATATYPES.items() if row.numpy_name is not None
+)
+
+# The request header that tells the handler which protocol the body is in; the frontend sets
+# it on its protocol routes (a client-sent value is overwritten).
+PROTOCOL_HEADER = "modelserve-protocol"
+V2 = "v2"
+TF_SERVING = "tfserving"
+
+# The binary tensor data extension: the byte length of the JSON part that starts the body,
+# and the parameters that say which tensors travel as raw bytes after it.
+HEADER_LENGTH = "inference-header-content-length"
+BINARY_DATA_SIZE = "binary_data_size"  # an input's or output's byte count in the binary part
+BINARY_DATA_OUTPUT = "binary_data_output"  # the request's default for its outputs
+BINARY_DATA = "binary_data"  # one requested output's choice
+
+# Each BYTES element is a 4-byte little-endian length, then the element's bytes.
+BYTES_LENGTH = struct.Struct("<I")
+
+
+class BytesFormatError(ValueError):
+    """Binary BYTES data that is not a sequence of length-prefixed elements."""
+
+
+def pack_bytes(items: Iterable[bytes]) -> bytes:
+    """BYTES elements as binary tensor data."""
+    parts = []
+    for item in items:
+        parts += [BYTES_LENGTH.pack(len(item)), item]
+    return b"".join(parts)
+
+
+def unpack_bytes(raw: bytes) -> list[bytes]:
+    """The elements of binary BYTES data; BytesFormatError where it is cut short."""
+    items = []
+    offset = 0
+    while offset < len(raw):
+        if offset + BYTES_LENGTH.size > len(raw):
+            raise BytesFormatError("BYTES data end inside an element's length prefix")
+        (length,) = BYTES_LENGTH.unpack_from(raw, offset)
+        offset += BYTES_LENGTH.size
+        if offset + length > len(raw):
+            raise BytesFormatError(
+                "a BYTES element runs past the end of the data (its length prefix says "
+                f"{length} bytes, {len(raw) - offset} remain)"
+            )
+        items.append(raw[offset : offset + length])
+        offset += length
+    return items
+
+
+# The tensor handler's backends as v2 ``platform`` names (Triton's where Triton has one).
+PLATFORMS = {
+    "torchscript": "pytorch_libtorch",
+    "eager": "pytorch",
+    "onnx": "onnxruntime_onnx",
+    "tensorflow": "tensorflow_savedmodel",
+    "tensorrt": "tensorrt_plan",
+}
+
+# The model files the tensor handler recognises (``modelserve serve`` takes the same).
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
+ONNX_SUFFIXES = (".onnx",)
+TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
+SAVED_MODEL_FILE = "saved_model.pb"  # what makes a directory a TensorFlow SavedModel
