@@ -132,6 +132,21 @@ def save_onnx_pair(directory: Path) -> tuple[Path, Callable[..., dict[str, np.nd
     return path, reference
 
 
+def save_onnx_strings(directory: Path) -> Path:
+    """``echo``: a string tensor (N) returned as it came."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["echo"])],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["N"])],
+    )
+    path = directory / "strings.onnx"
+    _save_onnx(graph, path)
+    return path
+
+
 def _save_onnx(graph: object, path: Path) -> None:
     import onnx
     from onnx import helper

@@ -10,66 +10,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from framework_models import SAMPLE, save_onnx_pair, save_torchscript, tensor_archive
-from support import RunningServer, build_test_archive, start_server
+from framework_models import SAMPLE, tensor_archive
+from support import build_test_archive, start_server
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
+from v2_fixtures import TORCHSCRIPT_WARNINGS, B, Served, serving, tensor_models
 
 from modelserve import __version__
 
-# torch.jit is deprecated in recent torch, and still what TorchScript users archive.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore:.*is deprecated:DeprecationWarning"),
-]
+pytestmark = TORCHSCRIPT_WARNINGS
 
-B = np.array([[1, 2, 3, 4], [-1, 0, 1, 2]], dtype=np.int64)
 TOKEN = "a-long-enough-static-token-0123"
-
-
-@dataclass
-class Served:
-    server: RunningServer
-    references: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """pair (ONNX, inputs a/b) and torchscript with a worker each; idle with none; and a
     function handler (probe) that does not speak v2."""
-    build = tmp_path_factory.mktemp("grpc_v2_models")
-    store = tmp_path_factory.mktemp("grpc_v2_store")
-    pair_file, pair_reference = save_onnx_pair(build)
-    script_file, script_reference = save_torchscript(build)
-    tensor_archive(store, "pair", pair_file)
-    tensor_archive(store, "torchscript", script_file)
-    tensor_archive(store, "idle", pair_file)
-    build_test_archive(store, "probe", "probe.py")
-    server = start_server(tmp_path_factory.mktemp("grpc_v2_server"), store)
-    try:
-        with httpx.Client(base_url=server.management, timeout=120) as management:
-            for url, workers in (
-                ("pair.mar", 1),
-                ("torchscript.mar", 1),
-                ("idle.mar", 0),
-                ("probe.mar", 1),
-            ):
-                response = management.post(
-                    "/models", params={"url": url, "initial_workers": workers}
-                )
-                assert response.status_code == 200, response.text
-        yield Served(server, {"pair": pair_reference, "torchscript": script_reference})
-    finally:
-        server.stop()
+    models = tensor_models(tmp_path_factory, "grpc_v2")
+    tensor_archive(models.store, "idle", models.files["pair"])
+    build_test_archive(models.store, "probe", "probe.py")
+    workers = {"pair.mar": 1, "torchscript.mar": 1, "idle.mar": 0, "probe.mar": 1}
+    with serving(tmp_path_factory, models, workers) as served:
+        yield served
 
 
 @pytest.fixture

@@ -11,69 +11,40 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from framework_models import SAMPLE, save_onnx_pair, save_torchscript, tensor_archive
-from support import RunningServer, build_test_archive, start_server, wait_until
+from framework_models import SAMPLE, tensor_archive
+from support import build_test_archive, wait_until
 from tritonclient.utils import InferenceServerException
+from v2_fixtures import TORCHSCRIPT_WARNINGS, B, Served, serving, tensor_models
 
 from modelserve import __version__
 
-# torch.jit is deprecated in recent torch, and still what TorchScript users archive.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning"),
-    pytest.mark.filterwarnings("ignore:.*is deprecated:DeprecationWarning"),
-]
+pytestmark = TORCHSCRIPT_WARNINGS
 
-B = np.array([[1, 2, 3, 4], [-1, 0, 1, 2]], dtype=np.int64)
 MAX_REQUEST_SIZE = 1 << 20
-
-
-@dataclass
-class Served:
-    server: RunningServer
-    references: dict[str, Any]
-
-    @property
-    def url(self) -> str:
-        return self.server.inference.removeprefix("http://")
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """pair (ONNX, inputs a/b) and torchscript with a worker each; idle with none."""
-    build = tmp_path_factory.mktemp("v2_models")
-    store = tmp_path_factory.mktemp("v2_store")
-    pair_file, pair_reference = save_onnx_pair(build)
-    script_file, script_reference = save_torchscript(build)
-    tensor_archive(store, "pair", pair_file)
-    tensor_archive(store, "torchscript", script_file)
-    tensor_archive(store, "idle", pair_file)
-    build_test_archive(store, "broken", "broken_load.py")
-    server = start_server(
-        tmp_path_factory.mktemp("v2_server"),
-        store,
-        config={"max_request_size": str(MAX_REQUEST_SIZE)},
-    )
-    try:
-        with httpx.Client(base_url=server.management, timeout=120) as management:
-            for url, workers in (("pair.mar", 1), ("torchscript.mar", 1), ("idle.mar", 0)):
-                params = {"url": url, "initial_workers": workers}
-                response = management.post("/models", params=params)
-                assert response.status_code == 200, response.text
-        yield Served(server, {"pair": pair_reference, "torchscript": script_reference})
-    finally:
-        server.stop()
+    models = tensor_models(tmp_path_factory, "v2")
+    tensor_archive(models.store, "idle", models.files["pair"])
+    build_test_archive(models.store, "broken", "broken_load.py")
+    workers = {"pair.mar": 1, "torchscript.mar": 1, "idle.mar": 0}
+    config = {"max_request_size": str(MAX_REQUEST_SIZE)}
+    with serving(tmp_path_factory, models, workers, config=config) as served:
+        yield served
 
 
 @pytest.fixture
 def client(served: Served) -> Iterator[triton.InferenceServerClient]:
-    client = triton.InferenceServerClient(url=served.url, network_timeout=60)
+    url = served.server.inference.removeprefix("http://")
+    client = triton.InferenceServerClient(url=url, network_timeout=60)
     yield client
     client.close()
 
@@ -269,6 +240,8 @@ def test_unknown_model_and_version(served: Served) -> None:
     assert_error(httpx.get(served.server.inference + "/v2/models/nope/ready"), 404, "nope")
     assert_error(httpx.get(served.server.inference + "/v2/models/pair/versions/9.9/ready"), 404)
     assert_error(httpx.get(served.server.inference + "/v2/no/such/path"), 404)
+    # A name with a newline (no registration accepts one) is still this protocol's 404.
+    assert_error(httpx.get(served.server.inference + "/v2/models/a%0Ab/ready"), 404, "a\nb")
     assert_error(httpx.get(served.server.inference + "/v2/models/pair/infer"), 405)
     assert_error(httpx.post(served.server.inference + "/v2"), 405)
 

@@ -4,7 +4,7 @@ binary tensor data) and TF Serving's predict, chosen by the ``modelserve-protoco
 The frontend's protocol routes send that header with the client's body; these tests send it
 themselves to ``/predictions/{model}`` on a real server serving archives built with the real
 archiver, and compare the answers with the frameworks called in-process. Also: the codecs as
-functions, the worker's READY tensor metadata, and ``Engine.tensor_metadata`` end to end.
+functions, the worker's READY tensor metadata, and the data plane's model metadata end to end.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from framework_models import SAMPLE as X
-from framework_models import save_onnx_linear, save_onnx_pair, save_torchscript
+from framework_models import save_onnx_linear, save_onnx_pair, save_onnx_strings, tensor_archive
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
 from modelserve_handlers.backends import load_model
@@ -41,10 +40,12 @@ from modelserve_handlers.tensor_io.tf_serving import (
     decode_predict_request,
     encode_predict_response,
 )
-from support import RunningServer, start_server
+from v2_fixtures import TORCHSCRIPT_WARNINGS, B, serving, tensor_models
+from v2_fixtures import Served as ServedModels
 
 from modelserve import wire
 from modelserve.config import Settings
+from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.engine import Engine, RegisterOptions
 from modelserve.engine.errors import (
     InvalidModelException,
@@ -54,11 +55,10 @@ from modelserve.engine.errors import (
 from modelserve.server import build_server_metrics
 from modelserve.worker.context import Context
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning")
+pytestmark = TORCHSCRIPT_WARNINGS
 
 PROTOCOL = "modelserve-protocol"
 LENGTH = "inference-header-content-length"
-B = np.array([[1, 2, 3, 4], [-1, 0, 1, 2]], dtype=np.int64)
 PAIR_METADATA = {
     "inputs": [
         {"name": "a", "datatype": "FP32", "shape": [-1, 4]},
@@ -71,23 +71,6 @@ PAIR_METADATA = {
 }
 
 
-def save_onnx_strings(directory: Path) -> Path:
-    """``echo``: a string tensor (N) returned as it came."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["text"], ["echo"])],
-        "strings",
-        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])],
-        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["N"])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    path = directory / "strings.onnx"
-    onnx.save(model, str(path))
-    return path
-
-
 def archive(store: Path, name: str, **files: Any) -> str:
     build_archive(
         ArchiveOptions(
@@ -97,13 +80,7 @@ def archive(store: Path, name: str, **files: Any) -> str:
     return f"{name}.mar"
 
 
-@dataclass
-class Served:
-    server: RunningServer
-    build: Path
-    store: Path
-    references: dict[str, Any]
-
+class Served(ServedModels):
     def post(
         self, model: str, body: bytes | dict, protocol: str | None, **headers: str
     ) -> httpx.Response:
@@ -119,25 +96,12 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    build = tmp_path_factory.mktemp("protocol_models")
-    store = tmp_path_factory.mktemp("protocol_store")
-    pair_file, pair_reference = save_onnx_pair(build)
-    script_file, script_reference = save_torchscript(build)
-    archives = [
-        archive(store, "pair", serialized_file=str(pair_file)),
-        archive(store, "torchscript", serialized_file=str(script_file)),
-        archive(store, "strings", serialized_file=str(save_onnx_strings(build))),
-    ]
-    server = start_server(tmp_path_factory.mktemp("protocol_server"), store)
-    try:
-        for url in archives:
-            params = {"url": url, "initial_workers": 1, "batch_size": 8, "max_batch_delay": 50}
-            response = httpx.post(f"{server.management}/models", params=params, timeout=120)
-            assert response.status_code == 200, response.text
-        references = {"pair": pair_reference, "torchscript": script_reference}
-        yield Served(server, build, store, references)
-    finally:
-        server.stop()
+    models = tensor_models(tmp_path_factory, "protocol")
+    tensor_archive(models.store, "strings", save_onnx_strings(models.build))
+    workers = {"pair.mar": 1, "torchscript.mar": 1, "strings.mar": 1}
+    batching = {"batch_size": 8, "max_batch_delay": 50}
+    with serving(tmp_path_factory, models, workers, register=batching, kind=Served) as served:
+        yield served
 
 
 def v2_input(name: str, array: np.ndarray, datatype: str) -> dict[str, Any]:
@@ -613,22 +577,24 @@ def test_mixed_batch_in_process(served: Served) -> None:
 
 
 def _engine_metadata(store: Path, runtime: Path) -> dict[str, Any]:
-    """Register in an in-process engine (real workers) and read what it learned."""
+    """Register in an in-process engine (real workers) and read what its data plane learned."""
 
     async def scenario() -> dict[str, Any]:
         settings = Settings(model_store=store, runtime_dir=runtime, enable_snapshots=False)
         engine = Engine(settings, build_server_metrics(settings), "codecs")
         await engine.start()
         try:
-            found = {}
+            plane = DataPlane(engine)
             for url in ("pair.mar", "declared.mar"):
                 await engine.register(RegisterOptions(url=url, initial_workers=1))
-            found["pair"] = engine.tensor_metadata("pair", None)
-            found["declared"] = engine.tensor_metadata("declared", "1.0")
+            found = {
+                name: plane.model_metadata(name, version)
+                for name, version in (("pair", None), ("declared", "1.0"))
+            }
             with pytest.raises(ModelNotFoundException):
-                engine.tensor_metadata("absent", None)
+                plane.model_metadata("absent", None)
             with pytest.raises(ModelVersionNotFoundException):
-                engine.tensor_metadata("pair", "9")
+                plane.model_metadata("pair", "9")
             with pytest.raises(InvalidModelException, match=r"inputs\[0\]: datatype 'FLOAT'"):
                 await engine.register(RegisterOptions(url="invalid.mar"))
             return found
@@ -652,11 +618,11 @@ def test_engine_learns_tensor_metadata_from_ready_and_yaml(tmp_path: Path) -> No
     invalid.write_text(json.dumps({"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [4]}]}))
     archive(store, "invalid", serialized_file=str(linear_file), config_file=str(invalid))
     found = _engine_metadata(store, tmp_path / "runtime")
-    assert found["pair"] == PAIR_METADATA
-    assert found["declared"] == {
-        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],  # reported by the worker
-        "outputs": declared_outputs,  # declared: wins over the worker's
-    }
+    pair, declared = found["pair"], found["declared"]
+    assert {"inputs": pair.inputs, "outputs": pair.outputs} == PAIR_METADATA
+    assert pair.platform == declared.platform == "onnxruntime_onnx"  # the worker's READY
+    assert declared.inputs == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]  # reported
+    assert declared.outputs == declared_outputs  # declared: wins over the worker's
 
 
 def test_triton_client_bodies_round_trip(served: Served) -> None:

@@ -234,6 +234,7 @@ def test_unknown_model_version_and_label(served: Served) -> None:
     assert_error(served.get("/v1/models/tiny/versions/9.9"), 404)
     assert_error(served.get("/v1/models/tiny/labels/beta"), 404, "beta")
     assert_error(served.get("/v1/models/nope/metadata"), 404)
+    assert_error(served.get("/v1/models/a%0Ab"), 404, "a\nb")  # a newline: still TF's error
     # Paths that name nothing.
     assert_error(served.post("/v1/models/tiny", body), 404, "Malformed")
     assert_error(served.post("/v1/models/tiny:frobnicate", body), 404)

@@ -12,6 +12,11 @@ request is instead a KServe v2 / Open Inference Protocol infer request (``v2``, 
 ``tensor_io.open_inference``) or a TF Serving predict request (``tfserving``, see
 ``tensor_io.tf_serving``), answered in that protocol, errors as ``{"error": "..."}``.
 
+A row holding ``protocol_contract.TENSOR_REQUEST`` (gRPC ModelInfer) is a protocol-neutral
+``TensorInferRequest``: raw input buffers, read without a copy (see ``tensor_io.neutral``). It is
+answered with a ``TensorInferResponse`` whose output buffers go back as they are; a refusal is
+its message as text.
+
 The requests of a batch go through the model in one call where their shapes allow. A request
 that does not fit the model is answered 400 with the reason, and the rest of its batch is
 still served. The module defines exactly one class, as handler loading requires.
@@ -23,7 +28,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from modelserve.protocol_contract import HEADER_LENGTH, PROTOCOL_HEADER, TF_SERVING, V2
+from modelserve.protocol_contract import (
+    HEADER_LENGTH,
+    PLATFORMS,
+    PROTOCOL_HEADER,
+    TENSOR_REQUEST,
+    TF_SERVING,
+    V2,
+    TensorInferRequest,
+)
 from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, load_model
 from modelserve_handlers.errors import BadInputError
 from modelserve_handlers.payload import required_payload, row_payload
@@ -38,13 +51,19 @@ from modelserve_handlers.tensor_io.formats import (
     encode_response,
 )
 from modelserve_handlers.tensor_io.invoke import TORCH_OUTPUT, call_model
+from modelserve_handlers.tensor_io.neutral import (
+    Neutral,
+    Protocol,
+    decode_tensor_request,
+    encode_tensor_response,
+)
 from modelserve_handlers.tensor_io.open_inference import InferRequest
 from modelserve_handlers.tensor_io.tf_serving import DEFAULT_SIGNATURE, PredictRequest
 
 # The signatures a TF Serving request may name: the backends run serving_default only.
 SIGNATURES = [DEFAULT_SIGNATURE]
 
-Request = TensorRequest | InferRequest | PredictRequest
+Request = TensorRequest | InferRequest | PredictRequest | TensorInferRequest
 
 
 class TensorHandler:
@@ -70,18 +89,17 @@ class TensorHandler:
         self.concatenate = batchable(self.model)
         self.initialized = True
 
-    def tensor_metadata(self) -> dict[str, list[dict[str, Any]]]:
-        """The model's inputs and outputs as KServe v2 metadata, for the worker's READY."""
+    def tensor_metadata(self) -> dict[str, Any]:
+        """The model's inputs and outputs as KServe v2 metadata, and its framework as a v2
+        platform, for the worker's READY."""
         assert self.model is not None, "initialize() loads the model first"
-        return tensor_metadata(self.model)
+        return {**tensor_metadata(self.model), "platform": PLATFORMS[self.model.backend]}
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         """Answer every request of the batch, in order."""
         assert self.model is not None, "initialize() loads the model first"
         results: list[Any] = [None] * len(data)
-        protocols = [
-            context.get_request_header(index, PROTOCOL_HEADER) for index in range(len(data))
-        ]
+        protocols = [_form(row, context, index) for index, row in enumerate(data)]
         requests: dict[int, Request] = {}
         inputs: dict[int, Tensors] = {}
         for index, row in enumerate(data):
@@ -101,11 +119,14 @@ class TensorHandler:
         return results
 
     def _decode(
-        self, row: dict[str, Any], context: Any, index: int, protocol: str | None
+        self, row: dict[str, Any], context: Any, index: int, protocol: Protocol
     ) -> tuple[Request, Tensors]:
         """One request, and its tensors bound to the model's inputs."""
         assert self.model is not None
         request: Request
+        if protocol is Neutral.TENSORS:
+            request = row[TENSOR_REQUEST]
+            return request, bind_inputs(decode_tensor_request(request), True, self.model)
         if protocol is None:
             request = decode_request(required_payload(row, EXPECTED), _content_type(context, index))
             return request, bind_inputs(request.tensors, request.typed, self.model)
@@ -133,6 +154,11 @@ class TensorHandler:
             return response.body
         if isinstance(request, PredictRequest):
             return tf_serving.encode_predict_response(request, self._protocol_names(outputs))
+        if isinstance(request, TensorInferRequest):
+            outputs = self._protocol_names(outputs)
+            return encode_tensor_response(
+                request, outputs, context.model_name, _model_version(context)
+            )
         body, content_type = encode_response(request, outputs, context.model_name)
         if content_type is not None:
             context.set_response_content_type(index, content_type)
@@ -147,6 +173,12 @@ class TensorHandler:
         return {UNNAMED_OUTPUT.format(index): array for index, array in enumerate(outputs.values())}
 
 
+def _form(row: dict[str, Any], context: Any, index: int) -> Protocol:
+    if isinstance(row.get(TENSOR_REQUEST), TensorInferRequest):
+        return Neutral.TENSORS
+    return context.get_request_header(index, PROTOCOL_HEADER)
+
+
 def _content_type(context: Any, index: int) -> str | None:
     value = context.get_request_header(index, "content-type")
     return value.partition(";")[0].strip().lower() if isinstance(value, str) else None
@@ -157,9 +189,13 @@ def _model_version(context: Any) -> str | None:
     return None if version is None else str(version)
 
 
-def _refuse(context: Any, index: int, error: BadInputError, protocol: str | None) -> dict[str, Any]:
+def _refuse(
+    context: Any, index: int, error: BadInputError, protocol: Protocol
+) -> dict[str, Any] | str:
     # Per request, so that the batch's valid requests are still answered.
     context.set_response_status(error.error_code, "Bad Request", index)
+    if protocol is Neutral.TENSORS:  # the gRPC status's message
+        return str(error)
     if protocol is not None:  # both protocols' error shape
         return {"error": str(error)}
     return {"code": error.error_code, "type": type(error).__name__, "message": str(error)}

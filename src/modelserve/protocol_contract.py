@@ -7,14 +7,16 @@ nothing else of ``modelserve``. So it is a leaf: standard library only, no numpy
 It holds the KServe v2 datatypes with their numpy, ``struct``, TensorFlow and gRPC
 ``InferTensorContents`` names; the request header that tells a handler which protocol a body
 is in; the binary tensor data extension's header and parameters; the BYTES element layout;
-the tensor handler's backends as v2 platform names; and the model files it recognises.
+the tensor handler's backends as v2 platform names; the model files it recognises; and the
+protocol-neutral tensor request and response that gRPC ModelInfer hands a handler.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 
 class Datatype(NamedTuple):
@@ -122,3 +124,59 @@ TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
 ONNX_SUFFIXES = (".onnx",)
 TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
 SAVED_MODEL_FILE = "saved_model.pb"  # what makes a directory a TensorFlow SavedModel
+
+
+# ----- tensors in protocol-neutral form
+#
+# gRPC ModelInfer reaches the handler as a TensorInferRequest, not as a REST body: each input's
+# raw data travels as its own ZeroMQ frame, so ``raw_input_contents`` bytes are never copied
+# into a JSON document and back. It is the value of this key in the handler's ``data`` row
+# (a gRPC row has no other key); a handler answers it with a TensorInferResponse, whose output
+# buffers become ``raw_output_contents`` as they are.
+TENSOR_REQUEST = "tensor_request"
+
+# Raw tensor data: little-endian, row-major, ``DATATYPES[datatype].size`` bytes per element
+# (BYTES: ``pack_bytes`` elements); one byte per item, so ``len()`` is its size in bytes.
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(slots=True)
+class Tensor:
+    """One named tensor: its v2 datatype, shape and raw data."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: Buffer
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RequestedOutput:
+    """An output the client asked for by name."""
+
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TensorInferRequest:
+    """A v2 infer request in protocol-neutral form. ``id`` is the client's ("" when none);
+    ``outputs`` empty means every output of the model."""
+
+    inputs: list[Tensor]
+    id: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    outputs: list[RequestedOutput] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class TensorInferResponse:
+    """A handler's answer to a TensorInferRequest; empty strings are "not said" (the frontend
+    fills in the request's model name, version and id)."""
+
+    outputs: list[Tensor]
+    model_name: str = ""
+    model_version: str = ""
+    id: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)

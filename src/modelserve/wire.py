@@ -13,20 +13,38 @@ Kinds (header key ``k``):
 * ``result``      worker → frontend: the batch's responses (or one batch-level error); bodies
   are the frames. Sending a result also means "idle again".
 * ``stop``        frontend → worker: finish and exit.
+
+A request or response may carry tensors in protocol-neutral form (``protocol_contract``'s
+TensorInferRequest / TensorInferResponse: gRPC ModelInfer). Their names, datatypes, shapes and
+parameters go in the header; each tensor's raw data is one more frame, after the request's
+parameter values (after the response's body), so tensor bytes are never re-encoded. A batch
+header that describes tensors is marked ``tf`` (the worker then receives it uncopied). A
+request or response without tensors is encoded exactly as before they existed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+
+from modelserve.protocol_contract import (
+    Buffer,
+    RequestedOutput,
+    Tensor,
+    TensorInferRequest,
+    TensorInferResponse,
+)
 
 READY = "ready"
 LOAD_FAILED = "load_failed"
 BATCH = "batch"
 RESULT = "result"
 STOP = "stop"
+# A batch header's mark that tensor data frames follow.
+TENSOR_FRAMES = "tf"
 
 
 @dataclass(slots=True)
@@ -40,22 +58,32 @@ class RequestParameter:
 
 @dataclass(slots=True)
 class WireRequest:
-    """One request inside a batch."""
+    """One request inside a batch; ``tensors`` set for a protocol-neutral tensor request (the
+    worker hands it to the handler as its row's ``TENSOR_REQUEST`` value)."""
 
     request_id: str
     headers: dict[str, str]
     parameters: list[RequestParameter]
+    tensors: TensorInferRequest | None = None
 
 
 @dataclass(slots=True)
 class WireResponse:
-    """The handler's answer to one request of a batch."""
+    """The handler's answer to one request of a batch; ``tensors`` set when it answered
+    output tensors (to a tensor request)."""
 
     status: int = 200
     reason: str = ""
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    tensors: TensorInferResponse | None = None
+
+    def size(self) -> int:
+        """The answer's size in bytes: its body and output tensors' data."""
+        if self.tensors is None:
+            return len(self.body)
+        return len(self.body) + sum(len(tensor.data) for tensor in self.tensors.outputs)
 
 
 @dataclass(slots=True)
@@ -102,30 +130,80 @@ def encode_stop() -> list[bytes]:
     return [encode_header({"k": STOP})]
 
 
-def encode_batch(batch_id: int, requests: list[WireRequest]) -> list[bytes]:
-    """One batch as header + one frame per parameter value, in request order."""
-    frames: list[bytes] = [b""]
+def encode_batch(batch_id: int, requests: list[WireRequest]) -> list[Buffer]:
+    """One batch as header + one frame per parameter value (then per input tensor), in request
+    order."""
+    frames: list[Buffer] = [b""]
     described = []
+    header: dict[str, Any] = {"k": BATCH, "id": batch_id, "r": described}
     for request in requests:
         params = []
         for parameter in request.parameters:
             params.append((parameter.name, parameter.content_type))
             frames.append(parameter.value)
-        described.append((request.request_id, request.headers, params))
-    frames[0] = encode_header({"k": BATCH, "id": batch_id, "r": described})
+        if request.tensors is None:
+            described.append((request.request_id, request.headers, params))
+            continue
+        tensors = request.tensors
+        described.append(
+            (
+                request.request_id,
+                request.headers,
+                params,
+                (
+                    tensors.id,
+                    tensors.parameters,
+                    [(output.name, output.parameters) for output in tensors.outputs],
+                    _describe_tensors(tensors.inputs),
+                ),
+            )
+        )
+        frames.extend(tensor.data for tensor in tensors.inputs)
+        header[TENSOR_FRAMES] = True
+    frames[0] = encode_header(header)
     return frames
 
 
-def decode_batch(header: dict[str, Any], frames: list[bytes]) -> list[WireRequest]:
-    """Rebuild the requests of a batch from its header and value frames."""
+def carries_tensors(header: dict[str, Any]) -> bool:
+    """Whether a batch holds tensor requests (then the worker receives it uncopied)."""
+    return TENSOR_FRAMES in header
+
+
+def decode_batch(header: dict[str, Any], frames: Sequence[Buffer]) -> list[WireRequest]:
+    """Rebuild the requests of a batch from its header and value frames.
+
+    Parameter values become ``bytes`` (as they already are when received as bytes); tensor
+    data are the frames themselves, uncopied.
+    """
     values = iter(frames)
+    return [_decode_request(entry, values) for entry in header["r"]]
+
+
+def _decode_request(entry: list[Any], values: Iterator[Buffer]) -> WireRequest:
+    request_id, headers, params = entry[0], entry[1], entry[2]
+    parameters = [
+        RequestParameter(name, content_type, bytes(next(values))) for name, content_type in params
+    ]
+    if len(entry) == 3:
+        return WireRequest(request_id, headers, parameters)
+    infer_id, infer_parameters, outputs, inputs = entry[3]
+    request = TensorInferRequest(
+        _rebuild_tensors(inputs, values),
+        infer_id,
+        infer_parameters,
+        [RequestedOutput(name, output_parameters) for name, output_parameters in outputs],
+    )
+    return WireRequest(request_id, headers, parameters, request)
+
+
+def _describe_tensors(tensors: list[Tensor]) -> list[tuple[Any, ...]]:
+    return [(tensor.name, tensor.datatype, tensor.shape, tensor.parameters) for tensor in tensors]
+
+
+def _rebuild_tensors(described: list[list[Any]], values: Iterator[Buffer]) -> list[Tensor]:
     return [
-        WireRequest(
-            request_id,
-            headers,
-            [RequestParameter(name, content_type, next(values)) for name, content_type in params],
-        )
-        for request_id, headers, params in header["r"]
+        Tensor(name, datatype, shape, next(values), parameters)
+        for name, datatype, shape, parameters in described
     ]
 
 
@@ -145,14 +223,38 @@ class BatchTelemetry:
 
 def encode_result(
     batch_id: int, responses: list[WireResponse], telemetry: BatchTelemetry
-) -> list[bytes]:
-    """A successful batch: header describing each response + one body frame each."""
-    described = [
-        (response.status, response.reason, response.content_type, response.headers)
-        for response in responses
-    ]
+) -> list[Buffer]:
+    """A successful batch: header describing each response + one body frame each (then one
+    frame per output tensor)."""
+    frames: list[Buffer] = [b""]
+    described = []
+    for response in responses:
+        frames.append(response.body)
+        if response.tensors is None:
+            described.append(
+                (response.status, response.reason, response.content_type, response.headers)
+            )
+            continue
+        tensors = response.tensors
+        described.append(
+            (
+                response.status,
+                response.reason,
+                response.content_type,
+                response.headers,
+                (
+                    tensors.model_name,
+                    tensors.model_version,
+                    tensors.id,
+                    tensors.parameters,
+                    _describe_tensors(tensors.outputs),
+                ),
+            )
+        )
+        frames.extend(tensor.data for tensor in tensors.outputs)
     header = {"k": RESULT, "id": batch_id, "code": 200, "r": described, **telemetry.fields()}
-    return [encode_header(header), *(response.body for response in responses)]
+    frames[0] = encode_header(header)
+    return frames
 
 
 def encode_batch_error(batch_id: int, error: BatchError, telemetry: BatchTelemetry) -> list[bytes]:
@@ -168,14 +270,25 @@ def encode_batch_error(batch_id: int, error: BatchError, telemetry: BatchTelemet
     return [encode_header(header)]
 
 
-def decode_result(header: dict[str, Any], frames: list[bytes]) -> list[WireResponse] | BatchError:
+def decode_result(
+    header: dict[str, Any], frames: Sequence[Buffer]
+) -> list[WireResponse] | BatchError:
     """The responses of a result message, or its batch-level error."""
     if header["code"] != 200:
         return BatchError(header["code"], header["type"], header["msg"])
-    return [
-        WireResponse(status, reason, content_type, headers, body)
-        for (status, reason, content_type, headers), body in zip(header["r"], frames, strict=True)
-    ]
+    values = iter(frames)
+    return [_decode_response(entry, values) for entry in header["r"]]
+
+
+def _decode_response(entry: list[Any], values: Iterator[Buffer]) -> WireResponse:
+    body = next(values)
+    if len(entry) == 4:  # status, reason, content type, headers
+        return WireResponse(*entry, body)
+    model_name, model_version, infer_id, parameters, outputs = entry[4]
+    answer = TensorInferResponse(
+        _rebuild_tensors(outputs, values), model_name, model_version, infer_id, parameters
+    )
+    return WireResponse(*entry[:4], body, answer)
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from in_process import run_engine
 
+from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.engine import Engine, RegisterOptions
 from modelserve.engine.model_snapshots import SnapshotKeeper, snapshot_of
 from modelserve.engine.settings import VersionSettings
@@ -79,7 +80,7 @@ def test_restore_registers_with_the_entry_settings(model_store: Path, tmp_path: 
         report = await keeper.restore(engine, path)
         await engine.settle()
         default = engine.registry.get("probe").version
-        return report.restored, report.failed, default, engine.describe("probe", "all")
+        return report.restored, report.failed, default, DataPlane(engine).describe("probe", "all")
 
     restored, failed, default, described = run_engine(model_store, tmp_path / "run", scenario)
     assert restored == ["probe 1.0", "probe 2.0"]

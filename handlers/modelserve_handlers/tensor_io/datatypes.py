@@ -35,6 +35,14 @@ def datatype_of(dtype: np.dtype) -> str | None:
     return _NAMES.get(dtype)
 
 
+def output_datatype(name: str, array: np.ndarray) -> str:
+    """The v2 name of an output's dtype; TypeError (the model's fault) when v2 has none."""
+    datatype = datatype_of(array.dtype)
+    if datatype is None:
+        raise TypeError(f"output {name!r} has dtype {array.dtype}, which KServe v2 cannot carry")
+    return datatype
+
+
 def numpy_dtype(datatype: str) -> np.dtype:
     """The numpy dtype a v2 datatype decodes to (object for BYTES)."""
     return OBJECT if datatype == BYTES else V2_DATATYPES[datatype]

@@ -10,7 +10,6 @@ for the outputs asked for in binary.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +22,20 @@ from modelserve.protocol_contract import (
     BINARY_DATA_SIZE,
     BYTES,
     HEADER_LENGTH,
-    TENSOR_DATATYPES,
-    BytesFormatError,
-    pack_bytes,
-    unpack_bytes,
+    Buffer,
 )
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
-from .datatypes import OBJECT, as_bytes, datatype_of, numpy_dtype
+from .buffers import (
+    array_from_buffer,
+    check_outputs,
+    element_count,
+    object_array,
+    raw_data,
+    whole_number,
+)
+from .datatypes import as_bytes, numpy_dtype, output_datatype
 from .json_body import parse_json_body
 
 JSON_CONTENT_TYPE = "application/json"
@@ -67,13 +71,14 @@ class InferResponse:
 
 def decode_infer_request(payload: Any, header_length: str | None) -> InferRequest:
     """Parse one request: ``payload`` is the body, or the JSON the worker already parsed."""
-    binary = b""
+    binary: Buffer = b""
     if isinstance(payload, str):
         payload = payload.encode()
     if isinstance(payload, bytes | bytearray):
         raw = bytes(payload)
         split = len(raw) if header_length is None else _json_length(header_length, len(raw))
-        payload, binary = parse_json_body(raw[:split], "a JSON inference request"), raw[split:]
+        payload = parse_json_body(raw[:split], "a JSON inference request")
+        binary = memoryview(raw)[split:]  # the inputs' data are copied out once, each alone
     if not isinstance(payload, dict):
         raise BadInputError("an inference request must be a JSON object")
     entries = payload.get("inputs")
@@ -104,11 +109,7 @@ def encode_infer_response(
 ) -> InferResponse:
     """The v2 response: JSON, or JSON followed by the outputs asked for in binary."""
     wanted = request.outputs or [RequestedOutput(name) for name in outputs]
-    unknown = [item.name for item in wanted if item.name not in outputs]
-    if unknown:
-        raise BadInputError(
-            f'unknown output "{unknown[0]}" (the model has {", ".join(outputs) or "none"})'
-        )
+    check_outputs([item.name for item in wanted], outputs)
     entries = []
     buffers = []
     for item in wanted:
@@ -153,27 +154,17 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
     return value
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _decode_input(entry: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+def _decode_input(entry: Any, binary: Buffer, offset: int) -> tuple[str, np.ndarray, int]:
     """One input tensor, and where the next input's binary data starts."""
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise BadInputError('each of "inputs" must be an object with a "name"')
     name = entry["name"]
     where = f'input "{name}"'
     shape, datatype = entry.get("shape"), entry.get("datatype")
-    if not isinstance(shape, list) or not all(map(_whole, shape)):
-        raise BadInputError(f'{where}: "shape" must be a list of non-negative integers')
-    if datatype not in TENSOR_DATATYPES:
-        raise BadInputError(
-            f"{where}: unsupported datatype {datatype!r} (supported: {', '.join(TENSOR_DATATYPES)})"
-        )
-    count = math.prod(shape)
+    count = element_count(shape, datatype, where)
     size = _parameters(entry, where).get(BINARY_DATA_SIZE)
     if size is not None:
-        if not _whole(size):
+        if not whole_number(size):
             raise BadInputError(f"{where}: binary_data_size must be a non-negative integer")
         if "data" in entry:
             raise BadInputError(f'{where}: "data" and binary_data_size both given')
@@ -182,7 +173,9 @@ def _decode_input(entry: Any, binary: bytes, offset: int) -> tuple[str, np.ndarr
                 f"{where}: binary_data_size is {size} but only {len(binary) - offset} bytes "
                 "of binary data remain"
             )
-        array = _from_binary(binary[offset : offset + size], datatype, count, where)
+        raw = binary[offset : offset + size]
+        # A copy: a view would keep the whole body alive (and bytes are read-only).
+        array = array_from_buffer(raw, datatype, count, where, BINARY_DATA_SIZE).copy()
         return name, array.reshape(shape), offset + size
     if "data" not in entry:
         raise BadInputError(f'{where}: no "data" and no binary_data_size')
@@ -197,7 +190,7 @@ def _from_json(data: Any, datatype: str, where: str) -> np.ndarray:
         flat = _flatten(data)
         if not all(isinstance(item, str) for item in flat):
             raise BadInputError(f"{where}: BYTES data must be strings")
-        return _object_array([item.encode() for item in flat])
+        return object_array([item.encode() for item in flat])
     try:
         array = np.asarray(data)
     except ValueError as exc:  # numpy refuses ragged nested lists
@@ -215,36 +208,6 @@ def _flatten(data: Any) -> list[Any]:
     if not isinstance(data, list):
         return [data]
     return [item for part in data for item in _flatten(part)]
-
-
-def _object_array(items: list[bytes]) -> np.ndarray:
-    # Built element by element: np.array() would turn equal-length items into a 2-D array.
-    array = np.empty(len(items), dtype=OBJECT)
-    array[:] = items
-    return array
-
-
-def _from_binary(raw: bytes, datatype: str, count: int, where: str) -> np.ndarray:
-    if datatype == BYTES:
-        return _object_array(_split_bytes(raw, count, where))
-    dtype = numpy_dtype(datatype).newbyteorder("<")
-    if len(raw) != count * dtype.itemsize:
-        raise BadInputError(
-            f"{where}: {count} {datatype} values take {count * dtype.itemsize} bytes, "
-            f"binary_data_size is {len(raw)}"
-        )
-    # A copy: frombuffer's array would be read-only and keep the whole body alive.
-    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
-
-
-def _split_bytes(raw: bytes, count: int, where: str) -> list[bytes]:
-    try:
-        items = unpack_bytes(raw)
-    except BytesFormatError as exc:
-        raise BadInputError(f"{where}: {exc}") from None
-    if len(items) != count:
-        raise BadInputError(f"{where}: the shape needs {count} BYTES elements, got {len(items)}")
-    return items
 
 
 def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
@@ -265,29 +228,19 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
 
 def _encode_output(
     name: str, array: np.ndarray, binary: bool
-) -> tuple[dict[str, Any], bytes | None]:
-    datatype = datatype_of(array.dtype)
-    if datatype is None:
-        raise TypeError(f"output {name!r} has dtype {array.dtype}, which KServe v2 cannot carry")
+) -> tuple[dict[str, Any], Buffer | None]:
+    datatype = output_datatype(name, array)
     entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-    flat = np.ascontiguousarray(array).ravel()
     if binary:
-        buffer = _bytes_buffer(flat) if datatype == BYTES else _numeric_buffer(flat)
+        buffer = raw_data(array, datatype)
         entry["parameters"] = {BINARY_DATA_SIZE: len(buffer)}
         return entry, buffer
+    flat = np.ascontiguousarray(array).ravel()
     if datatype == BYTES:
         entry["data"] = [_text(item, name) for item in flat.tolist()]
     else:
         entry["data"] = flat
     return entry, None
-
-
-def _numeric_buffer(flat: np.ndarray) -> bytes:
-    return flat.astype(flat.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def _bytes_buffer(flat: np.ndarray) -> bytes:
-    return pack_bytes(as_bytes(item) for item in flat.tolist())
 
 
 def _text(item: Any, name: str) -> str:

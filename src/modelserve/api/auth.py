@@ -11,13 +11,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.api.responses import error_response, json_response
 from modelserve.parameters import TOKEN, TOKEN_KINDS
-from modelserve.security.tokens import GeneratedKeys, KeyKind, KeyVerifier
+from modelserve.security.tokens import AUTH_FAILED_MESSAGE, GeneratedKeys, KeyKind, KeyVerifier
 
 # TorchServe's header form; the scheme name is case-insensitive (RFC 9110).
 _BEARER = re.compile(rb"^Bearer\s+(\S+)$", re.IGNORECASE)
-AUTH_FAILED_MESSAGE = (
-    "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
-)
 TOKEN_API_PATH = "/token"
 
 

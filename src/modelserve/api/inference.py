@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -17,9 +17,12 @@ from modelserve.api.openapi import inference_openapi
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import handler_response, json_response
 from modelserve.api.tf_serving import tf_serving_routes
-from modelserve.engine.engine import Engine
-from modelserve.engine.health import UNHEALTHY
-from modelserve.wire import RequestParameter, WireRequest
+from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
+from modelserve.engine.health import HealthStatus
+from modelserve.wire import RequestParameter, WireRequest, WireResponse
+
+# The data plane's infer or explain.
+Infer = Callable[[str, str | None, WireRequest], Awaitable[WireResponse]]
 
 MULTIPART_FORM = "multipart/form-data"
 URLENCODED_FORM = "application/x-www-form-urlencoded"
@@ -41,13 +44,11 @@ MAX_FORM_PARTS = 1000
 INFERENCE_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
-async def wire_request(
-    request: Request, url_path: str, explain: bool, max_part_size: int
-) -> WireRequest:
+async def wire_request(request: Request, url_path: str, max_part_size: int) -> WireRequest:
     """Translate an HTTP request into TorchServe's handler input (reference §1.1)."""
     headers = dict(request.headers)
     headers["url_path"] = url_path
-    headers["explain"] = "True" if explain else "False"
+    headers[EXPLAIN_HEADER] = "False"  # the data plane's explain sets it
     parameters = [
         RequestParameter(name, None, value.encode())
         for name, value in request.query_params.multi_items()
@@ -74,30 +75,33 @@ async def wire_request(
 
 
 def build_inference_app(
-    engine: Engine,
+    plane: DataPlane,
     max_request_size: int,
     count_response: Callable[[int], None],
     access: PlaneAccess | None = None,
 ) -> Starlette:
     """The Starlette app of the inference plane."""
 
-    async def infer(request: Request, explain: bool) -> Response:
+    infer, explain = plane.infer, plane.explain
+
+    async def run(request: Request, call: Infer) -> Response:
         if request.method == "OPTIONS":
             return json_response(inference_openapi())
         params = request.path_params
-        wire = await wire_request(request, params.get("url_path", ""), explain, max_request_size)
-        response = await engine.predict(params["model_name"], params.get("version"), wire)
+        wire = await wire_request(request, params.get("url_path", ""), max_request_size)
+        response = await call(params["model_name"], params.get("version"), wire)
         return handler_response(response, wire.request_id)
 
     async def predictions(request: Request) -> Response:
-        return await infer(request, explain=False)
+        return await run(request, infer)
 
     async def explanations(request: Request) -> Response:
-        return await infer(request, explain=True)
+        return await run(request, explain)
 
     async def ping(_request: Request) -> Response:
-        health = engine.health()
-        return json_response(health.body(), 500 if health.status == UNHEALTHY else 200)
+        health = plane.health()
+        unhealthy = health.status is HealthStatus.UNHEALTHY
+        return json_response(health.body(), 500 if unhealthy else 200)
 
     async def api_description(_request: Request) -> Response:
         return json_response(inference_openapi())
@@ -118,5 +122,5 @@ def build_inference_app(
             ),
         ]
     # KServe v2 (Open Inference Protocol) and TF Serving / KServe v1 REST.
-    routes += v2_routes(engine) + tf_serving_routes(engine)
+    routes += v2_routes(plane) + tf_serving_routes(plane)
     return build_plane(routes, count_response, max_request_size, access)

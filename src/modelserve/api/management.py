@@ -15,8 +15,10 @@ from modelserve.api.auth import TOKEN_API_PATH, token_endpoint
 from modelserve.api.openapi import description_routes, management_openapi
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import json_response, status_response
-from modelserve.engine.engine import Engine, Outcome, RegisterOptions
+from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException, MethodNotAllowedException
+from modelserve.engine.outcomes import Outcome
+from modelserve.engine.registration import RegisterOptions
 from modelserve.parameters import DESCRIBE, LIST, REGISTER, SCALE, SET_DEFAULT, UNREGISTER
 
 
@@ -34,18 +36,13 @@ async def register_params(request: Request) -> Mapping[str, Any]:
     return body
 
 
-def register_options(params: Mapping[str, Any]) -> RegisterOptions:
-    """Validate the register parameters (``parameters.REGISTER``)."""
-    return RegisterOptions.from_parameters(REGISTER.parse(params))
-
-
 def outcome_response(outcome: Outcome) -> Response:
     """A management status body."""
     return status_response(outcome.message, outcome.status)
 
 
 def build_management_app(
-    engine: Engine,
+    plane: DataPlane,
     max_request_size: int,
     model_control_refusal: str | None,
     count_response: Callable[[int], None],
@@ -61,10 +58,10 @@ def build_management_app(
     async def models(request: Request) -> Response:
         if request.method == "POST":
             require_model_api()
-            params = await register_params(request)
-            return outcome_response(await engine.register(register_options(params)))
+            params = REGISTER.parse(await register_params(request))
+            return outcome_response(await plane.register(RegisterOptions.from_parameters(params)))
         values = LIST.parse(request.query_params)
-        return json_response(engine.list_models(values["limit"], values["next_page_token"]))
+        return json_response(plane.list_models(values["limit"], values["next_page_token"]))
 
     async def model(request: Request) -> Response:
         method = request.method
@@ -74,28 +71,25 @@ def build_management_app(
         version = request.path_params.get("version")
         if method == "GET":
             values = DESCRIBE.parse(request.query_params)
-            if version == "all" and values["customized"]:
-                raise BadRequestException("customized=true cannot be combined with all versions")
-            return json_response(engine.describe(name, version))
+            return json_response(plane.describe(name, version, values["customized"]))
         if method == "PUT":
             values = SCALE.parse(request.query_params)
-            low, high = values["min_worker"], values["max_worker"]
-            outcome = await engine.scale(
+            outcome = await plane.scale(
                 name,
                 version or values["model_version"],
-                low,
-                low if high is None else high,
+                values["min_worker"],
+                values["max_worker"],
                 values["synchronous"],
             )
             return outcome_response(outcome)
         require_model_api()
         UNREGISTER.parse(request.query_params)
-        return outcome_response(await engine.unregister(name, version))
+        return outcome_response(await plane.unregister(name, version))
 
     async def set_default(request: Request) -> Response:
         SET_DEFAULT.parse(request.query_params)
         path = request.path_params
-        return outcome_response(await engine.set_default(path["model_name"], path["version"]))
+        return outcome_response(await plane.set_default(path["model_name"], path["version"]))
 
     model_methods = ["GET", "PUT", "DELETE", "OPTIONS"]
     routes = [

@@ -1,4 +1,6 @@
-"""The engine: everything the API planes ask of the server, behind one object."""
+"""The engine: the registry, worker pools and dispatcher of one server, their lifecycle and the
+management changes (register, scale, set-default, unregister). The protocol adapters reach it
+through the data plane (``engine.dataplane``)."""
 
 from __future__ import annotations
 
@@ -6,15 +8,12 @@ import asyncio
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from modelserve.config import Settings
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import BadRequestException, WorkerLoadException
-from modelserve.engine.health import Health, health_of
-from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.model_snapshots import SnapshotKeeper
 from modelserve.engine.model_version import ModelVersion
 from modelserve.engine.outcomes import Outcome
@@ -22,16 +21,12 @@ from modelserve.engine.registration import RegisterOptions, Registration
 from modelserve.engine.registry import ModelRegistry
 from modelserve.engine.runtime_dir import SOCKET_NAME, prepare_runtime_dir, worker_socket_dir
 from modelserve.engine.startup_models import StartupModels, StartupOutcome
-from modelserve.telemetry.frontend_metrics import ServerMetrics, VersionState
-from modelserve.wire import WireRequest, WireResponse
+from modelserve.telemetry.frontend_metrics import ServerMetrics
 
-# RegisterOptions, Outcome and StartupOutcome are imported from here by the API planes,
-# the gRPC servicers and server.py (until they go through the data plane).
-__all__ = ["Engine", "Outcome", "RegisterOptions", "StartupOutcome"]
+# Re-exported: startup code imports StartupOutcome from here, tests RegisterOptions.
+__all__ = ["Engine", "RegisterOptions", "StartupOutcome"]
 
 log = logging.getLogger("modelserve.engine")
-
-LIST_LIMIT_MAX = 100
 
 
 class Engine:
@@ -51,7 +46,8 @@ class Engine:
             else None
         )
         self._background: set[asyncio.Task] = set()
-        self._startup = StartupModels()
+        # The startup models still loading or failed: the data plane's health reads them.
+        self.startup = StartupModels()
         # Called with the registered model names after every successful management change.
         self.on_models_changed: Callable[[list[str]], None] = lambda _names: None
 
@@ -77,51 +73,12 @@ class Engine:
         shutil.rmtree(self._socket_dir, ignore_errors=True)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
-    # ----- inference
-
-    async def predict(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
-        """Queue one request on the model version and wait for its response."""
-        model_version = self.registry.get(name, version)
-        explicit = version is not None
-        metrics = model_version.metrics
-        metrics.received(explicit)
-        future = asyncio.get_running_loop().create_future()
-        job = InferenceJob(request, future, time.perf_counter(), explicit)
-        try:
-            model_version.submit(job)
-            return await future
-        finally:
-            metrics.finished(explicit, time.perf_counter() - job.enqueued_at)
-
-    def version_states(self) -> list[VersionState]:
-        """Queue depth and worker states of every version, for the scrape-time gauges."""
-        return [version.state() for version in self.registry.all_versions()]
-
-    def health(self) -> Health:
-        """Can the default version of each model that should serve (it has workers, or it is
-        a startup model) take requests? Never ready before the startup models are registered."""
-        serving: dict[str, bool] = {}
-        reasons: dict[str, str] = {}
-        if self._startup.loading:
-            serving["*"], reasons["*"] = False, "the server is loading its startup models"
-        for name in self.registry.names():
-            pool = self.registry.get(name).pool
-            if pool.target == 0:
-                continue
-            serving[name] = pool.ready_count() > 0
-            failure = pool.last_failure
-            reasons[name] = failure.summary() if failure is not None else "loading"
-        for name, error in self._startup.failures.items():
-            serving.setdefault(name, False)
-            reasons.setdefault(name, error)
-        return health_of(serving, reasons)
-
     # ----- management
 
     async def register(self, options: RegisterOptions) -> Outcome:
         """``POST /models``: resolve, validate and extract the archive, then start workers."""
         model_version = await self._registration.add(options, self._dispatcher)
-        self._startup.registered(model_version.name)
+        self.startup.registered(model_version.name)
         workers = model_version.settings.min_workers
         label = f'Model "{model_version.name}" Version: {model_version.version}'
         name = model_version.name
@@ -178,9 +135,13 @@ class Engine:
         """Scale a version without waiting (snapshot restore)."""
         self._in_background(self._scale_and_log(self.registry.get(name, version), low, high))
 
+    def model_names(self) -> list[str]:
+        """The registered model names, sorted."""
+        return self.registry.names()
+
     async def _changed(self) -> None:
         """A management change succeeded: record the new state."""
-        self.on_models_changed(self.registry.names())
+        self.on_models_changed(self.model_names())
         if self.snapshots is not None:
             await self.snapshots.save(self.registry)
 
@@ -224,41 +185,12 @@ class Engine:
         await model_version.pool.close()
         await asyncio.to_thread(shutil.rmtree, model_version.model_dir, True)
 
-    def describe(self, name: str, version: str | None) -> list[dict[str, Any]]:
-        """``GET /models/{m}[/{v}|/all]``: a list with one entry per described version."""
-        if version == "all":
-            entry = self.registry.entry(name)
-            return [entry.versions[key].describe() for key in sorted(entry.versions)]
-        return [self.registry.get(name, version).describe()]
-
-    def tensor_metadata(self, name: str, version: str | None) -> dict[str, list[dict[str, Any]]]:
-        """The model version's ``{"inputs": [...], "outputs": [...]}`` tensors, each
-        ``{name, datatype, shape}`` as KServe v2 metadata has them (-1: an open dimension);
-        empty lists while unknown. 404s as for every lookup."""
-        return self.registry.get(name, version).tensor_metadata()
-
-    def list_models(self, limit: int, page_token: int) -> dict[str, Any]:
-        """``GET /models``: default versions sorted by name, paginated as TorchServe does."""
-        if limit > LIST_LIMIT_MAX or limit < 0:
-            limit = LIST_LIMIT_MAX
-        page_token = max(page_token, 0)
-        names = self.registry.names()
-        last = page_token + limit
-        body: dict[str, Any] = {}
-        if last <= len(names):
-            body["nextPageToken"] = str(last)
-        body["models"] = [
-            {"modelName": name, "modelUrl": self.registry.get(name).url}
-            for name in names[page_token:last]
-        ]
-        return body
-
     async def load_startup_models(self, entries: list[str]) -> list[StartupOutcome]:
         """Register ``--models`` / ``load_models`` entries (``[name=]url`` or ``all``); until
-        this has run, health() is never ready.
+        this has run, the data plane's health is never ready.
 
         Workers load in the background. An entry that cannot be registered is logged, and
         /ping names it and stays not-Healthy until a model of its name is registered; one
         already registered (restored from a snapshot) keeps its restored settings.
         """
-        return await self._startup.load(entries, self.settings.model_store, self.register)
+        return await self.startup.load(entries, self.settings.model_store, self.register)

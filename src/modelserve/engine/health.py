@@ -1,35 +1,40 @@
-"""Whether the server can serve what it is meant to serve: the answer behind /ping and the
-KServe v2 readiness endpoints."""
+"""Whether the server can serve what it is meant to serve: the answer behind /ping, the
+KServe v2 readiness endpoints and gRPC's ServerReady."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-HEALTHY = "Healthy"
-PARTIAL = "Partial Healthy"
-UNHEALTHY = "Unhealthy"
+
+class HealthStatus(StrEnum):
+    """TorchServe's three states; the values are its /ping strings."""
+
+    HEALTHY = "Healthy"
+    PARTIAL = "Partial Healthy"
+    UNHEALTHY = "Unhealthy"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Health:
-    """TorchServe's three states, plus why each model that should serve does not (yet)."""
+    """The server's state, plus why each model that should serve does not (yet)."""
 
-    status: str
+    status: HealthStatus
     # Model name (or startup entry) -> why it cannot serve: "loading", a load error …
     not_ready: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
         """Every model that should serve can."""
-        return self.status == HEALTHY
+        return self.status is HealthStatus.HEALTHY
 
     def body(self) -> dict[str, Any]:
         """The /ping JSON: TorchServe's ``{"status"}``, with the reasons only when there are
         any (a healthy server answers exactly as TorchServe does)."""
         if not self.not_ready:
-            return {"status": self.status}
-        return {"status": self.status, "modelsNotReady": self.not_ready}
+            return {"status": self.status.value}
+        return {"status": self.status.value, "modelsNotReady": self.not_ready}
 
 
 def health_of(serving: dict[str, bool], reasons: dict[str, str]) -> Health:
@@ -38,6 +43,6 @@ def health_of(serving: dict[str, bool], reasons: dict[str, str]) -> Health:
     do not."""
     states = list(serving.values())
     if all(states):
-        return Health(HEALTHY)
-    status = PARTIAL if any(states) else UNHEALTHY
+        return Health(HealthStatus.HEALTHY)
+    status = HealthStatus.PARTIAL if any(states) else HealthStatus.UNHEALTHY
     return Health(status, {name: reasons[name] for name, ok in serving.items() if not ok})

@@ -21,6 +21,8 @@ from modelserve.protocol_contract import TENSOR_DATATYPES
 log = logging.getLogger("modelserve.engine")
 
 TENSOR_KEYS = ("inputs", "outputs")
+# TF Serving's version labels: ``versionLabels: {label: version}``.
+LABELS_KEY = "versionLabels"
 
 # The knobs that are whole numbers (deviceIds, the other one, is a list).
 _INT_KNOBS = tuple(name for name in TORCHSERVE_KEYS if name != "device_ids")
@@ -38,6 +40,8 @@ class ModelConfig:
     # [{name, datatype, shape}], overriding what the handler reports.
     inputs: list[dict[str, Any]] | None = None
     outputs: list[dict[str, Any]] | None = None
+    # ``versionLabels``: TF Serving label -> the version it names.
+    version_labels: dict[str, str] = field(default_factory=dict)
 
 
 def load_model_config(path: Path | None) -> ModelConfig:
@@ -76,6 +80,15 @@ def load_model_config(path: Path | None) -> ModelConfig:
     for key in TENSOR_KEYS:
         if document.get(key) is not None:
             values[key] = _tensor_list(path, key, document[key])
+    labels = document.get(LABELS_KEY)
+    if isinstance(labels, dict):
+        values["version_labels"] = {
+            str(label): str(version)
+            for label, version in labels.items()
+            if version is not None and not isinstance(version, (dict, list))
+        }
+    elif labels is not None:
+        _ignore(path, LABELS_KEY, labels, "not a mapping of label to version")
     return ModelConfig(raw=document, settings=settings, **values)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from modelserve.archive import Manifest
 from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.results import ServingState, VersionStatus
 from modelserve.engine.settings import VersionSettings
 from modelserve.engine.worker_pool import WorkerPool
 from modelserve.engine.worker_process import READY
@@ -32,6 +33,7 @@ class ModelVersion:
         pool: WorkerPool,
         metrics: VersionMetrics,
         declared_tensors: dict[str, list[dict[str, Any]] | None] | None = None,
+        version_labels: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -47,6 +49,8 @@ class ModelVersion:
         self.metrics = metrics
         # From the model-config yaml: {"inputs": [...] or None, "outputs": [...] or None}.
         self.declared_tensors = declared_tensors or {}
+        # From the model-config yaml: TF Serving's ``versionLabels`` (label -> version).
+        self.version_labels = version_labels or {}
         self._no_worker_message = (
             f'Model "{name}" Version {version} has no worker to serve inference request. '
             "Please use scale workers API to add workers."
@@ -61,6 +65,24 @@ class ModelVersion:
             declared = self.declared_tensors.get(key)
             metadata[key] = list(reported.get(key) or [] if declared is None else declared)
         return metadata
+
+    def platform(self) -> str | None:
+        """The KServe v2 platform its worker reported in READY (the tensor handler names its
+        framework), if any."""
+        platform = (self.pool.tensor_metadata or {}).get("platform")
+        return platform if isinstance(platform, str) else None
+
+    def status(self) -> VersionStatus:
+        """Available once a worker is ready; loading while workers are asked for (with the
+        last load failure, if any); END when none is asked for."""
+        pool = self.pool
+        if pool.ready_count() > 0:
+            return VersionStatus(self.version, ServingState.AVAILABLE)
+        if pool.target > 0:
+            failure = pool.last_failure
+            error = failure.summary() if failure is not None else None
+            return VersionStatus(self.version, ServingState.LOADING, error)
+        return VersionStatus(self.version, ServingState.END)
 
     def submit(self, job: InferenceJob) -> None:
         """Queue an inference job (503 when no worker exists or the queue is full)."""

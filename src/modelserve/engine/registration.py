@@ -240,6 +240,7 @@ class Registration:
             pool=pool,
             metrics=version_metrics,
             declared_tensors={"inputs": model_config.inputs, "outputs": model_config.outputs},
+            version_labels=model_config.version_labels,
         )
 
     def _version_settings(

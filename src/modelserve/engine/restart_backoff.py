@@ -39,6 +39,7 @@ class RestartBackoff:
         """Drop a pending restart (the version is closing)."""
         if self._pending is not None:
             self._pending.cancel()
+            self._pending = None
 
     def failed(self, worker_id: str, reason: str) -> None:
         """A worker that should be running ended (``reason``): schedule the restart."""

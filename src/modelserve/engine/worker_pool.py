@@ -281,10 +281,10 @@ class WorkerPool:
         else:
             limit = self._max_response_size
             for job, response in zip(batch.jobs, outcome, strict=True):
-                if len(response.body) > limit:
+                if response.size() > limit:
                     job.fail(
                         ResponseTooLargeException(
-                            f"The response of {len(response.body)} bytes exceeds "
+                            f"The response of {response.size()} bytes exceeds "
                             f"max_response_size ({limit} bytes)"
                         )
                     )

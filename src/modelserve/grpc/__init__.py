@@ -6,8 +6,9 @@
   ManagementAPIsService``.
 
 Both servers run on the frontend's event loop (``grpc.aio``), beside the HTTP planes, and call
-the same engine. The .proto files are in ``proto/``, with the generated code committed next to
-them; regenerate it with ``python -m modelserve.grpc.generate`` (docs/protocols.md).
+the same data plane (``engine.dataplane``). The .proto files are in ``proto/``, with the
+generated code committed next to them; regenerate it with ``python -m modelserve.grpc.generate``
+(docs/protocols.md).
 """
 
 import os

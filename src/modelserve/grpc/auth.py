@@ -13,8 +13,7 @@ from typing import Any
 
 import grpc
 
-from modelserve.api.auth import AUTH_FAILED_MESSAGE
-from modelserve.security.tokens import KeyKind, KeyVerifier
+from modelserve.security.tokens import AUTH_FAILED_MESSAGE, KeyKind, KeyVerifier
 
 _BEARER = re.compile(r"^Bearer\s+(\S+)$", re.IGNORECASE)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import grpc
 
 from modelserve.config import Address, ConfigError, Settings
-from modelserve.engine.engine import Engine
+from modelserve.engine.dataplane import DataPlane
 from modelserve.grpc.auth import RequireKey
 from modelserve.grpc.open_inference import OpenInferenceServicer
 from modelserve.grpc.proto import (
@@ -118,7 +118,9 @@ def _bind(
     return Address(address.scheme, address.host, port)
 
 
-def build_grpc_planes(settings: Settings, engine: Engine, policy: AccessPolicy) -> list[GrpcPlane]:
+def build_grpc_planes(
+    settings: Settings, plane: DataPlane, policy: AccessPolicy
+) -> list[GrpcPlane]:
     """The inference and management gRPC servers, bound but not started; none when
     ``enable_grpc`` is false."""
     if not settings.enable_grpc:
@@ -126,19 +128,19 @@ def build_grpc_planes(settings: Settings, engine: Engine, policy: AccessPolicy) 
     credentials = _credentials(settings)
     inference = _server(settings, policy, KeyKind.INFERENCE)
     inference_pb2_grpc.add_InferenceAPIsServiceServicer_to_server(
-        InferenceServicer(engine), inference
+        InferenceServicer(plane), inference
     )
     open_inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        OpenInferenceServicer(engine), inference
+        OpenInferenceServicer(plane), inference
     )
     management = _server(settings, policy, KeyKind.MANAGEMENT)
     management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(
-        ManagementServicer(engine, policy.model_control_refusal), management
+        ManagementServicer(plane, policy.model_control_refusal), management
     )
     planes = []
-    for plane, server in (("inference", inference), ("management", management)):
-        address = _bind(server, plane, settings.grpc_address(plane), credentials)
-        planes.append(GrpcPlane(plane, server, address))
+    for name, server in (("inference", inference), ("management", management)):
+        address = _bind(server, name, settings.grpc_address(name), credentials)
+        planes.append(GrpcPlane(name, server, address))
     return planes
 
 

@@ -1,9 +1,10 @@
-"""TorchServe's gRPC services, on the engine the REST planes use.
+"""TorchServe's gRPC services: adapters over the data plane the REST planes use.
 
-Each call maps onto its REST twin: the same validation (``modelserve.parameters``), the same engine
-call, the same messages. Describe and list answer the REST JSON document in ``msg``; the other
-management calls answer the REST status message, as TorchServe does. Errors end the call with
-TorchServe's HTTP → gRPC status mapping (``status.grpc_code``) and the REST error message.
+Each call maps onto its REST twin: the same validation (``modelserve.parameters``), the same
+data plane call, the same messages. Describe and list answer the REST JSON document in
+``msg``; the other management calls answer the REST status message, as TorchServe does. Errors
+end the call with TorchServe's HTTP → gRPC status mapping (``status.grpc_code``) and the REST
+error message.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import grpc
 import orjson
 from google.protobuf import empty_pb2
 
-from modelserve.engine.engine import Engine, RegisterOptions
+from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import (
     BadRequestException,
     MethodNotAllowedException,
     ServingError,
 )
-from modelserve.engine.worker_pool import MAX_WORKERS_PER_VERSION
+from modelserve.engine.registration import RegisterOptions
 from modelserve.grpc.proto import (
     inference_pb2,
     inference_pb2_grpc,
@@ -31,7 +32,7 @@ from modelserve.grpc.proto import (
     management_pb2_grpc,
 )
 from modelserve.grpc.status import abort_with, grpc_code
-from modelserve.parameters import REGISTER, int_param
+from modelserve.parameters import REGISTER, SCALE
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 Request = TypeVar("Request")
@@ -80,8 +81,8 @@ def _handler_failure(response: WireResponse) -> tuple[grpc.StatusCode, str] | No
 class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
     """``org.pytorch.serve.grpc.inference.InferenceAPIsService``."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
 
     async def _predict(self, request: inference_pb2.PredictionsRequest) -> WireResponse:
         """Run one prediction; the inputs become the handler's request parameters, as bytes."""
@@ -92,12 +93,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
             {},
             [RequestParameter(name, None, value) for name, value in request.input.items()],
         )
-        return await self.engine.predict(request.model_name, request.model_version or None, wire)
+        return await self.plane.infer(request.model_name, request.model_version or None, wire)
 
     async def Ping(
         self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> inference_pb2.TorchServeHealthResponse:
-        return inference_pb2.TorchServeHealthResponse(health=_json(self.engine.health().body()))
+        return inference_pb2.TorchServeHealthResponse(health=_json(self.plane.health().body()))
 
     @_answers_errors
     async def Predictions(
@@ -153,8 +154,8 @@ class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):
     REST 405, here FAILED_PRECONDITION), or is None when they are allowed.
     """
 
-    def __init__(self, engine: Engine, model_control_refusal: str | None) -> None:
-        self.engine = engine
+    def __init__(self, plane: DataPlane, model_control_refusal: str | None) -> None:
+        self.plane = plane
         self.model_control_refusal = model_control_refusal
 
     def _require_model_api(self) -> None:
@@ -165,17 +166,16 @@ class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):
     async def DescribeModel(
         self, request: management_pb2.DescribeModelRequest, context: grpc.aio.ServicerContext
     ) -> management_pb2.ManagementResponse:
-        version = request.model_version or None
-        if version == "all" and request.customized:
-            raise BadRequestException("customized=true cannot be combined with all versions")
-        description = self.engine.describe(request.model_name, version)
+        description = self.plane.describe(
+            request.model_name, request.model_version or None, request.customized
+        )
         return management_pb2.ManagementResponse(msg=_json(description))
 
     @_answers_errors
     async def ListModels(
         self, request: management_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> management_pb2.ManagementResponse:
-        listing = self.engine.list_models(request.limit or 100, request.next_page_token)
+        listing = self.plane.list_models(request.limit or 100, request.next_page_token)
         return management_pb2.ManagementResponse(msg=_json(listing))
 
     @_answers_errors
@@ -188,21 +188,26 @@ class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):
         }
         params["synchronous"] = request.synchronous
         options = RegisterOptions.from_parameters(REGISTER.parse(params))
-        outcome = await self.engine.register(options)
+        outcome = await self.plane.register(options)
         return management_pb2.ManagementResponse(msg=outcome.message)
 
     @_answers_errors
     async def ScaleWorker(
         self, request: management_pb2.ScaleWorkerRequest, context: grpc.aio.ServicerContext
     ) -> management_pb2.ManagementResponse:
-        params = {
-            "min_worker": request.min_worker or None,
-            "max_worker": request.max_worker or None,
-        }
-        low = int_param(params, "min_worker", 1, maximum=MAX_WORKERS_PER_VERSION)
-        high = int_param(params, "max_worker", low, maximum=MAX_WORKERS_PER_VERSION)
-        outcome = await self.engine.scale(
-            request.model_name, request.model_version or None, low, high, request.synchronous
+        values = SCALE.parse(
+            {
+                "min_worker": request.min_worker or None,
+                "max_worker": request.max_worker or None,
+                "synchronous": request.synchronous,
+            }
+        )
+        outcome = await self.plane.scale(
+            request.model_name,
+            request.model_version or None,
+            values["min_worker"],
+            values["max_worker"],
+            values["synchronous"],
         )
         return management_pb2.ManagementResponse(msg=outcome.message)
 
@@ -212,7 +217,7 @@ class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):
     ) -> management_pb2.ManagementResponse:
         if not request.model_version:
             raise BadRequestException("Parameter model_version is required.")
-        outcome = await self.engine.set_default(request.model_name, request.model_version)
+        outcome = await self.plane.set_default(request.model_name, request.model_version)
         return management_pb2.ManagementResponse(msg=outcome.message)
 
     @_answers_errors
@@ -222,5 +227,5 @@ class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):
         self._require_model_api()
         if not request.model_name:
             raise BadRequestException("Parameter model_name is required.")
-        outcome = await self.engine.unregister(request.model_name, request.model_version or None)
+        outcome = await self.plane.unregister(request.model_name, request.model_version or None)
         return management_pb2.ManagementResponse(msg=outcome.message)

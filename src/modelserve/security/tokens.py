@@ -25,6 +25,10 @@ import orjson
 KEY_BYTES = 32
 # A static token shorter than this is a password, not a key.
 MIN_STATIC_TOKEN_LENGTH = 16
+# What a call without the right key is told, on every plane and protocol (TorchServe's words).
+AUTH_FAILED_MESSAGE = (
+    "Token Authorization failed. Token either incorrect, expired, or not provided correctly"
+)
 
 
 class KeyKind(Enum):

@@ -1,7 +1,8 @@
 """Turning wire parameters into the handler's ``data`` rows, and handler outputs into bytes.
 
 Input decoding follows TorchServe's ``decode_input_request``: a JSON part becomes the parsed
-value (raw bytes when it does not parse), a ``text/*`` part a str, anything else bytes.
+value (raw bytes when it does not parse), a ``text/*`` part a str, anything else bytes. A
+protocol-neutral tensor request is handed over as it came: any handler may receive it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from modelserve.protocol_contract import TENSOR_REQUEST
 from modelserve.wire import RequestParameter, WireRequest
 
 JSON_CONTENT_TYPE = "application/json"
@@ -32,8 +34,12 @@ def decode_parameter(parameter: RequestParameter) -> Any:
 
 
 def request_row(request: WireRequest) -> dict[str, Any]:
-    """One entry of the handler's ``data`` list: parameter name → decoded value."""
-    return {parameter.name: decode_parameter(parameter) for parameter in request.parameters}
+    """One entry of the handler's ``data`` list: parameter name → decoded value, and a tensor
+    request (``protocol_contract.TensorInferRequest``) under ``TENSOR_REQUEST``."""
+    row = {parameter.name: decode_parameter(parameter) for parameter in request.parameters}
+    if request.tensors is not None:
+        row[TENSOR_REQUEST] = request.tensors
+    return row
 
 
 def request_headers(request: WireRequest) -> dict[str, Any]:

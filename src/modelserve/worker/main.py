@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -70,8 +71,7 @@ def _serve_batches(socket: zmq.Socket, service: ModelService, parent_pid: int) -
                 log.warning("frontend process is gone; worker exiting")
                 return 0
             continue
-        header_frame, *frames = socket.recv_multipart()
-        header = wire.decode_header(header_frame)
+        header, frames = _receive(socket)
         if header["k"] == wire.STOP:
             return 0
         if header["k"] != wire.BATCH:
@@ -80,8 +80,30 @@ def _serve_batches(socket: zmq.Socket, service: ModelService, parent_pid: int) -
         outcome, telemetry = service.predict(wire.decode_batch(header, frames))
         if isinstance(outcome, wire.BatchError):
             socket.send_multipart(wire.encode_batch_error(header["id"], outcome, telemetry))
-        else:
+            continue
+        try:
             socket.send_multipart(wire.encode_result(header["id"], outcome, telemetry), copy=False)
+        except (TypeError, ValueError) as exc:
+            # Output tensors the handler described with values the wire cannot carry (checked
+            # before anything is sent): the batch fails instead of the worker.
+            error = wire.BatchError(500, "InvalidModelOutput", f"the handler's answer: {exc}")
+            socket.send_multipart(wire.encode_batch_error(header["id"], error, telemetry))
+
+
+def _receive(socket: zmq.Socket) -> tuple[dict[str, Any], list[wire.Buffer]]:
+    """One message: its header and its other frames (as recv_multipart, at the same cost).
+
+    A batch with tensors is received uncopied: tensor data reach the handler as writable views
+    of what ZeroMQ received (numpy.frombuffer without a copy); its other values become bytes
+    once, in ``decode_batch``.
+    """
+    header = wire.decode_header(socket.recv())
+    copy = not wire.carries_tensors(header)
+    frames: list[wire.Buffer] = []
+    while socket.getsockopt(zmq.RCVMORE):
+        frame = socket.recv(copy=copy)
+        frames.append(frame if copy else frame.buffer)
+    return header, frames
 
 
 def main(argv: list[str] | None = None) -> int:

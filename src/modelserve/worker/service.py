@@ -8,6 +8,7 @@ import traceback
 from typing import Any
 
 from modelserve import __version__
+from modelserve.protocol_contract import TensorInferResponse
 from modelserve.wire import BatchError, BatchTelemetry, WireRequest, WireResponse, WorkerSpec
 from modelserve.worker.codec import encode_output, request_headers, request_row
 from modelserve.worker.context import Context
@@ -66,7 +67,7 @@ class ModelService:
         data = [request_row(request) for request in requests]
         handler_started = time.perf_counter()
         try:
-            outcome = self._responses(self._handle(data, context), len(requests))
+            outcome = self._responses(self._handle(data, context), requests)
         except Exception as exc:  # the handler's failure is reported, never fatal to the worker
             outcome = batch_error_from(exc)
             log_batch_error(outcome, [request.request_id for request in requests])
@@ -79,7 +80,10 @@ class ModelService:
         )
         return outcome, telemetry
 
-    def _responses(self, outputs: object, expected: int) -> list[WireResponse] | BatchError:
+    def _responses(
+        self, outputs: object, requests: list[WireRequest]
+    ) -> list[WireResponse] | BatchError:
+        expected = len(requests)
         if not isinstance(outputs, list):
             return BatchError(
                 500,
@@ -95,21 +99,26 @@ class ModelService:
         responses = []
         for index, output in enumerate(outputs):
             processor = self.context.request_processor[index]
+            headers = processor.get_response_headers()
+            status = processor.get_response_status_code()
+            phrase = processor.get_response_status_phrase()
+            if isinstance(output, TensorInferResponse):
+                if requests[index].tensors is None:
+                    return BatchError(
+                        500,
+                        "InvalidModelOutput",
+                        f"handler answered output tensors to request {index} of the batch, "
+                        "which is not a tensor request",
+                    )
+                content_type = headers.pop("content-type", None)
+                responses.append(WireResponse(status, phrase, content_type, headers, b"", output))
+                continue
             try:
                 body, implied_type = encode_output(output)
             except TypeError as exc:
                 return BatchError(500, "InvalidModelOutput", f"unserialisable output: {exc}")
-            headers = processor.get_response_headers()
             content_type = headers.pop("content-type", None) or implied_type
-            responses.append(
-                WireResponse(
-                    processor.get_response_status_code(),
-                    processor.get_response_status_phrase(),
-                    content_type,
-                    headers,
-                    body,
-                )
-            )
+            responses.append(WireResponse(status, phrase, content_type, headers, body))
         return responses
 
 

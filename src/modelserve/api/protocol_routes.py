@@ -1,0 +1,84 @@
+"""What the KServe v2 and TF Serving REST routes share: their ``{"error": "<message>"}`` error
+body (the frontend's errors included: unknown model, full queue, timeout, routing), compact
+JSON, and the request they hand the handler (the client's headers and body, marked with the
+protocol in ``modelserve-protocol``)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, TypeVar
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.types import ASGIApp
+
+from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, NOT_FOUND_MESSAGE
+from modelserve.engine.dataplane import EXPLAIN_HEADER
+from modelserve.engine.errors import ServingError
+from modelserve.protocol_contract import PROTOCOL_HEADER
+from modelserve.wire import RequestParameter, WireRequest
+
+JSON = "application/json"
+PathRoute = TypeVar("PathRoute", Mount, Route)
+
+
+def error_body(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """``{"error": message}``: the error of the v2 and TF Serving protocols."""
+    return Response(
+        orjson.dumps({"error": message}), status_code=status, headers=headers, media_type=JSON
+    )
+
+
+def compact_json(body: Any, status: int = 200) -> Response:
+    """A protocol response: compact JSON."""
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+async def _serving_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServingError)
+    return error_body(exc.status, exc.message, exc.headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_body(404, NOT_FOUND_MESSAGE)
+    if exc.status_code == 405:
+        return error_body(405, METHOD_NOT_ALLOWED_MESSAGE, exc.headers)
+    return error_body(exc.status_code, str(exc.detail), exc.headers)
+
+
+def protocol_app(routes: list[BaseRoute]) -> ASGIApp:
+    """A router whose errors, routing ones included, are ``{"error": ...}`` bodies."""
+    return ExceptionMiddleware(
+        Router(routes, redirect_slashes=False),
+        handlers={ServingError: _serving_error, HTTPException: _http_error},
+    )
+
+
+def any_path(route: PathRoute) -> PathRoute:
+    """``route``, matching paths with any characters in its ``.*`` part, newlines included.
+
+    Starlette's path patterns stop at a newline, so a path like ``/v2/models/a%0Ab/ready``
+    (naming a model no registration accepts) would fall through to the plane's
+    TorchServe-shaped 404 instead of this protocol's ``{"error"}``.
+    """
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route
+
+
+async def protocol_request(request: Request, protocol: str) -> WireRequest:
+    """The request as the handler sees it: the client's headers and body, marked with the
+    protocol. Only the body goes to the handler (no query parameters, no form parsing)."""
+    headers = dict(request.headers)
+    headers["url_path"] = ""
+    headers[EXPLAIN_HEADER] = "False"  # the data plane's explain sets it
+    headers[PROTOCOL_HEADER] = protocol
+    mime = headers.get("content-type", "").partition(";")[0].strip().lower()
+    body = await request.body()
+    return WireRequest(str(uuid.uuid4()), headers, [RequestParameter("body", mime or None, body)])

@@ -1,0 +1,208 @@
+"""The data plane: what every protocol asks of the server, with typed answers.
+
+The REST routes and gRPC servicers are adapters over this one object: they parse their
+protocol's request, call a method here and render its answer. None of them reads the
+registry, a worker pool or a worker; the answers they render (``Health``, ``VersionStatus``,
+``ModelMetadata`` …) are written once, here and in the engine objects it asks.
+
+Errors are the engine's ``ServingError`` subclasses (a 404 for an unknown model or version,
+…); each adapter renders them in its protocol's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from modelserve import __version__
+from modelserve.engine.engine import Engine
+from modelserve.engine.errors import BadRequestException, ModelVersionNotFoundException
+from modelserve.engine.health import Health, health_of
+from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.outcomes import Outcome
+from modelserve.engine.registration import RegisterOptions
+from modelserve.engine.results import ModelMetadata, ServerMetadata, ServingState, VersionStatus
+from modelserve.telemetry.frontend_metrics import VersionState
+from modelserve.wire import WireRequest, WireResponse
+
+SERVER = ServerMetadata("modelserve", __version__, ("binary_tensor_data",))
+# The v2 platform of a model whose worker names none (every handler but the tensor handler).
+DEFAULT_PLATFORM = "modelserve"
+# The handler-input header that tells a handler to explain instead of predict; the frontend
+# sends it as "True" or "False" on every TorchServe-style request.
+EXPLAIN_HEADER = "explain"
+LIST_LIMIT_MAX = 100
+
+
+class DataPlane:
+    """The protocol-neutral API of one server's engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._registry = engine.registry
+
+    # ----- the server
+
+    def server_metadata(self) -> ServerMetadata:
+        """Name, version and protocol extensions."""
+        return SERVER
+
+    def live(self) -> bool:
+        """The server answers (it does whenever this runs)."""
+        return True
+
+    def health(self) -> Health:
+        """Can the default version of each model that should serve (it has workers, or it is
+        a startup model) take requests? Never ready before the startup models are registered."""
+        serving: dict[str, bool] = {}
+        reasons: dict[str, str] = {}
+        startup = self._engine.startup
+        if startup.loading:
+            serving["*"], reasons["*"] = False, "the server is loading its startup models"
+        for name in self._registry.names():
+            status = self._registry.get(name).status()
+            if status.state is ServingState.END:
+                continue
+            serving[name] = status.ready
+            reasons[name] = status.error or "loading"
+        for name, error in startup.failures.items():
+            serving.setdefault(name, False)
+            reasons.setdefault(name, error)
+        return health_of(serving, reasons)
+
+    def version_states(self) -> list[VersionState]:
+        """Queue depth and worker states of every version, for the scrape-time gauges."""
+        return [version.state() for version in self._registry.all_versions()]
+
+    # ----- models
+
+    def check_model(self, name: str, version: str | None) -> None:
+        """404 unless the version (the default one when ``version`` is None) is registered:
+        for routes that answer it before reading a request body."""
+        self._registry.get(name, version)
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the version can take inference requests now; 404 when unknown."""
+        return self._registry.get(name, version).status().ready
+
+    def version_status(self, name: str, version: str | None = None) -> VersionStatus:
+        """The serving state of one version (the default one when ``version`` is None)."""
+        return self._registry.get(name, version).status()
+
+    def version_statuses(self, name: str) -> list[VersionStatus]:
+        """The serving state of every version of ``name``, by version."""
+        versions = self._registry.entry(name).versions
+        return [versions[key].status() for key in sorted(versions)]
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        """The version's v2 metadata: its tensors, the platform its worker reported (else
+        ``DEFAULT_PLATFORM``) and every registered version of the model."""
+        model_version = self._registry.get(name, version)
+        tensors = model_version.tensor_metadata()
+        return ModelMetadata(
+            name=name,
+            version=model_version.version,
+            versions=sorted(self._registry.entry(name).versions),
+            platform=model_version.platform() or DEFAULT_PLATFORM,
+            inputs=tensors["inputs"],
+            outputs=tensors["outputs"],
+        )
+
+    def resolve_label(self, name: str, label: str) -> str:
+        """The version a TF Serving label names (the model configs' ``versionLabels``; the
+        default version's config first, then the others by version). 404 for an unknown
+        model or label, or a label naming a version that is not registered."""
+        entry = self._registry.entry(name)
+        default_first = sorted(entry.versions, key=lambda key: (key != entry.default_version, key))
+        for key in default_first:
+            target = entry.versions[key].version_labels.get(label)
+            if target is None:
+                continue
+            if target not in entry.versions:
+                raise ModelVersionNotFoundException(
+                    f"Label {label} of model {name} names version {target}, which is not registered"
+                )
+            return target
+        raise ModelVersionNotFoundException(f"Unknown version label {label} for model {name}")
+
+    # ----- inference
+
+    async def infer(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
+        """Queue one request on the version (the default one when ``version`` is None) and
+        wait for the handler's answer; 404 for an unknown model or version, 503 when it has
+        no worker or its queue is full."""
+        model_version = self._registry.get(name, version)
+        explicit = version is not None
+        metrics = model_version.metrics
+        metrics.received(explicit)
+        future = asyncio.get_running_loop().create_future()
+        job = InferenceJob(request, future, time.perf_counter(), explicit)
+        try:
+            model_version.submit(job)
+            return await future
+        finally:
+            metrics.finished(explicit, time.perf_counter() - job.enqueued_at)
+
+    async def explain(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
+        """As ``infer``, with the handler asked to explain its prediction."""
+        request.headers[EXPLAIN_HEADER] = "True"
+        return await self.infer(name, version, request)
+
+    # ----- management (TorchServe's management API)
+
+    async def register(self, options: RegisterOptions) -> Outcome:
+        """Resolve, validate and extract the archive, then start its workers."""
+        return await self._engine.register(options)
+
+    async def scale(
+        self,
+        name: str,
+        version: str | None,
+        min_workers: int,
+        max_workers: int | None,
+        synchronous: bool,
+    ) -> Outcome:
+        """Run between ``min_workers`` and ``max_workers`` (None: ``min_workers``) workers;
+        200 once they are up when ``synchronous``, else 202 at once."""
+        high = min_workers if max_workers is None else max_workers
+        return await self._engine.scale(name, version, min_workers, high, synchronous)
+
+    async def set_default(self, name: str, version: str) -> Outcome:
+        """Make ``version`` the default version of ``name``."""
+        return await self._engine.set_default(name, version)
+
+    async def unregister(self, name: str, version: str | None) -> Outcome:
+        """Stop the version's workers and forget it (403 for a default with siblings)."""
+        return await self._engine.unregister(name, version)
+
+    def describe(
+        self, name: str, version: str | None, customized: bool = False
+    ) -> list[dict[str, Any]]:
+        """TorchServe's description: one entry per described version (``version`` "all":
+        every version, by version). ``customized`` (the handler's own description) cannot be
+        asked of all versions."""
+        if version == "all":
+            if customized:
+                raise BadRequestException("customized=true cannot be combined with all versions")
+            versions = self._registry.entry(name).versions
+            return [versions[key].describe() for key in sorted(versions)]
+        return [self._registry.get(name, version).describe()]
+
+    def list_models(self, limit: int, page_token: int) -> dict[str, Any]:
+        """TorchServe's listing: default versions sorted by name, ``limit`` (at most
+        ``LIST_LIMIT_MAX``; out of range: that) from ``page_token`` on, with the next token
+        while more follow."""
+        if limit > LIST_LIMIT_MAX or limit < 0:
+            limit = LIST_LIMIT_MAX
+        page_token = max(page_token, 0)
+        names = self._registry.names()
+        last = page_token + limit
+        body: dict[str, Any] = {}
+        if last <= len(names):
+            body["nextPageToken"] = str(last)
+        body["models"] = [
+            {"modelName": name, "modelUrl": self._registry.get(name).url}
+            for name in names[page_token:last]
+        ]
+        return body

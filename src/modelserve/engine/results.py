@@ -1,0 +1,58 @@
+"""What the data plane answers about the server and its models, independent of protocol: the
+REST and gRPC adapters render these (``Health`` is in ``engine.health``, the management
+calls' ``Outcome`` in ``engine.outcomes``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMetadata:
+    """The server's name, version and the protocol extensions it implements (KServe v2)."""
+
+    name: str
+    version: str
+    extensions: tuple[str, ...]
+
+
+class ServingState(StrEnum):
+    """Whether a version serves; the values are TF Serving's ``ModelVersionStatus.State``."""
+
+    AVAILABLE = "AVAILABLE"  # a worker has loaded the model
+    LOADING = "LOADING"  # workers are asked for and none is ready (yet)
+    END = "END"  # registered with no worker asked for: not serving
+
+
+# Not frozen: /ping builds one per model, and a frozen dataclass takes twice as long to build.
+@dataclass(slots=True)
+class VersionStatus:
+    """The serving state of one model version."""
+
+    version: str
+    state: ServingState
+    # Why a LOADING version's workers are not coming up (its last load failure), if known.
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """It can take inference requests now."""
+        return self.state is ServingState.AVAILABLE
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    """A model version's KServe v2 metadata, plus which version answered (TF Serving names it).
+
+    ``inputs`` and ``outputs`` are ``{name, datatype, shape}`` objects (-1: an open dimension),
+    as declared in the model config, else as a worker reported them; empty while unknown.
+    """
+
+    name: str
+    version: str
+    versions: list[str]
+    platform: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]

@@ -1,0 +1,115 @@
+"""The three HTTP planes' listeners: sockets bound up front (a busy port is one clear line),
+uvicorn servers with TLS, the bounded request head and no signal handling of their own, and
+each plane's access policy (keys, CORS)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from modelserve.api.http_protocol import bounded_protocol
+from modelserve.api.plane import SIMPLE_METHODS, CorsPolicy, PlaneAccess
+from modelserve.config import Address, ConfigError, Settings
+from modelserve.security.exposure import AccessPolicy
+from modelserve.security.tokens import KeyKind
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+class PlaneServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the orchestrator."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def bind_socket(key: str, address: Address, how_to_change: str) -> socket.socket:
+    """Bind a listening socket now, so a busy port is a clear startup error."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {key} {address}: {exc.strerror}; {how_to_change}"
+        ) from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def bound_address(address: Address, sock: socket.socket) -> Address:
+    """``address`` with the port really bound (port 0 picks one)."""
+    return Address(address.scheme, address.host, sock.getsockname()[1])
+
+
+def how_to_move(plane: str) -> str:
+    flag = {"inference": "--port", "management": "--management-port"}.get(plane, f"--{plane}-port")
+    return (
+        f"another server holds it ('modelserve ps' lists yours): choose another port with "
+        f"{flag}, MODELSERVE_{plane.upper()}_ADDRESS or {plane}_address in config.properties"
+    )
+
+
+def cors_policy(settings: Settings) -> CorsPolicy | None:
+    """TorchServe's cors_allowed_* keys as a policy; None when no origin is allowed."""
+    if not settings.cors_allowed_origin:
+        return None
+
+    def items(value: str | None) -> list[str]:
+        return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+    return CorsPolicy(
+        origins=items(settings.cors_allowed_origin),
+        methods=items(settings.cors_allowed_methods) or list(SIMPLE_METHODS),
+        headers=items(settings.cors_allowed_headers),
+    )
+
+
+def tls_files(settings: Settings, plane: str) -> dict[str, str]:
+    """uvicorn's certificate options for a plane whose address is https://, else none."""
+    if settings.address(plane).scheme != "https":
+        return {}
+    files = {"ssl_certfile": settings.certificate_file, "ssl_keyfile": settings.private_key_file}
+    for option, path in files.items():
+        key = "certificate_file" if option == "ssl_certfile" else "private_key_file"
+        if path is None:
+            raise ConfigError(f"{plane}_address is https: set {key}")
+        if not path.is_file():
+            raise ConfigError(f"{key}: no such file {path}")
+    return {option: str(path) for option, path in files.items()}
+
+
+def plane_server(app: ASGIApp, settings: Settings, plane: str) -> PlaneServer:
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        http=bounded_protocol(settings.max_header_size),
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        server_header=False,
+        proxy_headers=False,  # nothing sits in front by default; saves work per request
+        **tls_files(settings, plane),
+    )
+    try:
+        config.load()  # a bad certificate or key fails here, before the server says it started
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(f"{plane} TLS: {exc}") from exc
+    return PlaneServer(config)
+
+
+def plane_accesses(settings: Settings, policy: AccessPolicy) -> dict[str, PlaneAccess]:
+    """Each plane's key requirement and CORS policy; metrics needs no key, as in TorchServe."""
+    cors = cors_policy(settings)
+    return {
+        "inference": PlaneAccess(policy.verifier, KeyKind.INFERENCE, cors),
+        "management": PlaneAccess(policy.verifier, KeyKind.MANAGEMENT, cors),
+        "metrics": PlaneAccess(None, KeyKind.INFERENCE, cors),
+    }
