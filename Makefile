@@ -12,18 +12,24 @@ FIND_LINKS := $(if $(TORCH_WHEEL),--find-links $(WHEELS),)
 # build, with several GB of CUDA packages.
 TORCH_REQUIREMENT := $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch>=2.1)
 STAMP := $(VENV)/.installed
+# The versions the container image installs; the tests run on the same (make constraints).
+CONSTRAINTS := docker/constraints.txt
 
-.PHONY: venv run test lint example clean tools bench
+.PHONY: venv run test lint example clean tools bench constraints
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, from the local wheel when present, so nothing else drags in a CUDA build
 	$(BIN)/python -m pip install --quiet "$(TORCH_REQUIREMENT)"
-	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -e ".[torch,dev]"
+	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -c $(CONSTRAINTS) -e ".[torch,dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Pin what the image installs at the versions .venv has (after upgrading a package there).
+constraints:
+	$(BIN)/python docker/constraints.py > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 # The archives the README and docs use, in one model store: digits (trained the first time,
 # about 10 s on 2 cores), and the ONNX models pair, tiny and examples/onnx/model.onnx.

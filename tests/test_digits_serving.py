@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,35 +10,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from modelserve_archiver.builder import build_archive
-from modelserve_archiver.options import ArchiveOptions
+from digits_example import DIGITS, train_and_archive
 from support import RunningServer, start_server
-
-DIGITS = Path(__file__).resolve().parent.parent / "examples" / "digits"
-
-
-def _load_train_module():
-    spec = importlib.util.spec_from_file_location("digits_train", DIGITS / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path]]:
     build = tmp_path_factory.mktemp("digits_build")
-    _load_train_module().train(build)
     store = tmp_path_factory.mktemp("digits_store")
-    build_archive(
-        ArchiveOptions(
-            model_name="digits",
-            version="1.0",
-            serialized_file=str(build / "digits.pt"),
-            handler=str(DIGITS / "handler.py"),
-            extra_files=[str(build / "index_to_name.json")],
-            export_path=store,
-        )
-    )
+    train_and_archive(build, store)
     server = start_server(tmp_path_factory.mktemp("digits_server"), store)
     response = httpx.post(
         server.management + "/models",

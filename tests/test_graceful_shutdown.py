@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from support import process_alive, start_server, wait_until, worker_processes
 
 REQUESTS = 16
@@ -79,3 +80,31 @@ def test_sigterm_finishes_in_flight_and_queued_requests(tmp_path: Path, model_st
             server.process.kill()
     wait_until(lambda: not any(process_alive(pid) for pid in workers), timeout=10)
     assert not (tmp_path / "server" / "runtime" / str(server.process.pid)).exists()
+
+
+def test_drain_timeout_bounds_the_wait_for_a_request_that_takes_longer(
+    tmp_path: Path, model_store: Path
+) -> None:
+    """A container runtime kills what outlives its stop timeout (Docker: 10 s): the drain is
+    bounded by drain_timeout, then the workers are stopped and the server exits 0."""
+    server = start_server(
+        tmp_path / "server", model_store, models=["probe=probe.mar"], config={"drain_timeout": "1"}
+    )
+    marker = tmp_path / "started"
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            body = {"touch": str(marker), "sleep": 600}
+            url = f"{server.inference}/predictions/probe"
+            answer = pool.submit(httpx.post, url, json=body, timeout=900)
+            wait_until(marker.exists, timeout=60)
+            workers = [process.pid for process in worker_processes(server)]
+            server.process.terminate()
+            # Unbounded, the server would wait out the handler's 600 s.
+            assert server.process.wait(60) == 0, server.log()
+            # The client is not left hanging: its connection ends with the server.
+            with pytest.raises(httpx.HTTPError):
+                answer.result(timeout=60).raise_for_status()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    wait_until(lambda: not any(process_alive(pid) for pid in workers), timeout=30)

@@ -1,19 +1,19 @@
-"""``modelserve start | serve | stop | status | ps``: argument parsing only (control.py does
-what each command means)."""
+"""``modelserve start | serve | stop | status | ps | container``: argument parsing only
+(control.py does what each command means, container.py what the image runs)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from modelserve import __version__, control, quick_deploy
+from modelserve import __version__, container, control, quick_deploy
 from modelserve.config import ConfigError, PortFlags, Settings, load_settings
 from modelserve.engine.settings import VersionSettings
 
 DEFAULT_LOG_DIR = Path("logs")
-COMMANDS = ("start", "serve", "stop", "status", "ps")
 # TorchServe's start flags modelserve accepts but has no use for: log4j and C++ log configs,
 # workflow store and plugin jars (workflows come with a later release).
 TORCHSERVE_UNUSED_FLAGS = {
@@ -143,6 +143,12 @@ def _status(args: argparse.Namespace) -> int:
 
 def _ps(args: argparse.Namespace) -> int:
     return control.ps(_runtime_dir(args), args.json)
+
+
+def _container(args: argparse.Namespace) -> int:
+    chosen = container.plan(args.model_dir, args.name, args.command, os.environ)
+    os.environ.update(chosen.environment)
+    return main(chosen.argv)
 
 
 DEVICE_HELP = (
@@ -321,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     ps = with_config(commands.add_parser("ps", help="list your running servers"))
     ps.add_argument("--json", action="store_true", help="one JSON array of their records")
     ps.set_defaults(handler=_ps)
+    container_command = commands.add_parser(
+        "container", help="what the container image runs (docs/deploy.md)"
+    )
+    container.add_arguments(container_command)
+    container_command.set_defaults(handler=_container)
     return parser
 
 

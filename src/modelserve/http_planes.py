@@ -10,13 +10,12 @@ import socket
 import uvicorn
 from starlette.types import ASGIApp
 
+from modelserve.api.auth import HEALTH_PATHS
 from modelserve.api.http_protocol import bounded_protocol
 from modelserve.api.plane import SIMPLE_METHODS, CorsPolicy, PlaneAccess
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.security.exposure import AccessPolicy
 from modelserve.security.tokens import KeyKind
-
-GRACEFUL_SHUTDOWN_S = 30
 
 
 class PlaneServer(uvicorn.Server):
@@ -93,7 +92,7 @@ def plane_server(app: ASGIApp, settings: Settings, plane: str) -> PlaneServer:
         lifespan="off",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_graceful_shutdown=settings.drain_timeout,
         server_header=False,
         proxy_headers=False,  # nothing sits in front by default; saves work per request
         **tls_files(settings, plane),
@@ -108,8 +107,9 @@ def plane_server(app: ASGIApp, settings: Settings, plane: str) -> PlaneServer:
 def plane_accesses(settings: Settings, policy: AccessPolicy) -> dict[str, PlaneAccess]:
     """Each plane's key requirement and CORS policy; metrics needs no key, as in TorchServe."""
     cors = cors_policy(settings)
+    health = HEALTH_PATHS if settings.open_health_checks else frozenset()
     return {
-        "inference": PlaneAccess(policy.verifier, KeyKind.INFERENCE, cors),
+        "inference": PlaneAccess(policy.verifier, KeyKind.INFERENCE, cors, health),
         "management": PlaneAccess(policy.verifier, KeyKind.MANAGEMENT, cors),
         "metrics": PlaneAccess(None, KeyKind.INFERENCE, cors),
     }

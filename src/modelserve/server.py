@@ -21,7 +21,6 @@ from modelserve.grpc.server import (
     stop_grpc_planes,
 )
 from modelserve.http_planes import (
-    GRACEFUL_SHUTDOWN_S,
     bind_socket,
     how_to_move,
     plane_accesses,
@@ -46,6 +45,8 @@ log = logging.getLogger("modelserve.server")
 GC_THRESHOLDS = (50_000, 20, 20)
 # How stale an access-log line may get before it is written out.
 ACCESS_LOG_FLUSH_S = 0.2
+# After the drain, how long workers get to finish a batch no request waits for any more.
+STOP_WORKERS_GRACE_S = 1.0
 
 
 async def _flush_logs_periodically() -> None:
@@ -74,8 +75,12 @@ def _announce(policy: AccessPolicy, settings: Settings) -> None:
         log.info("token authorization is on: keys are in %s", policy.generated_keys.path.resolve())
     elif policy.verifier is not None:
         log.info("token authorization is on: the static auth_token is required")
+    elif settings.disable_token_authorization:
+        log.info("token authorization is off (disable_token_authorization=true)")
     else:
         log.info("token authorization is off (every plane listens on loopback)")
+    if settings.open_health_checks and policy.verifier is not None:
+        log.info("health checks answer without a key (open_health_checks=true)")
     if policy.model_control_refusal is not None and settings.enable_model_api:
         log.warning("%s", policy.model_control_refusal)
 
@@ -138,7 +143,11 @@ async def _serve(
         try:
             policy.generated_keys.write()
         except OSError as exc:
-            raise ConfigError(f"key_file: cannot write {exc.filename}: {exc.strerror}") from exc
+            raise ConfigError(
+                f"key_file: cannot write {policy.generated_keys.path.resolve()}: {exc.strerror}; "
+                "make its directory writable, or give a fixed token (auth_token_file, "
+                "MODELSERVE_AUTH_TOKEN)"
+            ) from exc
     await engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -154,7 +163,7 @@ async def _serve(
         await start_grpc_planes(grpc_planes)
         addresses = listen_addresses(settings, sockets, grpc_planes)
         instance.update(addresses=addresses)
-        report = await load_models(engine, startup_models)
+        report = await load_models(engine, startup_models, settings)
         instance.update(state=STARTED, models=engine.model_names(), startup=report.to_record())
         for plane in servers:
             log.info("%s API listening on %s", plane, addresses[plane])
@@ -174,10 +183,10 @@ async def _serve(
             settling.cancel()
         for server in servers.values():
             server.should_exit = True
-        await asyncio.gather(
-            *tasks, stop_grpc_planes(grpc_planes, GRACEFUL_SHUTDOWN_S), return_exceptions=True
-        )
-        await engine.stop()
+        drain_s = settings.drain_timeout
+        await asyncio.gather(*tasks, stop_grpc_planes(grpc_planes, drain_s), return_exceptions=True)
+        # The requests in flight have had the drain; what a worker still runs gets a moment.
+        await engine.stop(grace_s=STOP_WORKERS_GRACE_S)
         if policy.generated_keys is not None:
             policy.generated_keys.remove()
         flusher.cancel()

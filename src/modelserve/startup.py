@@ -15,8 +15,8 @@ import psutil
 from modelserve.config import ConfigError, Settings
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.engine import Engine, StartupOutcome
-from modelserve.engine.model_snapshots import RestoreReport
-from modelserve.engine.snapshot import SnapshotError, latest_snapshot
+from modelserve.engine.model_snapshots import RestoreReport, restore_versions
+from modelserve.engine.snapshot import SnapshotError, latest_snapshot, parse_snapshot
 from modelserve.grpc.server import GrpcPlane
 from modelserve.http_planes import bound_address
 from modelserve.instances import InstanceFile, InstanceNameTaken, InstanceRecord
@@ -54,17 +54,24 @@ class ServerEvents(Protocol):
         """Every startup model has a ready worker, or has failed its first load."""
 
 
-async def load_models(engine: Engine, startup_models: list[str]) -> StartupReport:
-    """Restore the newest snapshot when there is one, then register the startup models that
-    it did not bring back: what the command line names is always served."""
+async def load_models(
+    engine: Engine, startup_models: list[str], settings: Settings
+) -> StartupReport:
+    """Restore the models of the configuration's ``model_snapshot`` (TorchServe's snapshot
+    file given as ``--ts-config``, KServe's config.properties) or else the newest snapshot,
+    then register the startup models they did not bring back: what the command line names is
+    always served."""
     report = StartupReport()
     snapshots = engine.snapshots
-    snapshot = latest_snapshot(snapshots.directory) if snapshots is not None else None
-    if snapshot is not None:
-        try:
-            report.restore = await snapshots.restore(engine, snapshot)
-        except SnapshotError as exc:
-            raise ConfigError(str(exc)) from exc
+    try:
+        if settings.model_snapshot is not None:
+            source = settings.config_file or Path("MODELSERVE_MODEL_SNAPSHOT")
+            entries = parse_snapshot(settings.model_snapshot, f"model_snapshot of {source}")
+            report.restore = await restore_versions(engine, entries, source, snapshots)
+        elif snapshots is not None and (newest := latest_snapshot(snapshots.directory)):
+            report.restore = await snapshots.restore(engine, newest)
+    except SnapshotError as exc:
+        raise ConfigError(str(exc)) from exc
     report.startup = await engine.load_startup_models(startup_models)
     return report
 

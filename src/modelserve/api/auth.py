@@ -16,6 +16,8 @@ from modelserve.security.tokens import AUTH_FAILED_MESSAGE, GeneratedKeys, KeyKi
 # TorchServe's header form; the scheme name is case-insensitive (RFC 9110).
 _BEARER = re.compile(rb"^Bearer\s+(\S+)$", re.IGNORECASE)
 TOKEN_API_PATH = "/token"
+# What open_health_checks lets through without a key: whether the server serves, nothing more.
+HEALTH_PATHS = frozenset({"/ping", "/v2/health/live", "/v2/health/ready"})
 
 
 def presented_key(scope: Scope) -> str | None:
@@ -43,18 +45,27 @@ def _describes_api(scope: Scope) -> bool:
 class RequireKey:
     """ASGI middleware: 401 unless the request carries the plane's key.
 
-    The token API checks the API key itself, so it is let through here.
+    The token API checks the API key itself, so it is let through here; so are the health
+    checks in ``open_paths``.
     """
 
-    def __init__(self, app: ASGIApp, verifier: KeyVerifier, kind: KeyKind) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: KeyVerifier,
+        kind: KeyKind,
+        open_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.verifier = verifier
         self.kind = kind
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and not _describes_api(scope)
+            and scope["path"] not in self.open_paths
             and not (self.kind is KeyKind.MANAGEMENT and scope["path"] == TOKEN_API_PATH)
         ):
             key = presented_key(scope)

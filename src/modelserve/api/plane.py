@@ -62,6 +62,8 @@ class PlaneAccess:
     verifier: KeyVerifier | None = None
     kind: KeyKind = KeyKind.INFERENCE
     cors: CorsPolicy | None = None
+    # Paths answered without a key (open_health_checks).
+    open_paths: frozenset[str] = frozenset()
 
 
 def build_plane(
@@ -86,7 +88,14 @@ def build_plane(
             )
         )
     if access.verifier is not None:
-        middleware.append(Middleware(RequireKey, verifier=access.verifier, kind=access.kind))
+        middleware.append(
+            Middleware(
+                RequireKey,
+                verifier=access.verifier,
+                kind=access.kind,
+                open_paths=access.open_paths,
+            )
+        )
     if max_request_size is not None:
         middleware.append(Middleware(BodySizeLimit, limit=max_request_size))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, middleware=middleware)

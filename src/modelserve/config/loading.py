@@ -91,6 +91,7 @@ def load_settings(
         settings.address(plane)
     for plane in ("inference", "management"):
         settings.grpc_address(plane)
+    settings._config_file = Path(config_file) if config_file is not None else None
     settings._notices = (
         *key_notices(str(config_file), "key", file_values, Settings.model_fields),
         *_environment_notices(environ),

@@ -55,12 +55,18 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     # What load_settings found worth telling (unknown keys ...): see config_notices.
     _notices: tuple[ConfigNotice, ...] = PrivateAttr(default=())
+    # The config file the settings were read from, if any.
+    _config_file: Path | None = PrivateAttr(default=None)
 
     inference_address: str = "http://127.0.0.1:8080"
     management_address: str = "http://127.0.0.1:8081"
     metrics_address: str = "http://127.0.0.1:8082"
     model_store: Path | None = None
     load_models: list[str] = Field(default_factory=list)
+    # TorchServe's snapshot JSON ({"models": {name: {version: {marName, defaultVersion,
+    # minWorkers, ...}}}}): the model versions restored at start, instead of the newest
+    # snapshot (a snapshot file given as --ts-config; KServe's config.properties).
+    model_snapshot: str | None = None
     # Per-model startup settings: {name: {version: {minWorkers, maxWorkers, batchSize, ...}}}
     models: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     default_workers_per_model: int = Field(0, ge=0)
@@ -68,6 +74,10 @@ class Settings(BaseModel):
     default_response_timeout: int = Field(120, ge=1)
     default_startup_timeout: int = Field(120, ge=1)
     unregister_model_timeout: int = Field(120, ge=1)
+    # Seconds a stopping server (SIGTERM, Ctrl-C) gives the requests in flight before it stops
+    # its workers: below Docker's 10 s stop timeout and Kubernetes' 30 s grace period, so a
+    # container exits 0 instead of being killed mid-request (docs/deploy.md).
+    drain_timeout: float = Field(8, gt=0)
     max_request_size: int = Field(6553500, ge=1)
     max_response_size: int = Field(6553500, ge=1)
     max_archive_size: int = Field(10 * 1024**3, ge=1)
@@ -111,6 +121,10 @@ class Settings(BaseModel):
     # Token authorization. None (unset) = on exactly when the inference or management plane
     # listens on a non-loopback address; true/false force it (TorchServe: on by default).
     disable_token_authorization: bool | None = None
+    # /ping and /v2/health/live|ready (HTTP) and ServerLive/ServerReady (gRPC) answer without a
+    # key, for the HTTP probes of Kubernetes and load balancers, which cannot send one. They
+    # tell nothing but whether the server serves; every other route stays keyed.
+    open_health_checks: bool = False
     token_expiration_min: float = Field(60, gt=0)
     # Where the generated management/inference/API keys are written (mode 0600).
     key_file: Path = Path("key_file.json")
@@ -211,6 +225,11 @@ class Settings(BaseModel):
         scheme = "grpcs" if self.enable_grpc_ssl else "grpc"
         return Address(scheme, host, getattr(self, f"grpc_{plane}_port"))
 
+    @property
+    def config_file(self) -> Path | None:
+        """The config file these settings were read from (None: defaults and environment)."""
+        return self._config_file
+
     def resolved_snapshot_dir(self, instance_name: str) -> Path:
         """Where the snapshots of the server named ``instance_name`` live."""
         return self.snapshot_dir if self.snapshot_dir is not None else SNAPSHOT_ROOT / instance_name
@@ -219,7 +238,14 @@ class Settings(BaseModel):
         """Where worker sockets and specs live: private to the server's user."""
         if self.runtime_dir is not None:
             return self.runtime_dir
-        return Path(tempfile.gettempdir()) / f"modelserve-{os.getuid()}"
+        try:
+            temporary = tempfile.gettempdir()
+        except FileNotFoundError as exc:  # a read-only root file system with no tmpfs
+            raise ConfigError(
+                "runtime_dir: no writable temporary directory ($TMPDIR, /tmp, /var/tmp): set "
+                "runtime_dir (MODELSERVE_RUNTIME_DIR) or mount a tmpfs at /tmp"
+            ) from exc
+        return Path(temporary) / f"modelserve-{os.getuid()}"
 
 
 @dataclass(frozen=True)

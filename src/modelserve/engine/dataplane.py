@@ -60,12 +60,15 @@ class DataPlane:
         startup = self._engine.startup
         if startup.loading:
             serving["*"], reasons["*"] = False, "the server is loading its startup models"
-        for name in self._registry.names():
-            status = self._registry.get(name).status()
-            if status.state is ServingState.END:
+        registry = self._registry
+        for name in registry.names():
+            version = registry.get(name)
+            state = version.serving_state()
+            if state is ServingState.END:
                 continue
-            serving[name] = status.ready
-            reasons[name] = status.error or "loading"
+            ready = serving[name] = state is ServingState.AVAILABLE
+            if not ready:
+                reasons[name] = version.status().error or "loading"
         for name, error in startup.failures.items():
             serving.setdefault(name, False)
             reasons.setdefault(name, error)

@@ -65,9 +65,12 @@ class Engine:
             self.settings.device or "auto",
         )
 
-    async def stop(self) -> None:
-        """Stop every worker and remove the runtime directory."""
-        await asyncio.gather(*(version.pool.close() for version in self.registry.all_versions()))
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop every worker and remove the runtime directory. Batches still in flight get
+        ``grace_s`` seconds (None: each model's unregister timeout) before their workers are
+        killed."""
+        versions = self.registry.all_versions()
+        await asyncio.gather(*(version.pool.close(grace_s) for version in versions))
         if self._dispatcher is not None:
             self._dispatcher.close()
         shutil.rmtree(self._socket_dir, ignore_errors=True)

@@ -32,17 +32,22 @@ class Health:
     def body(self) -> dict[str, Any]:
         """The /ping JSON: TorchServe's ``{"status"}``, with the reasons only when there are
         any (a healthy server answers exactly as TorchServe does)."""
+        # The member itself: a str (StrEnum), and cheaper than its .value on every /ping.
         if not self.not_ready:
-            return {"status": self.status.value}
-        return {"status": self.status.value, "modelsNotReady": self.not_ready}
+            return {"status": self.status}
+        return {"status": self.status, "modelsNotReady": self.not_ready}
+
+
+# Every model serves: the answer of almost every /ping, built once.
+ALL_SERVING = Health(HealthStatus.HEALTHY)
 
 
 def health_of(serving: dict[str, bool], reasons: dict[str, str]) -> Health:
     """Healthy when every expected model serves (or none is expected), Unhealthy when none
     does, else Partial Healthy. ``serving``: model -> serves; ``reasons``: for those that
     do not."""
-    states = list(serving.values())
+    states = serving.values()
     if all(states):
-        return Health(HealthStatus.HEALTHY)
+        return ALL_SERVING
     status = HealthStatus.PARTIAL if any(states) else HealthStatus.UNHEALTHY
     return Health(status, {name: reasons[name] for name, ok in serving.items() if not ok})

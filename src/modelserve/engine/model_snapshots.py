@@ -74,6 +74,9 @@ class SnapshotKeeper:
         self._extra = {"model_store": str(model_store)} if model_store else {}
         self._lock = asyncio.Lock()
         self.paused = False
+        # A directory that cannot be written (a read-only file system) fails every change the
+        # same way: say it once, and again only when it recovers.
+        self._failing = False
 
     async def save(self, registry: ModelRegistry) -> None:
         """Write the current state; a failure is logged, never raised to the API caller."""
@@ -84,46 +87,70 @@ class SnapshotKeeper:
             try:
                 path = await asyncio.to_thread(write_snapshot, self.directory, entries, self._extra)
             except OSError as exc:
-                log.error("cannot write a snapshot in %s: %s", self.directory, exc)
+                if not self._failing:
+                    log.error(
+                        "cannot write a snapshot in %s: %s; registered models are not kept "
+                        "across restarts until it is writable (snapshot_dir, or "
+                        "enable_snapshots=false to turn snapshots off)",
+                        self.directory,
+                        exc,
+                    )
+                self._failing = True
             else:
+                if self._failing:
+                    log.info("snapshots are written again in %s", self.directory)
+                self._failing = False
                 log.debug("snapshot written: %s", path)
 
     async def restore(self, target: RestoreTarget, path: Path) -> RestoreReport:
-        """Register every version of the snapshot at ``path`` again on ``target``, with its
-        settings; then restore the default versions and scale each version to its workers."""
-        entries = read_snapshot(path)
-        log.info("restoring %d model versions from %s", len(entries), path)
-        report = RestoreReport(path)
-        self.paused = True
-        try:
-            restored = []
-            for entry in entries:
-                options = RegisterOptions(
-                    url=entry.mar_name,
-                    model_name=entry.name,
-                    initial_workers=0,
-                    settings=entry.settings,
+        """Register every version of the snapshot at ``path`` again on ``target`` (see
+        ``restore_versions``), writing no snapshot of the steps."""
+        return await restore_versions(target, read_snapshot(path), path, self)
+
+
+async def restore_versions(
+    target: RestoreTarget,
+    entries: list[VersionSnapshot],
+    source: Path,
+    keeper: SnapshotKeeper | None = None,
+) -> RestoreReport:
+    """Register each version again on ``target``, with its settings; then restore the default
+    versions and scale each version to its workers. ``keeper`` writes no snapshot meanwhile;
+    a version that cannot be registered is logged and reported, and the others go on."""
+    log.info("restoring %d model versions from %s", len(entries), source)
+    report = RestoreReport(source)
+    if keeper is not None:
+        keeper.paused = True
+    try:
+        restored = []
+        for entry in entries:
+            options = RegisterOptions(
+                url=entry.mar_name,
+                model_name=entry.name,
+                initial_workers=0,
+                settings=entry.settings,
+            )
+            try:
+                await target.register(options)
+            except ServingError as exc:
+                log.error("snapshot: %s %s not restored: %s", entry.name, entry.version, exc)
+                report.failed[f"{entry.name} {entry.version}"] = exc.message
+            else:
+                restored.append(entry)
+                report.restored.append(f"{entry.name} {entry.version}")
+        for entry in restored:
+            try:
+                if entry.default:
+                    await target.set_default(entry.name, entry.version)
+                target.scale_in_background(
+                    entry.name,
+                    entry.version,
+                    entry.settings.min_workers,
+                    entry.settings.max_workers,
                 )
-                try:
-                    await target.register(options)
-                except ServingError as exc:
-                    log.error("snapshot: %s %s not restored: %s", entry.name, entry.version, exc)
-                    report.failed[f"{entry.name} {entry.version}"] = exc.message
-                else:
-                    restored.append(entry)
-                    report.restored.append(f"{entry.name} {entry.version}")
-            for entry in restored:
-                try:
-                    if entry.default:
-                        await target.set_default(entry.name, entry.version)
-                    target.scale_in_background(
-                        entry.name,
-                        entry.version,
-                        entry.settings.min_workers,
-                        entry.settings.max_workers,
-                    )
-                except ServingError as exc:  # the archive now holds another version
-                    log.error("snapshot: %s %s: %s", entry.name, entry.version, exc)
-        finally:
-            self.paused = False
-        return report
+            except ServingError as exc:  # the archive now holds another version
+                log.error("snapshot: %s %s: %s", entry.name, entry.version, exc)
+    finally:
+        if keeper is not None:
+            keeper.paused = False
+    return report

@@ -72,17 +72,21 @@ class ModelVersion:
         platform = (self.pool.tensor_metadata or {}).get("platform")
         return platform if isinstance(platform, str) else None
 
-    def status(self) -> VersionStatus:
-        """Available once a worker is ready; loading while workers are asked for (with the
-        last load failure, if any); END when none is asked for."""
+    def serving_state(self) -> ServingState:
+        """Available once a worker is ready; loading while workers are asked for; END when
+        none is asked for. (Health asks this of every model on each /ping: no allocation.)"""
         pool = self.pool
-        if pool.ready_count() > 0:
-            return VersionStatus(self.version, ServingState.AVAILABLE)
-        if pool.target > 0:
-            failure = pool.last_failure
-            error = failure.summary() if failure is not None else None
-            return VersionStatus(self.version, ServingState.LOADING, error)
-        return VersionStatus(self.version, ServingState.END)
+        if pool.has_ready_worker():
+            return ServingState.AVAILABLE
+        return ServingState.LOADING if pool.target > 0 else ServingState.END
+
+    def status(self) -> VersionStatus:
+        """The serving state, with the last load failure of a loading version, if any."""
+        state = self.serving_state()
+        if state is not ServingState.LOADING:
+            return VersionStatus(self.version, state)
+        failure = self.pool.last_failure
+        return VersionStatus(self.version, state, failure.summary() if failure else None)
 
     def submit(self, job: InferenceJob) -> None:
         """Queue an inference job (503 when no worker exists or the queue is full)."""

@@ -21,6 +21,7 @@ from modelserve import archive
 from modelserve.archive import Manifest, url_policy
 from modelserve.config import ConfigError, Settings, cuda_visible_devices
 from modelserve.engine.archive_download import download_archive
+from modelserve.engine.cpu_budget import usable_cpus
 from modelserve.engine.devices import (
     DevicePlacementError,
     Placement,
@@ -281,12 +282,12 @@ class Registration:
         )
 
     def _default_worker_count(self) -> int:
-        # TorchServe's rule: one worker per GPU where there are GPUs, else one per CPU core.
+        # TorchServe's rule: one worker per GPU where there are GPUs, else one per CPU core
+        # (the cores the container's CPU quota allows, not the host's).
         return (
             self._settings.default_workers_per_model
             or len(self._server_placement.gpu_ids)
-            or os.cpu_count()
-            or 1
+            or usable_cpus()
         )
 
     def _placement(self, name: str, config: ModelConfig) -> Placement:

@@ -145,15 +145,25 @@ def latest_snapshot(directory: Path) -> Path | None:
     return files[-1] if files else None
 
 
+def parse_snapshot(document: str, source: str) -> list[VersionSnapshot]:
+    """The model versions of a ``model_snapshot`` JSON document; ``source`` names it in errors."""
+    try:
+        models = orjson.loads(document)["models"]
+        return [
+            VersionSnapshot.from_json(name, version, entry)
+            for name, versions in models.items()
+            for version, entry in versions.items()
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SnapshotError(f"{source} is unreadable: {exc!r}") from exc
+
+
 def read_snapshot(path: Path) -> list[VersionSnapshot]:
     """The model versions recorded in a snapshot file."""
     try:
         values = parse_properties(path.read_text())
-        document = orjson.loads(values[SNAPSHOT_KEY])
-        return [
-            VersionSnapshot.from_json(name, version, entry)
-            for name, versions in document["models"].items()
-            for version, entry in versions.items()
-        ]
-    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (OSError, ValueError) as exc:
         raise SnapshotError(f"snapshot {path} is unreadable: {exc!r}") from exc
+    if SNAPSHOT_KEY not in values:
+        raise SnapshotError(f"snapshot {path} is unreadable: it has no {SNAPSHOT_KEY} key")
+    return parse_snapshot(values[SNAPSHOT_KEY], f"snapshot {path}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from modelserve import wire
 from modelserve.engine.batcher import Batcher
+from modelserve.engine.cpu_budget import usable_cpus
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import ServiceUnavailableException, ServingError, WorkerDiedException
 from modelserve.engine.jobs import InferenceJob
@@ -96,6 +97,10 @@ class WorkerPool:
         """How many workers have loaded the model and can take batches."""
         return sum(1 for worker in self.live_workers() if worker.state == READY)
 
+    def has_ready_worker(self) -> bool:
+        """Whether any worker can take batches (``ready_count() > 0``, without counting)."""
+        return any(w.state == READY and not w.retiring for w in self.workers.values())
+
     def submit(self, job: InferenceJob, no_worker_message: str) -> None:
         """Queue a job for this version; 503 when there is no worker at all or the queue is full."""
         if self.target == 0 and not self.workers:
@@ -115,14 +120,16 @@ class WorkerPool:
         if wait and started:
             await self._await_ready(started)
 
-    async def close(self) -> None:
-        """Stop every worker (in-flight batches finish first, up to the unregister timeout)."""
+    async def close(self, grace_s: float | None = None) -> None:
+        """Stop every worker: in-flight batches finish first, for up to ``grace_s`` seconds
+        (None: the unregister timeout)."""
         self._closed = True
         self.target = 0
         self._restarts.cancel()
         self._reconcile()
         if self._tasks:
-            _, still_running = await asyncio.wait(self._tasks, timeout=self.timeouts.unregister)
+            timeout = self.timeouts.unregister if grace_s is None else grace_s
+            _, still_running = await asyncio.wait(self._tasks, timeout=timeout)
             for worker in self.workers.values():
                 worker.kill()
             if still_running:
@@ -167,7 +174,7 @@ class WorkerPool:
         if self._launch.threads:
             return self._launch.threads
         # One core stays with the frontend; the rest are shared by this version's workers.
-        spare_cores = (os.cpu_count() or 1) - 1
+        spare_cores = usable_cpus() - 1
         return max(1, spare_cores // max(1, self.target))
 
     def _retire(self, worker: WorkerProcess) -> None:

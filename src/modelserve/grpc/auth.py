@@ -42,12 +42,26 @@ def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(_refuse)
 
 
-class RequireKey(grpc.aio.ServerInterceptor):
-    """Lets a call through only with the current key of ``kind``."""
+# What open_health_checks lets through without a key: whether the server serves, nothing more.
+HEALTH_METHODS = frozenset(
+    {
+        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
+        "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Ping",
+    }
+)
 
-    def __init__(self, verifier: KeyVerifier, kind: KeyKind) -> None:
+
+class RequireKey(grpc.aio.ServerInterceptor):
+    """Lets a call through only with the current key of ``kind``, or to one of ``open_methods``
+    (full method names)."""
+
+    def __init__(
+        self, verifier: KeyVerifier, kind: KeyKind, open_methods: frozenset[str] = frozenset()
+    ) -> None:
         self.verifier = verifier
         self.kind = kind
+        self.open_methods = open_methods
 
     async def intercept_service(
         self,
@@ -55,8 +69,8 @@ class RequireKey(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None:  # unknown method: grpc answers UNIMPLEMENTED
-            return handler
+        if handler is None or handler_call_details.method in self.open_methods:
+            return handler  # None: an unknown method, which grpc answers UNIMPLEMENTED
         key = presented_key(handler_call_details.invocation_metadata)
         if key is not None and self.verifier.verify(self.kind, key):
             return handler

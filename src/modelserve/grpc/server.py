@@ -12,7 +12,7 @@ import grpc
 
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.dataplane import DataPlane
-from modelserve.grpc.auth import RequireKey
+from modelserve.grpc.auth import HEALTH_METHODS, RequireKey
 from modelserve.grpc.open_inference import OpenInferenceServicer
 from modelserve.grpc.proto import (
     inference_pb2_grpc,
@@ -65,7 +65,8 @@ def _server(settings: Settings, policy: AccessPolicy, kind: KeyKind) -> grpc.aio
         ("grpc.max_receive_message_length", settings.max_request_size),
         ("grpc.max_send_message_length", settings.max_response_size + RESPONSE_FRAMING_BYTES),
     ]
-    interceptors = [] if policy.verifier is None else [RequireKey(policy.verifier, kind)]
+    health = HEALTH_METHODS if settings.open_health_checks else frozenset()
+    interceptors = [] if policy.verifier is None else [RequireKey(policy.verifier, kind, health)]
     return grpc.aio.server(interceptors=interceptors, options=options)
 
 
