@@ -7,7 +7,9 @@
   (float32 ``[-1, 4]``) and ``b`` (int64 ``[-1, 4]``), output ``sum`` = a + b, for the KServe v2
   examples of docs/protocols.md;
 * ``examples/model_store/tiny.mar`` (1.0: y = 2x) and ``tiny_v2.mar`` (2.0: y = 3x), labelled
-  ``stable`` and ``canary`` in their model config, for the TF Serving examples there.
+  ``stable`` and ``canary`` in their model config, for the TF Serving examples there;
+* ``examples/triton_repository/pair/1/model.onnx``: the same pair model in a Triton model
+  repository, beside its committed ``config.pbtxt`` (docs/model_repositories.md).
 
 The archives land in the model store ``make run`` serves, so the docs register them with
 ``curl -X POST "http://127.0.0.1:8081/models?url=pair.mar&..."``. Run with the project's
@@ -33,6 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 EXAMPLE_DIR = Path(__file__).resolve().parent
 MODEL_STORE = EXAMPLE_DIR.parent / "model_store"
 BUILD_DIR = EXAMPLE_DIR / "build"
+TRITON_PAIR = EXAMPLE_DIR.parent / "triton_repository" / "pair"
 # An opset and IR version that every ONNX Runtime the extras allow can read.
 OPSET = 17
 IR_VERSION = 8
@@ -123,6 +126,8 @@ def main() -> None:
     pair = pair_model(BUILD_DIR / "pair.onnx")
     written.append(archive("pair", "1.0", pair, "pair.mar"))
     written.append(archive("pair", "2.0", pair, "pair_v2.mar"))
+    (TRITON_PAIR / "1").mkdir(exist_ok=True)
+    written.append(Path(shutil.copyfile(pair, TRITON_PAIR / "1" / "model.onnx")))
     labels = BUILD_DIR / "tiny.yaml"
     labels.write_text(TINY_CONFIG)
     for version, factor, archive_name in (("1.0", 2.0, "tiny.mar"), ("2.0", 3.0, "tiny_v2.mar")):

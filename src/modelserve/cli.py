@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from modelserve import __version__, container, control, quick_deploy
+from modelserve import __version__, container, control, quick_deploy, repository
+from modelserve.cli_flags import DEVICE_HELP, add_listen_flags, whole_number
 from modelserve.config import ConfigError, PortFlags, Settings, load_settings
 from modelserve.engine.settings import VersionSettings
 
@@ -84,6 +84,11 @@ def _start(args: argparse.Namespace) -> int:
     if control.name_in_use(settings):
         return 1
     models = args.models or settings.load_models
+    if args.foreground and args.model_repository:
+        with repository.prepared_from(args) as packed:
+            models = [*packed.startup_models, *models]
+            settings = packed.settings_for(settings)
+            return control.run_foreground(settings, models, packed.note(), args.log_file)
     if args.foreground:
         return control.run_foreground(settings, models, console_log=args.log_file)
     return control.start_background(args.arguments, settings, _console_log(args, settings))
@@ -151,53 +156,7 @@ def _container(args: argparse.Namespace) -> int:
     return main(chosen.argv)
 
 
-DEVICE_HELP = (
-    "where every worker runs: cpu, cuda (spread over the visible GPUs) or cuda:N; "
-    "default: the GPUs when there are any, else the CPU"
-)
 SERVE_HELP = "serve one saved model file at once, in the foreground"
-INSTANCE_HELP = (
-    "this server's name for 'modelserve ps', 'status NAME' and 'stop NAME' "
-    "(default: its inference port, e.g. 8080)"
-)
-
-
-def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an int in [low, high]."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
-        return value
-
-    return parse
-
-
-def _add_listen_flags(command: argparse.ArgumentParser) -> None:
-    """Where the server listens, and its name: shared by start and serve."""
-    port = _whole_number(0, 65535)
-    for flag, key, default in (
-        ("--port", "inference_address", 8080),
-        ("--management-port", "management_address", 8081),
-        ("--metrics-port", "metrics_address", 8082),
-        ("--grpc-port", "grpc_inference_port", 7070),
-        ("--grpc-management-port", "grpc_management_port", 7071),
-    ):
-        command.add_argument(
-            flag,
-            type=port,
-            metavar="PORT",
-            help=f"over the configured {key} (default {default}; 0 = any free port)",
-        )
-    command.add_argument(
-        "--no-grpc", action="store_true", help="serve no gRPC ports (enable_grpc=false)"
-    )
-    command.add_argument("--instance", metavar="NAME", help=INSTANCE_HELP)
 
 
 def _add_serve_command(serve: argparse.ArgumentParser) -> None:
@@ -209,14 +168,14 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--name", help="model name in the URLs (default: the file name's stem)")
     serve.add_argument(
         "--batch-size",
-        type=_whole_number(1),
+        type=whole_number(1),
         default=quick_deploy.DEFAULT_BATCH_SIZE,
         metavar="N",
         help=f"requests per batch (default {quick_deploy.DEFAULT_BATCH_SIZE})",
     )
     serve.add_argument(
         "--max-batch-delay",
-        type=_whole_number(0),
+        type=whole_number(0),
         default=quick_deploy.DEFAULT_MAX_BATCH_DELAY_MS,
         metavar="MS",
         help="longest a request is held for batch-mates, in ms, and only while more requests "
@@ -225,13 +184,13 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=_whole_number(1),
+        type=whole_number(1),
         default=quick_deploy.DEFAULT_WORKERS,
         metavar="N",
         help=f"worker processes (default {quick_deploy.DEFAULT_WORKERS})",
     )
     serve.add_argument("--device", help=DEVICE_HELP)
-    _add_listen_flags(serve)
+    add_listen_flags(serve)
     serve.add_argument(
         "--output",
         type=Path,
@@ -271,7 +230,7 @@ def _add_start_command(start: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow register and unregister (the default; accepted for TorchServe scripts)",
     )
-    _add_listen_flags(start)
+    add_listen_flags(start)
     start.add_argument("--name", dest="instance", metavar="NAME", help="the same as --instance")
     start.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     start.add_argument(
@@ -290,6 +249,7 @@ def _add_start_command(start: argparse.ArgumentParser) -> None:
         "logs/modelserve-NAME.log, or console.log in the --log-dir)",
     )
     start.add_argument("--device", help=DEVICE_HELP)
+    repository.add_arguments(start)
     for flags, why in TORCHSERVE_UNUSED_FLAGS.items():
         start.add_argument(*flags, metavar="PATH", help=f"TorchServe's; ignored: {why}")
     start.set_defaults(handler=_start)

@@ -1,4 +1,5 @@
-"""Check, or regenerate, the committed Python code of the .proto files in ``proto/``.
+"""Check, or regenerate, the committed Python code of the .proto files in every package's
+``proto/`` (gRPC's services here, the model repository's Triton config).
 
 Run from anywhere, with grpcio-tools installed (a dev dependency)::
 
@@ -43,7 +44,11 @@ def generate(out_root: Path) -> int:
     from grpc_tools import protoc
 
     well_known = resources.files("grpc_tools") / "_proto"
-    protos = sorted(str(path.relative_to(SOURCE_ROOT)) for path in PROTO_DIR.glob("*.proto"))
+    protos = sorted(
+        str(path.relative_to(SOURCE_ROOT))
+        for directory in proto_dirs()
+        for path in directory.glob("*.proto")
+    )
     arguments = [
         "grpc_tools.protoc",
         f"-I{SOURCE_ROOT}",
@@ -59,6 +64,11 @@ def generate(out_root: Path) -> int:
         for name in PRIVATE_POOL:
             _use_private_pool(generated_dir / f"{name}_pb2.py")
     return status
+
+
+def proto_dirs() -> list[Path]:
+    """Every package's ``proto/`` directory under the source root."""
+    return sorted(SOURCE_ROOT.glob("modelserve/*/proto"))
 
 
 def _use_private_pool(module: Path) -> None:
@@ -118,19 +128,25 @@ def differences(committed: Path, fresh: Path) -> list[str]:
 def check() -> int:
     """0 when the committed code describes the .proto files as they are; else 1, naming the
     modules that differ."""
+    stale = False
     with tempfile.TemporaryDirectory() as scratch:
         status = generate(Path(scratch))
         if status != 0:
             return status
-        problems = differences(PROTO_DIR, Path(scratch) / PROTO_DIR.relative_to(SOURCE_ROOT))
-    if problems:
-        print(f"The generated code in {PROTO_DIR} is out of date:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+        for directory in proto_dirs():
+            fresh = Path(scratch) / directory.relative_to(SOURCE_ROOT)
+            problems = differences(directory, fresh)
+            protos = len(list(directory.glob("*.proto")))
+            if not problems:
+                print(f"The generated code in {directory} is up to date ({protos} .proto files).")
+                continue
+            stale = True
+            print(f"The generated code in {directory} is out of date:", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+    if stale:
         print("Regenerate it with: python -m modelserve.grpc.generate --write", file=sys.stderr)
         return 1
-    protos = len(list(PROTO_DIR.glob("*.proto")))
-    print(f"The generated code in {PROTO_DIR} is up to date with its {protos} .proto files.")
     return 0
 
 

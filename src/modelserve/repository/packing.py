@@ -1,0 +1,136 @@
+"""Triton models as archives for the ``tensor`` handler: one per served version, packed (not
+compressed) into a private store, each with a model-config YAML that carries what
+config.pbtxt says about batching, instances and tensors.
+
+| config.pbtxt | modelserve |
+| --- | --- |
+| ``max_batch_size`` with ``dynamic_batching`` | ``batchSize`` (1 without dynamic batching) |
+| ``dynamic_batching.max_queue_delay_microseconds`` | ``maxBatchDelay`` in ms, rounded up |
+| ``dynamic_batching.default_queue_policy.max_queue_size`` | ``jobQueueSize`` |
+| ``instance_group`` counts (a group without one: 1) | workers (min = max) |
+| ``instance_group`` KIND_CPU / KIND_GPU with ``gpus`` | ``deviceType`` / ``deviceIds`` |
+| ``input`` / ``output`` | the v2 metadata (``[-1]`` + ``dims`` when ``max_batch_size`` > 0) |
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from modelserve_archiver.builder import build_archive
+from modelserve_archiver.errors import ArchiverError
+from modelserve_archiver.options import ArchiveOptions
+
+from modelserve.repository.proto.model_config_pb2 import DataType, ModelConfig, ModelInstanceGroup
+from modelserve.repository.triton import RepositoryError, TritonModel, TritonVersion
+
+log = logging.getLogger("modelserve.repository")
+HANDLER = "tensor"
+# What a model config may say that modelserve does not act on yet: warned about, by name.
+NOT_ACTED_ON = (
+    ("dynamic_batching.preferred_batch_size", lambda c: c.dynamic_batching.preferred_batch_size),
+    ("parameters", lambda c: c.parameters),
+    ("input.reshape", lambda c: any(t.HasField("reshape") for t in c.input)),
+    ("output.reshape", lambda c: any(t.HasField("reshape") for t in c.output)),
+    ("output.label_filename", lambda c: any(t.label_filename for t in c.output)),
+)
+
+
+def pack_model(model: TritonModel, store: Path, scratch: Path) -> list[str]:
+    """Archive every served version of ``model`` into ``store``; the startup entries that load
+    them, newest first (the first registered version is the default)."""
+    for what, present in NOT_ACTED_ON:
+        if present(model.config):
+            log.warning("model %s: %s in config.pbtxt is not acted on yet", model.name, what)
+    config_file = scratch / f"{model.name}.yaml"
+    config_file.write_text(yaml.safe_dump(model_yaml(model.config, model.backend)))
+    entries = []
+    for version in reversed(model.versions):
+        archive = _pack_version(model, version, config_file, store)
+        entries.append(f"{model.name}={archive.name}")
+    return entries
+
+
+def model_yaml(config: ModelConfig, backend: str) -> dict[str, Any]:
+    """The archive's model-config YAML for ``config``."""
+    batching = config.WhichOneof("scheduling_choice") == "dynamic_batching"
+    document: dict[str, Any] = {
+        "handler": {"backend": backend},
+        "batchSize": max(config.max_batch_size, 1) if batching else 1,
+        "maxBatchDelay": (
+            math.ceil(config.dynamic_batching.max_queue_delay_microseconds / 1000)
+            if batching
+            else 0
+        ),
+    }
+    queue = config.dynamic_batching.default_queue_policy.max_queue_size
+    if batching and queue > 0:
+        document["jobQueueSize"] = queue
+    groups = list(config.instance_group)
+    if groups:
+        workers = sum(group.count or 1 for group in groups)
+        document["minWorkers"] = document["maxWorkers"] = workers
+        document.update(_placement(config.name, groups))
+    batch_dim = [-1] if config.max_batch_size > 0 else []
+    for key, tensors in (("inputs", config.input), ("outputs", config.output)):
+        if tensors:
+            document[key] = [
+                {
+                    "name": tensor.name,
+                    "datatype": v2_datatype(tensor.data_type),
+                    "shape": batch_dim + list(tensor.dims),
+                }
+                for tensor in tensors
+            ]
+    return document
+
+
+def v2_datatype(data_type: int) -> str:
+    """Triton's ``TYPE_FP32`` … as the v2 name (``FP32``; ``TYPE_STRING`` is ``BYTES``)."""
+    name = DataType.Name(data_type).removeprefix("TYPE_")
+    return "BYTES" if name == "STRING" else name
+
+
+def _placement(model: str, groups: list[ModelInstanceGroup]) -> dict[str, Any]:
+    kinds = {group.kind for group in groups}
+    if kinds == {ModelInstanceGroup.KIND_CPU}:
+        return {"deviceType": "cpu"}
+    if kinds == {ModelInstanceGroup.KIND_GPU}:
+        gpus = sorted({gpu for group in groups for gpu in group.gpus})
+        return {"deviceType": "gpu", **({"deviceIds": gpus} if gpus else {})}
+    if kinds == {ModelInstanceGroup.KIND_AUTO}:
+        return {}
+    raise RepositoryError(
+        f"model {model}: instance_group mixes kinds or uses KIND_MODEL, which is not served"
+    )
+
+
+def _pack_version(
+    model: TritonModel, version: TritonVersion, config_file: Path, store: Path
+) -> Path:
+    path = version.model_path
+    inputs: dict[str, Any] = (
+        {"extra_files": [str(path)]} if path.is_dir() else {"serialized_file": str(path)}
+    )
+    destination = store / f"{model.name}-{version.version}"
+    destination.mkdir()
+    options = ArchiveOptions(
+        model_name=model.name,
+        version=version.version,
+        handler=HANDLER,
+        export_path=destination,
+        config_file=str(config_file),
+        archive_format="zip-store",
+        **inputs,
+    )
+    try:
+        archive = build_archive(options)
+    except ArchiverError as exc:
+        raise RepositoryError(f"model {model.name} version {version.version}: {exc}") from exc
+    moved = store / f"{model.name}-{version.version}.mar"
+    archive.rename(moved)
+    destination.rmdir()
+    return moved
