@@ -180,3 +180,32 @@ def test_the_config_sets_workers_and_batching_and_bad_models_are_named(
     assert len(described["workers"]) == 2
     assert httpx.get(served.inference + "/v2/models/broken/ready").status_code == 404
     assert "not serving broken" in served.log() and "sequence_batching" in served.log()
+
+
+def test_the_model_config_and_repository_index_apis(served: RunningServer) -> None:
+    client = triton.InferenceServerClient(served.inference.removeprefix("http://"))
+    config = client.get_model_config("pair", "2")
+    assert config["name"] == "pair" and config["platform"] == "onnxruntime_onnx"
+    assert config["max_batch_size"] == 8
+    assert config["input"][0] == {"name": "a", "data_type": "TYPE_FP32", "dims": [4]}
+    assert config["dynamic_batching"] == {
+        "max_queue_delay_microseconds": 1500,  # a JSON number, not protobuf's "1500"
+        "default_queue_policy": {"max_queue_size": 7},
+    }
+    assert config["instance_group"] == [{"count": 2, "kind": "KIND_CPU"}]
+    # Auto-completed: what the worker reports about model.onnx.
+    auto = client.get_model_config("auto")
+    assert [tensor["name"] for tensor in auto["input"]] == ["a", "b"]
+    assert auto["input"][1]["data_type"] == "TYPE_INT64"
+    index = client.get_model_repository_index()
+    assert {(entry["name"], entry["version"], entry["state"]) for entry in index} == {
+        ("auto", "1", "READY"),
+        ("pair", "1", "READY"),
+        ("pair", "2", "READY"),
+    }
+    assert httpx.post(served.inference + "/v2/repository/index", json={"ready": True}).json()
+    bad = httpx.post(served.inference + "/v2/repository/index", content=b"{not json")
+    assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
+    missing = httpx.get(served.inference + "/v2/models/nope/config")
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    client.close()

@@ -21,7 +21,7 @@ from modelserve.engine.errors import (
 )
 from modelserve.engine.health import Health, HealthStatus
 from modelserve.engine.registration import RegisterOptions
-from modelserve.engine.results import ModelMetadata, ServingState, VersionStatus
+from modelserve.engine.results import ModelMetadata, RepositoryEntry, ServingState, VersionStatus
 from modelserve.wire import RequestParameter, WireRequest
 
 LOADING_STARTUP_MODELS = {"*": "the server is loading its startup models"}
@@ -153,3 +153,32 @@ def test_metadata_and_readiness_without_workers(model_store: Path, tmp_path: Pat
     # No worker has reported tensors or a platform: the platform is the server's own.
     assert default == ModelMetadata("probe", "1.0", ["1.0", "2.0"], "modelserve", [], [])
     assert second.version == "2.0" and second.versions == ["1.0", "2.0"]
+
+
+def test_repository_index_and_config_without_a_triton_repository(
+    model_store: Path, tmp_path: Path
+) -> None:
+    async def scenario(engine: Engine) -> dict[str, object]:
+        plane = DataPlane(engine)
+        await plane.register(RegisterOptions(url="probe.mar", initial_workers=1))
+        await plane.register(RegisterOptions(url="other.mar"))
+        return {
+            "all": plane.repository_index(),
+            "ready": plane.repository_index(ready_only=True),
+            "config": plane.model_config("other"),
+        }
+
+    seen = run_engine(model_store, tmp_path / "run", scenario)
+    assert seen["all"] == [
+        RepositoryEntry("other", "1.0", "UNAVAILABLE", "no worker"),
+        RepositoryEntry("probe", "1.0", "READY"),
+    ]
+    assert seen["ready"] == [RepositoryEntry("probe", "1.0", "READY")]
+    # No config.pbtxt and no reported tensors: the config says what is known.
+    assert seen["config"] == {
+        "name": "other",
+        "platform": "modelserve",
+        "max_batch_size": 0,
+        "input": [],
+        "output": [],
+    }

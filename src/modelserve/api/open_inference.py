@@ -13,6 +13,7 @@ timeout, body too large), is the protocol's ``{"error": "<message>"}`` with its 
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -93,6 +94,27 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         call = plane.explain if explain else plane.infer
         return handler_response(await call(name, version, wire), wire.request_id)
 
+    async def model_config(request: Request) -> Response:
+        path = request.path_params
+        return compact_json(plane.model_config(path["model_name"], path.get("version")))
+
+    async def repository_index(request: Request) -> Response:
+        # Triton's body is optional: {"ready": true} lists only the versions ready to serve.
+        body = await request.body()
+        try:
+            asked = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise BadRequestException(f"the request body is not JSON: {exc}") from exc
+        if not isinstance(asked, dict) or not isinstance(asked.get("ready", False), bool):
+            raise BadRequestException('expected a JSON object like {"ready": true}')
+        entries = plane.repository_index(ready_only=asked.get("ready", False))
+        return compact_json(
+            [
+                {"name": e.name, "version": e.version, "state": e.state, "reason": e.reason}
+                for e in entries
+            ]
+        )
+
     async def infer(request: Request) -> Response:
         return await run(request, explain=False)
 
@@ -103,11 +125,13 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/", server_metadata, methods=["GET"]),
+        Route("/repository/index", repository_index, methods=["POST"]),
     ]
     for prefix in ("/models/{model_name}", "/models/{model_name}/versions/{version}"):
         model_routes += [
             Route(prefix, model_metadata, methods=["GET"]),
             Route(f"{prefix}/ready", model_ready, methods=["GET"]),
+            Route(f"{prefix}/config", model_config, methods=["GET"]),
             Route(f"{prefix}/infer", infer, methods=["POST"]),
             Route(f"{prefix}/explain", explain, methods=["POST"]),
         ]

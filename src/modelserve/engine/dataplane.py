@@ -22,7 +22,13 @@ from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.outcomes import Outcome
 from modelserve.engine.registration import RegisterOptions
-from modelserve.engine.results import ModelMetadata, ServerMetadata, ServingState, VersionStatus
+from modelserve.engine.results import (
+    ModelMetadata,
+    RepositoryEntry,
+    ServerMetadata,
+    ServingState,
+    VersionStatus,
+)
 from modelserve.telemetry.frontend_metrics import VersionState
 from modelserve.wire import WireRequest, WireResponse
 
@@ -111,6 +117,36 @@ class DataPlane:
             inputs=tensors["inputs"],
             outputs=tensors["outputs"],
         )
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The version's Triton model configuration (JSON, proto field names): its
+        config.pbtxt when it comes from a Triton repository, else what its metadata says."""
+        model_version = self._registry.get(name, version)
+        if model_version.triton_config is not None:
+            return model_version.triton_config
+        metadata = self.model_metadata(name, version)
+        return {
+            "name": name,
+            "platform": metadata.platform,
+            "max_batch_size": 0,  # the shapes below carry the batch dimension, if any
+            "input": [_config_tensor(tensor) for tensor in metadata.inputs],
+            "output": [_config_tensor(tensor) for tensor in metadata.outputs],
+        }
+
+    def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
+        """Every registered version, by name then version, with Triton's state."""
+        entries = []
+        for name in self._registry.names():
+            versions = self._registry.entry(name).versions
+            for key in sorted(versions):
+                status = versions[key].status()
+                if status.ready:
+                    entries.append(RepositoryEntry(name, key, "READY"))
+                elif not ready_only:
+                    state = "LOADING" if status.state is ServingState.LOADING else "UNAVAILABLE"
+                    reason = status.error or ("loading" if state == "LOADING" else "no worker")
+                    entries.append(RepositoryEntry(name, key, state, reason))
+        return entries
 
     def resolve_label(self, name: str, label: str) -> str:
         """The version a TF Serving label names (the model configs' ``versionLabels``; the
@@ -209,3 +245,13 @@ class DataPlane:
             for name in names[page_token:last]
         ]
         return body
+
+
+def _config_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
+    """A v2 metadata tensor as a Triton config tensor (``TYPE_FP32``; BYTES is TYPE_STRING)."""
+    datatype = tensor["datatype"]
+    return {
+        "name": tensor["name"],
+        "data_type": "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}",
+        "dims": tensor["shape"],
+    }

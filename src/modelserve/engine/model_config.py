@@ -23,6 +23,7 @@ log = logging.getLogger("modelserve.engine")
 TENSOR_KEYS = ("inputs", "outputs")
 # TF Serving's version labels: ``versionLabels: {label: version}``.
 LABELS_KEY = "versionLabels"
+TRITON_CONFIG_KEY = "tritonConfig"
 
 # The knobs that are whole numbers (deviceIds, the other one, is a list).
 _INT_KNOBS = tuple(name for name in TORCHSERVE_KEYS if name != "device_ids")
@@ -42,6 +43,9 @@ class ModelConfig:
     outputs: list[dict[str, Any]] | None = None
     # ``versionLabels``: TF Serving label -> the version it names.
     version_labels: dict[str, str] = field(default_factory=dict)
+    # ``tritonConfig``: the Triton model configuration (config.pbtxt as JSON) of a model served
+    # from a Triton repository, answered by the model config API.
+    triton_config: dict[str, Any] | None = None
 
 
 def load_model_config(path: Path | None) -> ModelConfig:
@@ -89,6 +93,11 @@ def load_model_config(path: Path | None) -> ModelConfig:
         }
     elif labels is not None:
         _ignore(path, LABELS_KEY, labels, "not a mapping of label to version")
+    triton_config = document.get(TRITON_CONFIG_KEY)
+    if isinstance(triton_config, dict):
+        values["triton_config"] = triton_config
+    elif triton_config is not None:
+        _ignore(path, TRITON_CONFIG_KEY, triton_config, "not a mapping")
     return ModelConfig(raw=document, settings=settings, **values)
 
 

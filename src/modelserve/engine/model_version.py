@@ -34,6 +34,7 @@ class ModelVersion:
         metrics: VersionMetrics,
         declared_tensors: dict[str, list[dict[str, Any]] | None] | None = None,
         version_labels: dict[str, str] | None = None,
+        triton_config: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -51,6 +52,8 @@ class ModelVersion:
         self.declared_tensors = declared_tensors or {}
         # From the model-config yaml: TF Serving's ``versionLabels`` (label -> version).
         self.version_labels = version_labels or {}
+        # From the model-config yaml: the Triton config.pbtxt of a repository model, as JSON.
+        self.triton_config = triton_config
         self._no_worker_message = (
             f'Model "{name}" Version {version} has no worker to serve inference request. '
             "Please use scale workers API to add workers."

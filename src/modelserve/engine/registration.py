@@ -242,6 +242,7 @@ class Registration:
             metrics=version_metrics,
             declared_tensors={"inputs": model_config.inputs, "outputs": model_config.outputs},
             version_labels=model_config.version_labels,
+            triton_config=model_config.triton_config,
         )
 
     def _version_settings(

@@ -56,3 +56,14 @@ class ModelMetadata:
     platform: str
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryEntry:
+    """One model version in the repository index: Triton's state (READY, LOADING or
+    UNAVAILABLE) and, when not ready, why."""
+
+    name: str
+    version: str
+    state: str
+    reason: str = ""

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.errors import ArchiverError
 from modelserve_archiver.options import ArchiveOptions
@@ -46,7 +48,11 @@ def pack_model(model: TritonModel, store: Path, scratch: Path) -> list[str]:
         if present(model.config):
             log.warning("model %s: %s in config.pbtxt is not acted on yet", model.name, what)
     config_file = scratch / f"{model.name}.yaml"
-    config_file.write_text(yaml.safe_dump(model_yaml(model.config, model.backend)))
+    document = model_yaml(model.config, model.backend)
+    if model.auto_completed:
+        # The config API then answers from the tensors the worker reports, as auto-complete.
+        del document["tritonConfig"]
+    config_file.write_text(yaml.safe_dump(document, sort_keys=False))  # proto field order
     entries = []
     for version in reversed(model.versions):
         archive = _pack_version(model, version, config_file, store)
@@ -59,6 +65,7 @@ def model_yaml(config: ModelConfig, backend: str) -> dict[str, Any]:
     batching = config.WhichOneof("scheduling_choice") == "dynamic_batching"
     document: dict[str, Any] = {
         "handler": {"backend": backend},
+        "tritonConfig": config_json(config),
         "batchSize": max(config.max_batch_size, 1) if batching else 1,
         "maxBatchDelay": (
             math.ceil(config.dynamic_batching.max_queue_delay_microseconds / 1000)
@@ -86,6 +93,30 @@ def model_yaml(config: ModelConfig, backend: str) -> dict[str, Any]:
                 for tensor in tensors
             ]
     return document
+
+
+def config_json(message: Message) -> dict[str, Any]:
+    """A config message as Triton's model config API renders it: proto field names, enums by
+    name, 64-bit integers as JSON numbers (protobuf's own JSON writes them as strings), fields
+    at their default left out."""
+    return {field.name: _field_json(field, value) for field, value in message.ListFields()}
+
+
+def _field_json(field: FieldDescriptor, value: Any) -> Any:
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        value_field = field.message_type.fields_by_name["value"]
+        return {str(key): _scalar_json(value_field, item) for key, item in value.items()}
+    if field.is_repeated:
+        return [_scalar_json(field, item) for item in value]
+    return _scalar_json(field, value)
+
+
+def _scalar_json(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return config_json(value)
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return field.enum_type.values_by_number[value].name
+    return value
 
 
 def v2_datatype(data_type: int) -> str:

@@ -56,6 +56,8 @@ class TritonModel:
     config: ModelConfig
     backend: str
     versions: list[TritonVersion]
+    # No config.pbtxt: the backend was told from the file, the tensors come from the worker.
+    auto_completed: bool = False
 
 
 @dataclass
@@ -95,6 +97,7 @@ def read_model(directory: Path, strict: bool, config_name: str | None) -> Triton
     """One model directory; RepositoryError naming the model and the problem."""
     name = directory.name
     config = _read_config(directory, strict, config_name)
+    auto_completed = config.ByteSize() == 0
     if config.name and config.name != name:
         raise RepositoryError(
             f"model {name}: config.pbtxt names it {config.name!r}; the name must be the directory's"
@@ -119,7 +122,7 @@ def read_model(directory: Path, strict: bool, config_name: str | None) -> Triton
         if not path.exists():
             raise RepositoryError(f"model {name} version {version}: no {file_name} in it")
         versions.append(TritonVersion(version, path))
-    return TritonModel(name, directory, config, backend, versions)
+    return TritonModel(name, directory, config, backend, versions, auto_completed)
 
 
 def served_versions(policy: ModelVersionPolicy, available: list[str], model: str) -> list[str]:
