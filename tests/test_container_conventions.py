@@ -34,6 +34,7 @@ def open_health(
         models=["probe=probe.mar"],
         config={"auth_token": TOKEN, "open_health_checks": "true"},
     )
+    wait_until(lambda: "Ready: probe" in running.log(), timeout=60)
     yield running
     running.stop()
 

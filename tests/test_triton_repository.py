@@ -5,7 +5,6 @@ the model file, what config.pbtxt says mapped onto batching, workers and tensor 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,25 +14,17 @@ import pytest
 import tritonclient.http as triton
 from framework_models import save_onnx_pair
 from support import RunningServer, start_server, wait_until
+from triton_fixtures import add_version, pair_config
 
 from modelserve.repository.packing import model_yaml
 from modelserve.repository.triton import RepositoryError, read_model, read_repositories
 
-PAIR_CONFIG = """
-name: "pair"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-input [
-  { name: "a" data_type: TYPE_FP32 dims: [ 4 ] },
-  { name: "b" data_type: TYPE_INT64 dims: [ 4 ] }
-]
-output [
-  { name: "sum" data_type: TYPE_FP32 dims: [ 4 ] },
-  { name: "product" data_type: TYPE_FP32 dims: [ 4 ] }
-]
-dynamic_batching { max_queue_delay_microseconds: 1500 default_queue_policy { max_queue_size: 7 } }
-instance_group [ { count: 2 kind: KIND_CPU } ]
-"""
+PAIR_CONFIG = pair_config(
+    8,
+    "dynamic_batching { max_queue_delay_microseconds: 1500 "
+    "default_queue_policy { max_queue_size: 7 } }\n"
+    "instance_group [ { count: 2 kind: KIND_CPU } ]\n",
+)
 A = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], dtype=np.float32)
 B = np.array([[1, 1, 1, 1], [2, 2, 2, 2]], dtype=np.int64)
 
@@ -48,8 +39,7 @@ def _model(root: Path, name: str, onnx: Path, versions: list[str], config: str |
     directory = root / name
     directory.mkdir(parents=True)
     for version in versions:
-        (directory / version).mkdir()
-        shutil.copy(onnx, directory / version / "model.onnx")
+        add_version(directory, version, onnx)
     if config is not None:
         (directory / "config.pbtxt").write_text(config)
     return directory
@@ -179,7 +169,7 @@ def test_the_config_sets_workers_and_batching_and_bad_models_are_named(
     assert (described["batchSize"], described["maxBatchDelay"]) == (8, 2)
     assert len(described["workers"]) == 2
     assert httpx.get(served.inference + "/v2/models/broken/ready").status_code == 404
-    assert "not serving broken" in served.log() and "sequence_batching" in served.log()
+    assert "model broken not served" in served.log() and "sequence_batching" in served.log()
 
 
 def test_the_model_config_and_repository_index_apis(served: RunningServer) -> None:
@@ -209,3 +199,13 @@ def test_the_model_config_and_repository_index_apis(served: RunningServer) -> No
     missing = httpx.get(served.inference + "/v2/models/nope/config")
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
     client.close()
+
+
+def test_v2_advertises_the_extensions_served(served: RunningServer) -> None:
+    extensions = httpx.get(served.inference + "/v2").json()["extensions"]
+    assert set(extensions) == {
+        "binary_tensor_data",
+        "model_repository",
+        "model_configuration",
+        "statistics",
+    }

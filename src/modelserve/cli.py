@@ -50,6 +50,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         # Likewise, these flags only switch their setting one way.
         "disable_token_authorization": True if getattr(args, "disable_token_auth", False) else None,
         "enable_model_api": True if getattr(args, "enable_model_api", False) else None,
+        **repository.settings_overrides(args),
     }
     return _port_flags(args).apply(load_settings(args.ts_config, overrides))
 
@@ -84,11 +85,6 @@ def _start(args: argparse.Namespace) -> int:
     if control.name_in_use(settings):
         return 1
     models = args.models or settings.load_models
-    if args.foreground and args.model_repository:
-        with repository.prepared_from(args) as packed:
-            models = [*packed.startup_models, *models]
-            settings = packed.settings_for(settings)
-            return control.run_foreground(settings, models, packed.note(), args.log_file)
     if args.foreground:
         return control.run_foreground(settings, models, console_log=args.log_file)
     return control.start_background(args.arguments, settings, _console_log(args, settings))

@@ -12,6 +12,7 @@ from pathlib import Path
 from modelserve.api.inference import build_inference_app
 from modelserve.api.management import build_management_app
 from modelserve.api.metrics import build_metrics_app
+from modelserve.api.statistics import triton_collector
 from modelserve.config import ConfigError, Settings, log_config_notices
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.engine import Engine
@@ -27,6 +28,7 @@ from modelserve.http_planes import (
     plane_server,
 )
 from modelserve.instances import STARTED, InstanceFile
+from modelserve.repository.control import ModelControl, repository_settings
 from modelserve.security.exposure import AccessPolicy, access_policy
 from modelserve.startup import (
     ServerEvents,
@@ -107,7 +109,10 @@ async def run_server(
     name = settings.instance_name or str(sockets["inference"].getsockname()[1])
     instance = claim_instance(settings, name, console_log)
     try:
-        await _serve(settings, startup_models, events, sockets, instance, policy, metrics)
+        with repository_settings(settings) as served_settings:
+            await _serve(
+                served_settings, startup_models, events, sockets, instance, policy, metrics
+            )
     finally:
         instance.release()
 
@@ -124,6 +129,10 @@ async def _serve(
     engine = Engine(settings, metrics, instance.record.name)
     engine.on_models_changed = lambda names: instance.update(models=names)
     data_plane = DataPlane(engine)
+    model_control = None
+    if settings.model_repository:
+        model_control = ModelControl(settings, data_plane, engine.startup, settings.model_store)
+        data_plane.repository = model_control
     count = metrics.count_response
     limit = settings.max_request_size
     access = plane_accesses(settings, policy)
@@ -135,6 +144,8 @@ async def _serve(
     }
     if settings.enable_metrics_api:
         collectors = metrics.collectors(data_plane.version_states)
+        if settings.metrics_mode == "prometheus":  # legacy: TorchServe's three; log: none
+            collectors.append(triton_collector(data_plane))
         apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"])
     servers = {plane: plane_server(app, settings, plane) for plane, app in apps.items()}
     grpc_planes = build_grpc_planes(settings, data_plane, policy)
@@ -163,6 +174,8 @@ async def _serve(
         await start_grpc_planes(grpc_planes)
         addresses = listen_addresses(settings, sockets, grpc_planes)
         instance.update(addresses=addresses)
+        if model_control is not None:
+            await model_control.start()
         report = await load_models(engine, startup_models, settings)
         instance.update(state=STARTED, models=engine.model_names(), startup=report.to_record())
         for plane in servers:
@@ -181,6 +194,8 @@ async def _serve(
     finally:
         if settling is not None:
             settling.cancel()
+        if model_control is not None:
+            await model_control.close()
         for server in servers.values():
             server.should_exit = True
         drain_s = settings.drain_timeout

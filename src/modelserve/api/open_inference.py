@@ -13,6 +13,8 @@ timeout, body too large), is the protocol's ``{"error": "<message>"}`` with its 
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +28,7 @@ from modelserve.api.protocol_routes import (
     protocol_request,
 )
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, handler_response
+from modelserve.api.statistics import statistics_json
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException
 from modelserve.protocol_contract import HEADER_LENGTH, V2
@@ -45,10 +48,28 @@ def check_header_length(request: Request, body_length: int) -> None:
         )
 
 
+# Triton's extensions served over REST only (gRPC has no repository, config or statistics calls
+# yet): /v2 advertises exactly what answers.
+REST_EXTENSIONS = ("model_repository", "model_configuration", "statistics")
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object body; ``{}`` when there is none."""
+    body = await request.body()
+    try:
+        value = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestException(f"the request body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BadRequestException("the request body must be a JSON object")
+    return value
+
+
 def v2_routes(plane: DataPlane) -> list[BaseRoute]:
     """The v2 routes of the inference plane: ``GET /v2`` and everything under ``/v2/``."""
     server = plane.server_metadata()
-    server_body = {"name": server.name, "version": server.version, "extensions": server.extensions}
+    extensions = [*server.extensions, *REST_EXTENSIONS]
+    server_body = {"name": server.name, "version": server.version, "extensions": extensions}
 
     async def server_metadata(_request: Request) -> Response:
         return compact_json(server_body)
@@ -100,13 +121,9 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
 
     async def repository_index(request: Request) -> Response:
         # Triton's body is optional: {"ready": true} lists only the versions ready to serve.
-        body = await request.body()
-        try:
-            asked = orjson.loads(body) if body.strip() else {}
-        except orjson.JSONDecodeError as exc:
-            raise BadRequestException(f"the request body is not JSON: {exc}") from exc
-        if not isinstance(asked, dict) or not isinstance(asked.get("ready", False), bool):
-            raise BadRequestException('expected a JSON object like {"ready": true}')
+        asked = await _json_object(request)
+        if not isinstance(asked.get("ready", False), bool):
+            raise BadRequestException('"ready" must be true or false')
         entries = plane.repository_index(ready_only=asked.get("ready", False))
         return compact_json(
             [
@@ -114,6 +131,25 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
                 for e in entries
             ]
         )
+
+    async def statistics(request: Request) -> Response:
+        path = request.path_params
+        entries = plane.statistics(path.get("model_name"), path.get("version"))
+        return compact_json({"model_stats": [statistics_json(entry) for entry in entries]})
+
+    async def load(request: Request) -> Response:
+        # Triton's {"parameters": {"config": "<JSON>"}} loads with that config instead.
+        parameters = (await _json_object(request)).get("parameters") or {}
+        config = parameters.get("config") if isinstance(parameters, dict) else None
+        if config is not None and not isinstance(config, str):
+            raise BadRequestException('"parameters.config" must be a JSON string')
+        await plane.load_model(request.path_params["model_name"], config)
+        return Response(status_code=200)
+
+    async def unload(request: Request) -> Response:
+        await _json_object(request)  # unload_dependents: no model depends on another here
+        await plane.unload_model(request.path_params["model_name"])
+        return Response(status_code=200)
 
     async def infer(request: Request) -> Response:
         return await run(request, explain=False)
@@ -126,12 +162,17 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         Route("/health/ready", ready, methods=["GET"]),
         Route("/", server_metadata, methods=["GET"]),
         Route("/repository/index", repository_index, methods=["POST"]),
+        # Before /models/{model_name}: Triton's path for every model's statistics.
+        Route("/models/stats", statistics, methods=["GET"]),
+        Route("/repository/models/{model_name}/load", load, methods=["POST"]),
+        Route("/repository/models/{model_name}/unload", unload, methods=["POST"]),
     ]
     for prefix in ("/models/{model_name}", "/models/{model_name}/versions/{version}"):
         model_routes += [
             Route(prefix, model_metadata, methods=["GET"]),
             Route(f"{prefix}/ready", model_ready, methods=["GET"]),
             Route(f"{prefix}/config", model_config, methods=["GET"]),
+            Route(f"{prefix}/stats", statistics, methods=["GET"]),
             Route(f"{prefix}/infer", infer, methods=["POST"]),
             Route(f"{prefix}/explain", explain, methods=["POST"]),
         ]

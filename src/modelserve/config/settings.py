@@ -157,7 +157,19 @@ class Settings(BaseModel):
     # TLS on both gRPC ports with certificate_file / private_key_file.
     enable_grpc_ssl: bool = False
 
-    @field_validator("load_models", mode="before")
+    # ----- Triton model repositories (docs/model_repositories.md), Triton's flag names.
+    model_repository: list[Path] = Field(default_factory=list)
+    # none: load every model at start; poll: also follow the repositories' changes every
+    # repository_poll_secs; explicit: load load_model at start, the rest on request.
+    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    repository_poll_secs: float = Field(15, gt=0)
+    load_model: list[str] = Field(default_factory=list)
+    # Refuse a model without config.pbtxt (Triton's --strict-model-config).
+    strict_model_config: bool = False
+    # Read <model>/configs/<name> instead of config.pbtxt where it exists.
+    model_config_name: str | None = None
+
+    @field_validator("load_models", "load_model", "model_repository", mode="before")
     @classmethod
     def _split_model_list(cls, value: Any) -> Any:
         if isinstance(value, str):

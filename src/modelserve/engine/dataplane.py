@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from modelserve import __version__
 from modelserve.engine.engine import Engine
@@ -24,6 +24,7 @@ from modelserve.engine.outcomes import Outcome
 from modelserve.engine.registration import RegisterOptions
 from modelserve.engine.results import (
     ModelMetadata,
+    ModelStatistics,
     RepositoryEntry,
     ServerMetadata,
     ServingState,
@@ -41,12 +42,24 @@ EXPLAIN_HEADER = "explain"
 LIST_LIMIT_MAX = 100
 
 
+class ModelRepository(Protocol):
+    """Loads and unloads models of a model repository (Triton's repository API)."""
+
+    async def load(self, name: str, config: str | None) -> None:
+        """Serve ``name`` as the repository holds it (``config``: JSON over its config)."""
+
+    async def unload(self, name: str) -> None:
+        """Stop serving every version of ``name``."""
+
+
 class DataPlane:
     """The protocol-neutral API of one server's engine."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._registry = engine.registry
+        # Set when the server serves model repositories (--model-repository).
+        self.repository: ModelRepository | None = None
 
     # ----- the server
 
@@ -148,6 +161,45 @@ class DataPlane:
                     entries.append(RepositoryEntry(name, key, state, reason))
         return entries
 
+    def statistics(
+        self, name: str | None = None, version: str | None = None
+    ) -> list[ModelStatistics]:
+        """Triton's statistics: of one version, of every version of ``name``, or of every
+        version of every model (by name, then version); 404 for an unknown model or version."""
+        if name is not None and version is not None:
+            chosen = [self._registry.get(name, version)]
+        elif name is not None:
+            versions = self._registry.entry(name).versions
+            chosen = [versions[key] for key in sorted(versions)]
+        else:
+            chosen = sorted(self._registry.all_versions(), key=lambda v: (v.name, v.version))
+        return [
+            ModelStatistics(each.name, each.version, each.statistics, each.state().queued)
+            for each in chosen
+        ]
+
+    def registered_versions(self, name: str) -> list[str]:
+        """The registered versions of ``name``, by version; empty when it has none."""
+        if name not in self._registry.names():
+            return []
+        return sorted(self._registry.entry(name).versions)
+
+    async def load_model(self, name: str, config: str | None = None) -> None:
+        """Triton's repository load: serve ``name`` from the model repository (400 when the
+        server serves none, 404 when no repository holds the model)."""
+        await self._model_repository().load(name, config)
+
+    async def unload_model(self, name: str) -> None:
+        """Triton's repository unload: stop serving every version of ``name``."""
+        await self._model_repository().unload(name)
+
+    def _model_repository(self) -> ModelRepository:
+        if self.repository is None:
+            raise BadRequestException(
+                "this server serves no model repository (start it with --model-repository DIR)"
+            )
+        return self.repository
+
     def resolve_label(self, name: str, label: str) -> str:
         """The version a TF Serving label names (the model configs' ``versionLabels``; the
         default version's config first, then the others by version). 404 for an unknown
@@ -177,11 +229,16 @@ class DataPlane:
         metrics.received(explicit)
         future = asyncio.get_running_loop().create_future()
         job = InferenceJob(request, future, time.perf_counter(), explicit)
+        succeeded = False
         try:
             model_version.submit(job)
-            return await future
+            response: WireResponse = await future
+            succeeded = response.status < 400
+            return response
         finally:
-            metrics.finished(explicit, time.perf_counter() - job.enqueued_at)
+            elapsed = time.perf_counter() - job.enqueued_at
+            metrics.finished(explicit, elapsed)
+            model_version.statistics.request_ended(succeeded, elapsed)
 
     async def explain(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """As ``infer``, with the handler asked to explain its prediction."""

@@ -9,6 +9,7 @@ from modelserve.archive import Manifest
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.results import ServingState, VersionStatus
 from modelserve.engine.settings import VersionSettings
+from modelserve.engine.statistics import VersionStatistics
 from modelserve.engine.worker_pool import WorkerPool
 from modelserve.engine.worker_process import READY
 from modelserve.telemetry.frontend_metrics import VersionMetrics, VersionState
@@ -74,6 +75,11 @@ class ModelVersion:
         framework), if any."""
         platform = (self.pool.tensor_metadata or {}).get("platform")
         return platform if isinstance(platform, str) else None
+
+    @property
+    def statistics(self) -> VersionStatistics:
+        """What the version has served: Triton's statistics and nv_inference_* metrics."""
+        return self.pool.statistics
 
     def serving_state(self) -> ServingState:
         """Available once a worker is ready; loading while workers are asked for; END when

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from modelserve.engine.statistics import VersionStatistics
+
 
 @dataclass(frozen=True, slots=True)
 class ServerMetadata:
@@ -67,3 +69,13 @@ class RepositoryEntry:
     version: str
     state: str
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatistics:
+    """One version's statistics (live: read them, never keep them), and its queued requests."""
+
+    name: str
+    version: str
+    statistics: VersionStatistics
+    pending: int

@@ -18,6 +18,7 @@ from modelserve.engine.errors import ServiceUnavailableException, ServingError, 
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.pool_config import PoolLimits, WorkerLaunch
 from modelserve.engine.restart_backoff import RestartBackoff
+from modelserve.engine.statistics import VersionStatistics
 from modelserve.engine.worker_failures import (
     LoadFailure,
     ResponseTooLargeException,
@@ -79,6 +80,7 @@ class WorkerPool:
         self._depth = UNBATCHED_PIPELINE_DEPTH if limits.batch_size == 1 else 1
         self._restarts = RestartBackoff(label, timeouts.max_retry, self._restart_workers)
         self.workers: dict[str, WorkerProcess] = {}
+        self.statistics = VersionStatistics()
         self.target = 0
         self.last_failure: LoadFailure | None = None
         # The model's tensors as the first worker that could tell described them (READY).
@@ -247,6 +249,7 @@ class WorkerPool:
         now = time.perf_counter()
         for job in jobs:
             self._metrics.dispatched(job.explicit_version, now - job.enqueued_at)
+            self.statistics.dispatched(now - job.enqueued_at)
         batch_id = next(self._batch_ids)
         frames = wire.encode_batch(batch_id, [job.request for job in jobs])
         if not self._dispatcher.send(worker.id, frames):
@@ -277,6 +280,7 @@ class WorkerPool:
         if worker.batches:
             worker.time_head_batch(self.timeouts.response, self._batch_timed_out)
         self._metrics.worker_timings(*header["t"])
+        self.statistics.batch_ran(len(batch.jobs), *header["t"])
         if header["m"]:
             self._metrics.apply_worker_metrics(header["m"])
         outcome = wire.decode_result(header, frames)

@@ -41,23 +41,30 @@ NOT_ACTED_ON = (
 )
 
 
-def pack_model(model: TritonModel, store: Path, scratch: Path) -> list[str]:
-    """Archive every served version of ``model`` into ``store``; the startup entries that load
-    them, newest first (the first registered version is the default)."""
+def pack_model(model: TritonModel, store: Path, tag: str) -> dict[str, Path]:
+    """Archive every served version of ``model`` into ``store`` (file names carry ``tag``, so a
+    reload never overwrites what serves); version → archive."""
     for what, present in NOT_ACTED_ON:
         if present(model.config):
             log.warning("model %s: %s in config.pbtxt is not acted on yet", model.name, what)
-    config_file = scratch / f"{model.name}.yaml"
     document = model_yaml(model.config, model.backend)
     if model.auto_completed:
         # The config API then answers from the tensors the worker reports, as auto-complete.
         del document["tritonConfig"]
+    config_file = store / f".{model.name}-{tag}.yaml"
     config_file.write_text(yaml.safe_dump(document, sort_keys=False))  # proto field order
-    entries = []
-    for version in reversed(model.versions):
-        archive = _pack_version(model, version, config_file, store)
-        entries.append(f"{model.name}={archive.name}")
-    return entries
+    try:
+        return {
+            version.version: _pack_version(model, version, config_file, store, tag)
+            for version in model.versions
+        }
+    finally:
+        config_file.unlink()
+
+
+def instance_count(config: ModelConfig) -> int:
+    """The workers of each version: the instance groups' counts (a group without one: 1)."""
+    return sum(group.count or 1 for group in config.instance_group) or 1
 
 
 def model_yaml(config: ModelConfig, backend: str) -> dict[str, Any]:
@@ -78,8 +85,7 @@ def model_yaml(config: ModelConfig, backend: str) -> dict[str, Any]:
         document["jobQueueSize"] = queue
     groups = list(config.instance_group)
     if groups:
-        workers = sum(group.count or 1 for group in groups)
-        document["minWorkers"] = document["maxWorkers"] = workers
+        document["minWorkers"] = document["maxWorkers"] = instance_count(config)
         document.update(_placement(config.name, groups))
     batch_dim = [-1] if config.max_batch_size > 0 else []
     for key, tensors in (("inputs", config.input), ("outputs", config.output)):
@@ -140,13 +146,13 @@ def _placement(model: str, groups: list[ModelInstanceGroup]) -> dict[str, Any]:
 
 
 def _pack_version(
-    model: TritonModel, version: TritonVersion, config_file: Path, store: Path
+    model: TritonModel, version: TritonVersion, config_file: Path, store: Path, tag: str
 ) -> Path:
     path = version.model_path
     inputs: dict[str, Any] = (
         {"extra_files": [str(path)]} if path.is_dir() else {"serialized_file": str(path)}
     )
-    destination = store / f"{model.name}-{version.version}"
+    destination = store / f".{model.name}-{version.version}-{tag}"
     destination.mkdir()
     options = ArchiveOptions(
         model_name=model.name,
@@ -161,7 +167,7 @@ def _pack_version(
         archive = build_archive(options)
     except ArchiverError as exc:
         raise RepositoryError(f"model {model.name} version {version.version}: {exc}") from exc
-    moved = store / f"{model.name}-{version.version}.mar"
+    moved = store / f"{model.name}-{version.version}-{tag}.mar"
     archive.rename(moved)
     destination.rmdir()
     return moved

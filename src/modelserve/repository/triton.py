@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 
 from modelserve.repository.proto.model_config_pb2 import ModelConfig, ModelVersionPolicy
 
@@ -93,10 +93,18 @@ def read_repositories(
     return repository
 
 
-def read_model(directory: Path, strict: bool, config_name: str | None) -> TritonModel:
-    """One model directory; RepositoryError naming the model and the problem."""
+def read_model(
+    directory: Path, strict: bool, config_name: str | None, override: str | None = None
+) -> TritonModel:
+    """One model directory; RepositoryError naming the model and the problem. ``override``:
+    a configuration in Triton's JSON, used instead of the directory's config.pbtxt (the
+    repository API's load ``parameters.config``)."""
     name = directory.name
-    config = _read_config(directory, strict, config_name)
+    config = (
+        _read_config(directory, strict, config_name)
+        if override is None
+        else _parse_json_config(name, override)
+    )
     auto_completed = config.ByteSize() == 0
     if config.name and config.name != name:
         raise RepositoryError(
@@ -167,6 +175,13 @@ def _read_config(directory: Path, strict: bool, config_name: str | None) -> Mode
         return text_format.Parse(path.read_text(), ModelConfig())
     except text_format.ParseError as exc:
         raise RepositoryError(f"model {directory.name}: {path.name}:{exc}") from exc
+
+
+def _parse_json_config(name: str, text: str) -> ModelConfig:
+    try:
+        return json_format.Parse(text, ModelConfig())
+    except json_format.ParseError as exc:
+        raise RepositoryError(f"model {name}: the configuration given is not valid: {exc}") from exc
 
 
 def _backend_from_files(name: str, directory: Path, versions: list[str]) -> str:

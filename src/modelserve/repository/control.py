@@ -1,0 +1,264 @@
+"""Keeps what the server serves in step with its Triton model repositories, as Triton's model
+control modes do: ``none`` loads every model at start; ``poll`` does too, then rescans every
+``repository_poll_secs``; ``explicit`` loads ``load_model`` at start and the rest through the
+repository API (load / unload).
+
+A load compares each version's fingerprint (its config and its model file's size and mtime)
+with what serves:
+
+* a new version is registered, becomes the default if it is the newest, and versions the
+  policy no longer serves are unregistered after it, so the model never stops serving;
+* a changed config or model file reloads the model: the new archives are packed and checked
+  first, then the old versions go and the new ones come; if the new ones fail to load, the
+  old archives are registered again, so a broken change leaves the model serving as it was;
+* a model gone from the repositories (poll) is unloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelserve.config import Settings
+from modelserve.engine.dataplane import DataPlane
+from modelserve.engine.errors import BadRequestException, ModelNotFoundException, ServingError
+from modelserve.engine.registration import RegisterOptions
+from modelserve.engine.startup_models import StartupModels
+from modelserve.repository.packing import config_json, instance_count, pack_model
+from modelserve.repository.triton import RepositoryError, TritonModel, read_model
+
+log = logging.getLogger("modelserve.repository")
+
+
+@contextlib.contextmanager
+def repository_settings(settings: Settings) -> Iterator[Settings]:
+    """``settings`` as a server of model repositories runs: its model store a private
+    temporary directory the versions are packed into (removed at the end), no snapshots
+    (the repositories say what to serve). Unchanged without ``model_repository``."""
+    if not settings.model_repository:
+        yield settings
+        return
+    store = Path(tempfile.mkdtemp(prefix="modelserve-repository-"))
+    try:
+        yield settings.model_copy(update={"model_store": store, "enable_snapshots": False})
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One served version: what it was packed from, and its archive in the store."""
+
+    fingerprint: str
+    archive: Path
+    workers: int
+
+
+class ModelControl:
+    """Serves the repositories' models through the data plane (the server's ModelRepository)."""
+
+    def __init__(
+        self, settings: Settings, plane: DataPlane, startup: StartupModels, store: Path
+    ) -> None:
+        self._settings = settings
+        self._plane = plane
+        self._startup = startup
+        self._store = store
+        self._served: dict[str, dict[str, Served]] = {}
+        self._tags = itertools.count(1)
+        self._lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+        # The last failure told per model, so that polling says a failure once.
+        self._told: dict[str, str] = {}
+
+    # ----- lifecycle
+
+    async def start(self) -> None:
+        """Load the models the mode loads at start; a model that fails is recorded as a
+        startup failure (the server is then not ready, as Triton's strict readiness)."""
+        for name in self._names_at_start():
+            try:
+                await self._load_locked(name, None)
+            except ServingError as exc:
+                log.error("model %s not served: %s", name, exc.message)
+                self._startup.failures[name] = exc.message
+        if self._settings.model_control_mode == "poll":
+            self._poller = asyncio.create_task(self._poll(), name="repository-poll")
+
+    async def close(self) -> None:
+        """Stop polling."""
+        if self._poller is not None:
+            self._poller.cancel()
+
+    # ----- the repository API (explicit mode)
+
+    async def load(self, name: str, config: str | None) -> None:
+        """Load (or reload) ``name`` on request; only in explicit mode, as in Triton."""
+        self._require_explicit("load")
+        await self._load_locked(name, config)
+
+    async def unload(self, name: str) -> None:
+        """Unload every version of ``name`` on request (explicit mode)."""
+        self._require_explicit("unload")
+        if not self._plane.registered_versions(name):
+            raise ModelNotFoundException(f"Model not found: {name}")
+        async with self._lock:
+            await self._unregister_all(name)
+            self._served.pop(name, None)
+
+    # ----- internals
+
+    def _require_explicit(self, what: str) -> None:
+        mode = self._settings.model_control_mode
+        if mode != "explicit":
+            raise BadRequestException(
+                f"cannot {what} models: the model control mode is {mode} (start with "
+                "--model-control-mode explicit)"
+            )
+
+    def _names_at_start(self) -> list[str]:
+        available = self._repository_names()
+        if self._settings.model_control_mode != "explicit":
+            return available
+        wanted = self._settings.load_model
+        return available if "*" in wanted else list(dict.fromkeys(wanted))
+
+    def _repository_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for root in self._settings.model_repository:
+            if root.is_dir():
+                names.update(dict.fromkeys(p.name for p in root.iterdir() if p.is_dir()))
+        return sorted(names)
+
+    def _directory(self, name: str) -> Path:
+        for root in self._settings.model_repository:
+            if (root / name).is_dir():
+                return root / name
+        raise ModelNotFoundException(f"no model {name} in the model repositories")
+
+    async def _load_locked(self, name: str, config: str | None) -> None:
+        async with self._lock:
+            await self._load(name, config)
+
+    async def _load(self, name: str, config: str | None) -> None:
+        strict, config_name = self._settings.strict_model_config, self._settings.model_config_name
+        try:
+            model = read_model(self._directory(name), strict, config_name, config)
+        except RepositoryError as exc:
+            raise BadRequestException(str(exc)) from exc
+        wanted = {v.version: _fingerprint(model, v.model_path) for v in model.versions}
+        current = self._served.get(name, {})
+        if {v: s.fingerprint for v, s in current.items()} == wanted:
+            return
+        try:
+            archives = pack_model(model, self._store, str(next(self._tags)))
+        except RepositoryError as exc:
+            raise BadRequestException(str(exc)) from exc
+        workers = instance_count(model.config)
+        fresh = {
+            v: current[v]
+            if v in current and current[v].fingerprint == wanted[v]
+            else Served(wanted[v], archives[v], workers)
+            for v in wanted
+        }
+        changed = [v for v in wanted if v in current and current[v].fingerprint != wanted[v]]
+        if changed:
+            await self._reload(name, current, fresh)
+        else:
+            await self._add_and_retire(name, current, fresh)
+        self._served[name] = fresh
+        self._remove_unused_archives()
+        self._startup.registered(name)
+        log.info("model %s serves versions %s", name, ", ".join(sorted(fresh, key=int)))
+
+    async def _add_and_retire(
+        self, name: str, current: dict[str, Served], fresh: dict[str, Served]
+    ) -> None:
+        """New versions first (newest first: it becomes the default), then the ones the
+        policy no longer serves: the model keeps serving throughout."""
+        await self._register_all(name, {v: fresh[v] for v in set(fresh) - set(current)})
+        await self._plane.set_default(name, max(fresh, key=int))
+        for version in set(current) - set(fresh):
+            await self._plane.unregister(name, version)
+
+    async def _reload(
+        self, name: str, current: dict[str, Served], fresh: dict[str, Served]
+    ) -> None:
+        """Replace every version; put the previous ones back if the new ones do not load."""
+        await self._unregister_all(name)
+        try:
+            await self._register_all(name, fresh)
+        except ServingError:
+            await self._unregister_all(name)
+            await self._register_all(name, current)
+            log.error("model %s: the change did not load; the previous versions serve", name)
+            raise
+
+    async def _register_all(self, name: str, versions: dict[str, Served]) -> None:
+        """Register ``versions`` newest first (the first registered is the default)."""
+        for version in sorted(versions, key=int, reverse=True):
+            served = versions[version]
+            options = RegisterOptions(
+                url=served.archive.name,
+                model_name=name,
+                initial_workers=served.workers,
+                synchronous=True,
+            )
+            await self._plane.register(options)
+
+    async def _unregister_all(self, name: str) -> None:
+        versions = self._plane.registered_versions(name)
+        if not versions:
+            return
+        default = self._plane.version_status(name).version
+        for version in [v for v in versions if v != default] + [default]:
+            await self._plane.unregister(name, version)
+
+    def _remove_unused_archives(self) -> None:
+        # Registered versions run from their extracted copies; an archive is kept only to put
+        # a version back after a failed reload.
+        kept = {
+            served.archive for versions in self._served.values() for served in versions.values()
+        }
+        for archive in self._store.glob("*.mar"):
+            if archive not in kept:
+                archive.unlink()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.repository_poll_secs)
+            await self._sync()
+
+    async def _sync(self) -> None:
+        present = set(self._repository_names())
+        for name in sorted(present):
+            try:
+                await self._load_locked(name, None)
+                self._told.pop(name, None)
+            except ServingError as exc:
+                if self._told.get(name) != exc.message:
+                    log.error("model %s: %s", name, exc.message)
+                    self._told[name] = exc.message
+        for name in sorted(set(self._served) - present):
+            async with self._lock:
+                await self._unregister_all(name)
+                self._served.pop(name, None)
+            log.info("model %s left the repository: unloaded", name)
+
+
+def _fingerprint(model: TritonModel, path: Path) -> str:
+    """What a version serves: its config, and its model file's (or directory's) sizes and
+    modification times."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    text = json.dumps([config_json(model.config), stats], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
