@@ -17,7 +17,7 @@ from support import RunningServer, start_server, wait_until
 from triton_fixtures import add_version, pair_config
 
 from modelserve.repository.packing import model_yaml
-from modelserve.repository.triton import RepositoryError, read_model, read_repositories
+from modelserve.repository.triton import RepositoryError, model_directories, read_model
 
 PAIR_CONFIG = pair_config(
     8,
@@ -112,15 +112,23 @@ def test_config_maps_to_batching_workers_and_tensors(tmp_path: Path, onnx_file: 
     assert model_yaml(unbatched.config, "onnx")["batchSize"] == 1
 
 
-def test_a_bad_model_never_stops_the_others(tmp_path: Path, onnx_file: Path) -> None:
+def test_a_name_in_two_repositories_is_served_from_neither(tmp_path: Path, onnx_file: Path) -> None:
     _model(tmp_path / "one", "pair", onnx_file, ["1"], PAIR_CONFIG)
-    _model(tmp_path / "one", "broken", onnx_file, ["1"], "not_a_field: 1")
+    _model(tmp_path / "one", "solo", onnx_file, ["1"], None)
     _model(tmp_path / "two", "pair", onnx_file, ["1"], None)
-    repository = read_repositories([tmp_path / "one", tmp_path / "two"])
-    assert [model.name for model in repository.models] == ["pair"]
-    assert set(repository.failures) == {"broken", "pair"}
-    assert "not_a_field" in repository.failures["broken"]
-    assert "in two repositories" in repository.failures["pair"]
+    found, twice = model_directories([tmp_path / "one", tmp_path / "two"])
+    assert found == {"solo": tmp_path / "one" / "solo"}
+    assert list(twice) == ["pair"] and "in two repositories" in twice["pair"]
+    with pytest.raises(RepositoryError, match="is not a directory"):
+        model_directories([tmp_path / "absent"])
+
+
+def test_a_repository_that_is_not_a_directory_stops_the_start(
+    tmp_path: Path, model_store: Path
+) -> None:
+    args = ["--model-repository", str(tmp_path / "absent")]
+    with pytest.raises(AssertionError, match=r"model repository .*absent is not a directory"):
+        start_server(tmp_path / "server", model_store, args=args)
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelserve.config import Settings
+from modelserve.config import ConfigError, Settings
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException, ModelNotFoundException, ServingError
 from modelserve.engine.registration import RegisterOptions
 from modelserve.engine.startup_models import StartupModels
 from modelserve.repository.packing import config_json, instance_count, pack_model
-from modelserve.repository.triton import RepositoryError, TritonModel, read_model
+from modelserve.repository.triton import (
+    RepositoryError,
+    TritonModel,
+    model_directories,
+    read_model,
+)
 
 log = logging.getLogger("modelserve.repository")
 
@@ -84,7 +89,12 @@ class ModelControl:
 
     async def start(self) -> None:
         """Load the models the mode loads at start; a model that fails is recorded as a
-        startup failure (the server is then not ready, as Triton's strict readiness)."""
+        startup failure (the server is then not ready, as Triton's strict readiness).
+        ConfigError for a repository that is not a directory."""
+        try:
+            model_directories(self._settings.model_repository)
+        except RepositoryError as exc:
+            raise ConfigError(str(exc)) from exc
         for name in self._names_at_start():
             try:
                 await self._load_locked(name, None)
@@ -133,17 +143,24 @@ class ModelControl:
         return available if "*" in wanted else list(dict.fromkeys(wanted))
 
     def _repository_names(self) -> list[str]:
-        names: dict[str, None] = {}
-        for root in self._settings.model_repository:
-            if root.is_dir():
-                names.update(dict.fromkeys(p.name for p in root.iterdir() if p.is_dir()))
-        return sorted(names)
+        """Every model name in the repositories (those two repositories hold included: their
+        load fails saying so)."""
+        found, twice = self._model_directories()
+        return sorted([*found, *twice])
 
     def _directory(self, name: str) -> Path:
-        for root in self._settings.model_repository:
-            if (root / name).is_dir():
-                return root / name
-        raise ModelNotFoundException(f"no model {name} in the model repositories")
+        found, twice = self._model_directories()
+        if name in twice:
+            raise BadRequestException(twice[name])
+        if name not in found:
+            raise ModelNotFoundException(f"no model {name} in the model repositories")
+        return found[name]
+
+    def _model_directories(self) -> tuple[dict[str, Path], dict[str, str]]:
+        try:
+            return model_directories(self._settings.model_repository)
+        except RepositoryError as exc:
+            raise BadRequestException(str(exc)) from exc
 
     async def _load_locked(self, name: str, config: str | None) -> None:
         async with self._lock:
@@ -223,6 +240,12 @@ class ModelControl:
         for version in [v for v in versions if v != default] + [default]:
             await self._plane.unregister(name, version)
 
+    def _tell(self, name: str, message: str) -> None:
+        """Log a polling failure once, until it changes or goes away."""
+        if self._told.get(name) != message:
+            log.error("model repository: %s", message)
+            self._told[name] = message
+
     def _remove_unused_archives(self) -> None:
         # Registered versions run from their extracted copies; an archive is kept only to put
         # a version back after a failed reload.
@@ -239,15 +262,18 @@ class ModelControl:
             await self._sync()
 
     async def _sync(self) -> None:
-        present = set(self._repository_names())
+        try:
+            present = set(self._repository_names())
+        except ServingError as exc:  # a repository went away: keep serving what serves
+            self._tell("*", exc.message)
+            return
+        self._told.pop("*", None)
         for name in sorted(present):
             try:
                 await self._load_locked(name, None)
                 self._told.pop(name, None)
             except ServingError as exc:
-                if self._told.get(name) != exc.message:
-                    log.error("model %s: %s", name, exc.message)
-                    self._told[name] = exc.message
+                self._tell(name, exc.message)
         for name in sorted(set(self._served) - present):
             async with self._lock:
                 await self._unregister_all(name)

@@ -10,7 +10,7 @@ auto-complete does (the worker then reports the tensors), unless ``strict``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import json_format, text_format
@@ -60,37 +60,23 @@ class TritonModel:
     auto_completed: bool = False
 
 
-@dataclass
-class Repository:
-    """What the repositories hold: the models that can be served, and why the others cannot."""
-
-    models: list[TritonModel] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)
-
-
-def read_repositories(
-    roots: list[Path], *, strict: bool = False, config_name: str | None = None
-) -> Repository:
-    """Every model directory of ``roots``, in name order; a model that cannot be served is
-    reported in ``failures`` and never stops the others."""
-    repository = Repository()
-    seen: dict[str, Path] = {}
+def model_directories(roots: list[Path]) -> tuple[dict[str, Path], dict[str, str]]:
+    """Every model directory of ``roots`` by name, and the names two repositories hold (name →
+    why: neither is served). RepositoryError for a root that is not a directory."""
+    found: dict[str, Path] = {}
+    twice: dict[str, str] = {}
     for root in roots:
         if not root.is_dir():
             raise RepositoryError(f"model repository {root} is not a directory")
         for directory in sorted(path for path in root.iterdir() if path.is_dir()):
             name = directory.name
-            if name in seen:
-                repository.failures[name] = (
-                    f"model {name} is in two repositories ({seen[name]} and {root})"
-                )
-                continue
-            seen[name] = root
-            try:
-                repository.models.append(read_model(directory, strict, config_name))
-            except RepositoryError as exc:
-                repository.failures[name] = str(exc)
-    return repository
+            if name in found:
+                twice[name] = f"model {name} is in two repositories ({found[name]} and {directory})"
+            else:
+                found[name] = directory
+    for name in twice:
+        found.pop(name)
+    return found, twice
 
 
 def read_model(
