@@ -28,7 +28,7 @@ from modelserve.http_planes import (
     plane_server,
 )
 from modelserve.instances import STARTED, InstanceFile
-from modelserve.repository.control import ModelControl, repository_settings
+from modelserve.repository.control import ModelControl, model_catalog, repository_settings
 from modelserve.security.exposure import AccessPolicy, access_policy
 from modelserve.startup import (
     ServerEvents,
@@ -130,8 +130,10 @@ async def _serve(
     engine.on_models_changed = lambda names: instance.update(models=names)
     data_plane = DataPlane(engine)
     model_control = None
-    if settings.model_repository:
-        model_control = ModelControl(settings, data_plane, engine.startup, settings.model_store)
+    catalog = model_catalog(settings)
+    if catalog is not None:
+        store = settings.model_store
+        model_control = ModelControl(settings, catalog, data_plane, engine.startup, store)
         data_plane.repository = model_control
     count = metrics.count_response
     limit = settings.max_request_size

@@ -169,6 +169,14 @@ class Settings(BaseModel):
     # Read <model>/configs/<name> instead of config.pbtxt where it exists.
     model_config_name: str | None = None
 
+    # ----- TensorFlow Serving's model layout (docs/model_repositories.md), its flag names.
+    # One model (model_name, model_base_path), or TF Serving's ModelServerConfig text file.
+    model_name: str | None = None
+    model_base_path: Path | None = None
+    model_config_file: Path | None = None
+    # How often the base paths (and the config file) are read again for new versions.
+    file_system_poll_wait_seconds: float = Field(1, gt=0)
+
     @field_validator("load_models", "load_model", "model_repository", mode="before")
     @classmethod
     def _split_model_list(cls, value: Any) -> Any:

@@ -1,5 +1,7 @@
 """Model repositories in other servers' layouts, served unchanged: Triton's
-(``modelserve start --model-repository DIR``, or ``tritonserver``'s own flags).
+(``modelserve start --model-repository DIR``, or ``tritonserver``'s own flags) and TensorFlow
+Serving's (``--model_name``/``--model_base_path``, ``--model_config_file``); catalogs.py reads
+either.
 
 Each served version of each model is packed for the built-in ``tensor`` handler into a private
 store (packing.py) and registered; control.py keeps what is served in step with the
@@ -61,6 +63,27 @@ def add_arguments(start: argparse.ArgumentParser) -> None:
     start.add_argument(
         "--http-port", dest="port", type=whole_number(0, 65535), help="Triton's name for --port"
     )
+    # TensorFlow Serving's flags, with its underscore spellings too.
+    for flag, dest, kind, text in (
+        ("model-name", "model_name", str, "serve one TF Serving model under this name"),
+        ("model-base-path", "model_base_path", Path, "its <base>/<version>/saved_model.pb"),
+        ("model-config-file", "model_config_file", Path, "a TF Serving ModelServerConfig file"),
+        (
+            "file-system-poll-wait-seconds",
+            "file_system_poll_wait_seconds",
+            float,
+            "how often the base paths are read for new versions (default 1)",
+        ),
+    ):
+        underscored = "--" + flag.replace("-", "_")
+        start.add_argument(f"--{flag}", underscored, dest=dest, type=kind, help=text)
+    start.add_argument(
+        "--rest-api-port",
+        "--rest_api_port",
+        dest="port",
+        type=whole_number(0, 65535),
+        help="TF Serving's name for --port (the REST API's)",
+    )
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,4 +95,8 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "load_model": getattr(args, "load_model", None),
         "strict_model_config": True if getattr(args, "strict_model_config", False) else None,
         "model_config_name": getattr(args, "model_config_name", None),
+        "model_name": getattr(args, "model_name", None),
+        "model_base_path": getattr(args, "model_base_path", None),
+        "model_config_file": getattr(args, "model_config_file", None),
+        "file_system_poll_wait_seconds": getattr(args, "file_system_poll_wait_seconds", None),
     }

@@ -33,15 +33,24 @@ from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException, ModelNotFoundException, ServingError
 from modelserve.engine.registration import RegisterOptions
 from modelserve.engine.startup_models import StartupModels
-from modelserve.repository.packing import config_json, instance_count, pack_model
-from modelserve.repository.triton import (
-    RepositoryError,
-    TritonModel,
-    model_directories,
-    read_model,
+from modelserve.repository.catalogs import (
+    Catalog,
+    ModelNotInCatalog,
+    TfServingCatalog,
+    catalog_for,
 )
+from modelserve.repository.packing import config_json, instance_count, pack_model
+from modelserve.repository.triton import RepositoryError, TritonModel
 
 log = logging.getLogger("modelserve.repository")
+
+
+def model_catalog(settings: Settings) -> Catalog | None:
+    """The source of models the settings name, if any (ConfigError for two at once)."""
+    try:
+        return catalog_for(settings)
+    except RepositoryError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -49,7 +58,7 @@ def repository_settings(settings: Settings) -> Iterator[Settings]:
     """``settings`` as a server of model repositories runs: its model store a private
     temporary directory the versions are packed into (removed at the end), no snapshots
     (the repositories say what to serve). Unchanged without ``model_repository``."""
-    if not settings.model_repository:
+    if model_catalog(settings) is None:
         yield settings
         return
     store = Path(tempfile.mkdtemp(prefix="modelserve-repository-"))
@@ -72,9 +81,21 @@ class ModelControl:
     """Serves the repositories' models through the data plane (the server's ModelRepository)."""
 
     def __init__(
-        self, settings: Settings, plane: DataPlane, startup: StartupModels, store: Path
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        plane: DataPlane,
+        startup: StartupModels,
+        store: Path,
     ) -> None:
         self._settings = settings
+        self._catalog = catalog
+        # TF Serving follows its base paths always; Triton as its control mode says.
+        tf_serving = isinstance(catalog, TfServingCatalog)
+        self._mode = "poll" if tf_serving else settings.model_control_mode
+        self._poll_s = (
+            settings.file_system_poll_wait_seconds if tf_serving else settings.repository_poll_secs
+        )
         self._plane = plane
         self._startup = startup
         self._store = store
@@ -92,7 +113,7 @@ class ModelControl:
         startup failure (the server is then not ready, as Triton's strict readiness).
         ConfigError for a repository that is not a directory."""
         try:
-            model_directories(self._settings.model_repository)
+            self._catalog.check()
         except RepositoryError as exc:
             raise ConfigError(str(exc)) from exc
         for name in self._names_at_start():
@@ -101,7 +122,7 @@ class ModelControl:
             except ServingError as exc:
                 log.error("model %s not served: %s", name, exc.message)
                 self._startup.failures[name] = exc.message
-        if self._settings.model_control_mode == "poll":
+        if self._mode == "poll":
             self._poller = asyncio.create_task(self._poll(), name="repository-poll")
 
     async def close(self) -> None:
@@ -128,7 +149,7 @@ class ModelControl:
     # ----- internals
 
     def _require_explicit(self, what: str) -> None:
-        mode = self._settings.model_control_mode
+        mode = self._mode
         if mode != "explicit":
             raise BadRequestException(
                 f"cannot {what} models: the model control mode is {mode} (start with "
@@ -137,28 +158,14 @@ class ModelControl:
 
     def _names_at_start(self) -> list[str]:
         available = self._repository_names()
-        if self._settings.model_control_mode != "explicit":
+        if self._mode != "explicit":
             return available
         wanted = self._settings.load_model
         return available if "*" in wanted else list(dict.fromkeys(wanted))
 
     def _repository_names(self) -> list[str]:
-        """Every model name in the repositories (those two repositories hold included: their
-        load fails saying so)."""
-        found, twice = self._model_directories()
-        return sorted([*found, *twice])
-
-    def _directory(self, name: str) -> Path:
-        found, twice = self._model_directories()
-        if name in twice:
-            raise BadRequestException(twice[name])
-        if name not in found:
-            raise ModelNotFoundException(f"no model {name} in the model repositories")
-        return found[name]
-
-    def _model_directories(self) -> tuple[dict[str, Path], dict[str, str]]:
         try:
-            return model_directories(self._settings.model_repository)
+            return self._catalog.names()
         except RepositoryError as exc:
             raise BadRequestException(str(exc)) from exc
 
@@ -167,9 +174,10 @@ class ModelControl:
             await self._load(name, config)
 
     async def _load(self, name: str, config: str | None) -> None:
-        strict, config_name = self._settings.strict_model_config, self._settings.model_config_name
         try:
-            model = read_model(self._directory(name), strict, config_name, config)
+            model = self._catalog.read(name, config)
+        except ModelNotInCatalog as exc:
+            raise ModelNotFoundException(str(exc)) from exc
         except RepositoryError as exc:
             raise BadRequestException(str(exc)) from exc
         wanted = {v.version: _fingerprint(model, v.model_path) for v in model.versions}

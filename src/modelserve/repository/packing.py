@@ -51,6 +51,8 @@ def pack_model(model: TritonModel, store: Path, tag: str) -> dict[str, Path]:
     if model.auto_completed:
         # The config API then answers from the tensors the worker reports, as auto-complete.
         del document["tritonConfig"]
+    if model.version_labels:
+        document["versionLabels"] = model.version_labels
     config_file = store / f".{model.name}-{tag}.yaml"
     config_file.write_text(yaml.safe_dump(document, sort_keys=False))  # proto field order
     try:

@@ -10,7 +10,7 @@ auto-complete does (the worker then reports the tensors), unless ``strict``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import json_format, text_format
@@ -58,6 +58,8 @@ class TritonModel:
     versions: list[TritonVersion]
     # No config.pbtxt: the backend was told from the file, the tensors come from the worker.
     auto_completed: bool = False
+    # TF Serving's version labels: label → version.
+    version_labels: dict[str, str] = field(default_factory=dict)
 
 
 def model_directories(roots: list[Path]) -> tuple[dict[str, Path], dict[str, str]]:
