@@ -28,17 +28,11 @@ from pathlib import Path
 
 from modelserve.config import ConfigError, parse_properties
 from modelserve.config.loading import ENV_PREFIX
-from modelserve.protocol_contract import (
-    ONNX_SUFFIXES,
-    SAVED_MODEL_FILE,
-    TENSORRT_SUFFIXES,
-    TORCHSCRIPT_SUFFIXES,
-)
+from modelserve.quick_deploy import is_servable
 
 MODEL_DIR = Path("/mnt/models")
 KSERVE_CONFIG = Path("config") / "config.properties"
 KSERVE_STORE = "model-store"
-MODEL_SUFFIXES = TORCHSCRIPT_SUFFIXES + ONNX_SUFFIXES + TENSORRT_SUFFIXES
 # A container is reached from outside it: every plane listens on all interfaces, and probes
 # (which cannot send a key) may ask whether it serves. Keys stay on for everything else.
 CONTAINER_DEFAULTS = {
@@ -118,14 +112,9 @@ def _by_layout(model_dir: Path, name: str | None) -> list[str]:
 
 def _bare_model(model_dir: Path) -> Path:
     """The one model ``modelserve serve`` can serve in ``model_dir``."""
-    if (model_dir / SAVED_MODEL_FILE).is_file():
+    if is_servable(model_dir):
         return model_dir
-    found = sorted(
-        path
-        for path in model_dir.rglob("*")
-        if (path.is_file() and path.suffix.lower() in MODEL_SUFFIXES)
-        or (path.is_dir() and (path / SAVED_MODEL_FILE).is_file())
-    )
+    found = sorted(path for path in model_dir.rglob("*") if is_servable(path))
     if len(found) != 1:
         what = ", ".join(str(path) for path in found) if found else "none"
         raise ConfigError(

@@ -79,17 +79,25 @@ class Deployment:
     usage: str
 
 
+def is_servable(path: Path) -> bool:
+    """Whether ``path`` is a model ``modelserve serve`` takes: a SavedModel directory or a
+    file of one of ``SERIALIZED_SUFFIXES``."""
+    if path.is_dir():
+        return (path / SAVED_MODEL_FILE).is_file()
+    return path.is_file() and path.suffix.lower() in SERIALIZED_SUFFIXES
+
+
 def archive_inputs(path: Path) -> dict[str, Any]:
     """The ArchiveOptions fields that pack ``path``; QuickDeployError for other formats."""
     if not path.exists():
         raise QuickDeployError(f"cannot serve {path}: no such file or directory")
-    if path.is_dir() and (path / SAVED_MODEL_FILE).is_file():
+    if not is_servable(path):
+        raise QuickDeployError(f"cannot serve {path}: expected {SUPPORTED_FORMATS}")
+    if path.is_dir():
         # The SavedModel's content becomes the model directory, where the tensorflow backend
         # looks for it when the manifest names no serialized file.
         return {"extra_files": [str(path)]}
-    if path.is_file() and path.suffix.lower() in SERIALIZED_SUFFIXES:
-        return {"serialized_file": str(path)}
-    raise QuickDeployError(f"cannot serve {path}: expected {SUPPORTED_FORMATS}")
+    return {"serialized_file": str(path)}
 
 
 def model_name(request: ServeRequest) -> str:

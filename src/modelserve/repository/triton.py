@@ -34,6 +34,10 @@ BACKENDS = {
 }
 
 
+# The backends a model without config.pbtxt is told apart by, from their default file names.
+AUTO_COMPLETED = ("onnxruntime", "pytorch", "tensorflow", "tensorrt")
+
+
 class RepositoryError(Exception):
     """A model of the repository cannot be served; the message says which and why."""
 
@@ -177,14 +181,12 @@ def _backend_from_files(name: str, directory: Path, versions: list[str]) -> str:
     if not versions:
         raise RepositoryError(f"model {name}: no version directory (1, 2, …) in it")
     newest = directory / versions[-1]
-    for key in ("onnxruntime", "pytorch", "tensorflow", "tensorrt"):
+    for key in AUTO_COMPLETED:
         if (newest / BACKENDS[key][0]).exists():
             return key
     if (newest / "model.py").exists():
         return "python"
-    files = ", ".join(
-        sorted(BACKENDS[key][0] for key in ("onnxruntime", "pytorch", "tensorflow", "tensorrt"))
-    )
+    files = ", ".join(sorted(BACKENDS[key][0] for key in AUTO_COMPLETED))
     raise RepositoryError(
         f"model {name}: no {CONFIG_FILE}, and version {versions[-1]} holds none of {files}"
     )
