@@ -25,7 +25,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelserve.config import ConfigError, Settings
@@ -184,18 +184,21 @@ class ModelControl:
         current = self._served.get(name, {})
         if {v: s.fingerprint for v, s in current.items()} == wanted:
             return
+        # Only new and changed versions are packed: an unchanged one keeps its archive.
+        unchanged = {v for v in wanted if v in current and current[v].fingerprint == wanted[v]}
+        to_pack = [v for v in model.versions if v.version not in unchanged]
         try:
-            archives = pack_model(model, self._store, str(next(self._tags)))
+            archives = pack_model(
+                replace(model, versions=to_pack), self._store, str(next(self._tags))
+            )
         except RepositoryError as exc:
             raise BadRequestException(str(exc)) from exc
         workers = instance_count(model.config)
         fresh = {
-            v: current[v]
-            if v in current and current[v].fingerprint == wanted[v]
-            else Served(wanted[v], archives[v], workers)
+            v: current[v] if v in unchanged else Served(wanted[v], archives[v], workers)
             for v in wanted
         }
-        changed = [v for v in wanted if v in current and current[v].fingerprint != wanted[v]]
+        changed = [v for v in wanted if v in current and v not in unchanged]
         if changed:
             await self._reload(name, current, fresh)
         else:
