@@ -14,6 +14,8 @@ TORCH_REQUIREMENT := $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch>=2.1)
 STAMP := $(VENV)/.installed
 # The versions the container image installs; the tests run on the same (make constraints).
 CONSTRAINTS := docker/constraints.txt
+# The tensorflow-serving-api the tests call TF Serving's gRPC API with.
+TF_SERVING_API := 2.21.0
 
 .PHONY: venv run test lint example clean tools bench constraints
 
@@ -23,6 +25,9 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	# torch first, from the local wheel when present, so nothing else drags in a CUDA build
 	$(BIN)/python -m pip install --quiet "$(TORCH_REQUIREMENT)"
 	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -c $(CONSTRAINTS) -e ".[torch,dev]"
+	# TF Serving's own gRPC client, for the tests. --no-deps: it requires "tensorflow", whose
+	# modules tensorflow-cpu (a dev dependency) already provides without the GPU build.
+	$(BIN)/python -m pip install --quiet --no-deps "tensorflow-serving-api==$(TF_SERVING_API)"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -225,7 +225,7 @@ def test_requests_the_server_refuses(stub: service_pb2_grpc.GRPCInferenceService
     assert "shared memory is not supported" in failure.value.details()
     # A method of Triton's service that modelserve does not offer.
     with pytest.raises(grpc.RpcError) as failure:
-        stub.ModelConfig(service_pb2.ModelConfigRequest(name="pair"), timeout=60)
+        stub.SystemSharedMemoryStatus(service_pb2.SystemSharedMemoryStatusRequest(), timeout=60)
     assert failure.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -43,7 +43,11 @@ from modelserve_handlers.payload import required_payload, row_payload
 from modelserve_handlers.tensor_io import Tensors, open_inference, tf_serving
 from modelserve_handlers.tensor_io.batching import run_requests
 from modelserve_handlers.tensor_io.binding import batchable, bind_inputs, declare_input_dtypes
-from modelserve_handlers.tensor_io.datatypes import UNNAMED_OUTPUT, tensor_metadata
+from modelserve_handlers.tensor_io.datatypes import (
+    UNNAMED_OUTPUT,
+    positional_index,
+    tensor_metadata,
+)
 from modelserve_handlers.tensor_io.formats import (
     EXPECTED,
     TensorRequest,
@@ -74,6 +78,9 @@ class TensorHandler:
         self.model: LoadedModel | None = None
         self.concatenate = False
         self.initialized = False
+        # What the model config calls the outputs a torch module returns positionally, by
+        # position (Triton's OUTPUT__0 …).
+        self.output_names: dict[int, str] = {}
 
     def initialize(self, context: Any) -> None:
         """Load the archive's model on the worker's GPU, if it has one, else the CPU."""
@@ -87,6 +94,7 @@ class TensorHandler:
         # The model config's ``inputs:`` type JSON numbers where the framework does not.
         self.model = declare_input_dtypes(model, model_config.get("inputs"))
         self.concatenate = batchable(self.model)
+        self.output_names = _positional_names(model_config.get("outputs"))
         self.initialized = True
 
     def tensor_metadata(self) -> dict[str, Any]:
@@ -165,12 +173,27 @@ class TensorHandler:
         return body
 
     def _protocol_names(self, outputs: Tensors) -> Tensors:
-        """Triton's ``output__<i>`` for the tensors a torch module returns positionally."""
+        """The tensors a torch module returns positionally, named as the model config names
+        them (``OUTPUT__<i>``), else Triton's ``output__<i>``."""
         assert self.model is not None
         positional = [TORCH_OUTPUT.format(index) for index in range(len(outputs))]
         if self.model.backend not in TORCH_BACKENDS or list(outputs) != positional:
             return outputs
-        return {UNNAMED_OUTPUT.format(index): array for index, array in enumerate(outputs.values())}
+        return {
+            self.output_names.get(index, UNNAMED_OUTPUT.format(index)): array
+            for index, array in enumerate(outputs.values())
+        }
+
+
+def _positional_names(declared: Any) -> dict[int, str]:
+    """The model config's ``outputs:`` entries named ``<name>__<i>``, by position."""
+    names = {}
+    for entry in declared or []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        index = None if not isinstance(name, str) else positional_index(name)
+        if index is not None:
+            names[index] = name
+    return names
 
 
 def _form(row: dict[str, Any], context: Any, index: int) -> Protocol:

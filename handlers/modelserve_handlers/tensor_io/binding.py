@@ -13,7 +13,7 @@ from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, TensorSpec
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
-from .datatypes import OBJECT, UNNAMED_INPUT, numpy_dtype, undeclared_dtype
+from .datatypes import OBJECT, numpy_dtype, positional_index, undeclared_dtype
 
 
 def declare_input_dtypes(model: LoadedModel, declared: Any) -> LoadedModel:
@@ -21,7 +21,7 @@ def declare_input_dtypes(model: LoadedModel, declared: Any) -> LoadedModel:
 
     ``declared`` is the model config's ``inputs:`` list of ``{name, datatype, shape}``
     (checked by the frontend at registration); an entry names an input by its own name or by
-    Triton's positional ``input__<i>``. What the framework itself declares is never replaced.
+    Triton's positional ``<name>__<i>``. What the framework itself declares is never replaced.
     """
     by_name = {
         entry["name"]: numpy_dtype(entry["datatype"])
@@ -30,10 +30,11 @@ def declare_input_dtypes(model: LoadedModel, declared: Any) -> LoadedModel:
     }
     if not by_name:
         return model
+    by_position = {positional_index(name): dtype for name, dtype in by_name.items()}
     inputs = tuple(
         spec
         if spec.dtype is not None
-        else replace(spec, dtype=by_name.get(spec.name, by_name.get(UNNAMED_INPUT.format(index))))
+        else replace(spec, dtype=by_name.get(spec.name, by_position.get(index)))
         for index, spec in enumerate(model.inputs)
     )
     return replace(model, inputs=inputs)
@@ -71,7 +72,7 @@ def bind_inputs(
 
 def _torch_input_dtype(model: LoadedModel, name: str) -> np.dtype | None:
     for index, spec in enumerate(model.inputs):
-        if name in (spec.name, UNNAMED_INPUT.format(index)) and spec.dtype is not None:
+        if (name == spec.name or positional_index(name) == index) and spec.dtype is not None:
             return spec.dtype
     return undeclared_dtype(model)
 

@@ -6,6 +6,7 @@ fixed-width ``S``/``U`` dtypes would pad every element to the longest one.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,15 @@ TORCH_DEFAULT_DTYPE = np.dtype("float32")
 # Triton's names for tensors a framework leaves unnamed.
 UNNAMED_OUTPUT = "output__{}"
 UNNAMED_INPUT = "input__{}"
+# Triton's convention for a torch module's positional tensors: any name ending in __<index>
+# (INPUT__0, output__1 …) stands for the tensor at that position.
+POSITIONAL_NAME = re.compile(r".+__(\d+)")
+
+
+def positional_index(name: str) -> int | None:
+    """The position a ``<name>__<index>`` tensor name stands for; None for other names."""
+    match = POSITIONAL_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
 
 
 def datatype_of(dtype: np.dtype) -> str | None:

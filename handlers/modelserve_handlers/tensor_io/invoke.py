@@ -10,7 +10,7 @@ from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel
 from modelserve_handlers.errors import BadInputError
 
 from . import Tensors
-from .datatypes import UNNAMED_INPUT
+from .datatypes import positional_index
 
 # The names of the tensors a torch module returns positionally.
 TORCH_OUTPUT = "output_{}"
@@ -51,12 +51,12 @@ def _call_torch(model: LoadedModel, inputs: Tensors) -> Tensors:
 
 
 def _torch_arguments(inputs: Tensors) -> Any:
-    """A lone tensor, Triton's ``input__0`` … in positional order, or keyword arguments."""
+    """A lone tensor, Triton's ``INPUT__0`` … in positional order, or keyword arguments."""
     if len(inputs) == 1:
         return next(iter(inputs.values()))
-    positional = [UNNAMED_INPUT.format(index) for index in range(len(inputs))]
-    if inputs.keys() == set(positional):
-        return [inputs[name] for name in positional]
+    by_index = {positional_index(name): name for name in inputs}
+    if set(by_index) == set(range(len(inputs))):
+        return [inputs[by_index[index]] for index in range(len(inputs))]
     return inputs
 
 

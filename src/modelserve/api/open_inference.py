@@ -28,7 +28,6 @@ from modelserve.api.protocol_routes import (
     protocol_request,
 )
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, handler_response
-from modelserve.api.statistics import statistics_json
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException
 from modelserve.protocol_contract import HEADER_LENGTH, V2
@@ -48,11 +47,6 @@ def check_header_length(request: Request, body_length: int) -> None:
         )
 
 
-# Triton's extensions served over REST only (gRPC has no repository, config or statistics calls
-# yet): /v2 advertises exactly what answers.
-REST_EXTENSIONS = ("model_repository", "model_configuration", "statistics")
-
-
 async def _json_object(request: Request) -> dict[str, Any]:
     """The request's JSON object body; ``{}`` when there is none."""
     body = await request.body()
@@ -68,8 +62,11 @@ async def _json_object(request: Request) -> dict[str, Any]:
 def v2_routes(plane: DataPlane) -> list[BaseRoute]:
     """The v2 routes of the inference plane: ``GET /v2`` and everything under ``/v2/``."""
     server = plane.server_metadata()
-    extensions = [*server.extensions, *REST_EXTENSIONS]
-    server_body = {"name": server.name, "version": server.version, "extensions": extensions}
+    server_body = {
+        "name": server.name,
+        "version": server.version,
+        "extensions": list(server.extensions),
+    }
 
     async def server_metadata(_request: Request) -> Response:
         return compact_json(server_body)
@@ -135,7 +132,7 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
     async def statistics(request: Request) -> Response:
         path = request.path_params
         entries = plane.statistics(path.get("model_name"), path.get("version"))
-        return compact_json({"model_stats": [statistics_json(entry) for entry in entries]})
+        return compact_json({"model_stats": [entry.triton_json() for entry in entries]})
 
     async def load(request: Request) -> Response:
         # Triton's {"parameters": {"config": "<JSON>"}} loads with that config instead.

@@ -33,7 +33,12 @@ from modelserve.engine.results import (
 from modelserve.telemetry.frontend_metrics import VersionState
 from modelserve.wire import WireRequest, WireResponse
 
-SERVER = ServerMetadata("modelserve", __version__, ("binary_tensor_data",))
+# What REST and gRPC both answer (binary_tensor_data: gRPC's raw contents are its counterpart).
+SERVER = ServerMetadata(
+    "modelserve",
+    __version__,
+    ("binary_tensor_data", "model_repository", "model_configuration", "statistics"),
+)
 # The v2 platform of a model whose worker names none (every handler but the tensor handler).
 DEFAULT_PLATFORM = "modelserve"
 # The handler-input header that tells a handler to explain instead of predict; the frontend

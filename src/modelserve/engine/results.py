@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from modelserve.engine.statistics import VersionStatistics
+from modelserve.engine.statistics import Duration, VersionStatistics
+
+# Triton reports these too; modelserve has no response cache, so they stay zero.
+NO_CACHE = {"cache_hit": {"count": 0, "ns": 0}, "cache_miss": {"count": 0, "ns": 0}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +82,38 @@ class ModelStatistics:
     version: str
     statistics: VersionStatistics
     pending: int
+
+    def triton_json(self) -> dict[str, Any]:
+        """The statistics as Triton's statistics extension writes them (REST's JSON; gRPC's
+        ModelStatistics message has the same field names)."""
+        stats = self.statistics
+        return {
+            "name": self.name,
+            "version": self.version,
+            "last_inference": stats.last_inference_ms,
+            "inference_count": stats.inference_count,
+            "execution_count": stats.execution_count,
+            "inference_stats": {
+                "success": _duration(stats.success),
+                "fail": _duration(stats.fail),
+                "queue": _duration(stats.queue),
+                "compute_input": _duration(stats.compute_input),
+                "compute_infer": _duration(stats.compute_infer),
+                "compute_output": _duration(stats.compute_output),
+                **NO_CACHE,
+            },
+            "batch_stats": [
+                {
+                    "batch_size": size,
+                    "compute_input": _duration(batch.compute_input),
+                    "compute_infer": _duration(batch.compute_infer),
+                    "compute_output": _duration(batch.compute_output),
+                }
+                for size, batch in sorted(stats.batches.items())
+            ],
+            "memory_usage": [],
+        }
+
+
+def _duration(duration: Duration) -> dict[str, int]:
+    return {"count": duration.count, "ns": duration.ns}

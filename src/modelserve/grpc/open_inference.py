@@ -1,6 +1,7 @@
 """The Open Inference Protocol (KServe v2) over gRPC: ``inference.GRPCInferenceService``.
 
-Health and metadata are the data plane's answers, as on the REST ``/v2`` routes. ModelInfer
+Health, metadata and Triton's extensions (model configuration, statistics, repository index,
+load and unload) are the data plane's answers, as on the REST ``/v2`` routes. ModelInfer
 hands the handler the request's tensors in protocol-neutral form (see ``v2_tensors``): raw
 input contents pass through untouched, and the handler's output tensors become
 ``raw_output_contents``, what tritonclient reads; no JSON on the way.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import uuid
 
 import grpc
+from google.protobuf import json_format
 
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import ServingError
@@ -18,6 +20,7 @@ from modelserve.grpc import v2_tensors
 from modelserve.grpc.proto import open_inference_pb2 as pb
 from modelserve.grpc.proto import open_inference_pb2_grpc as pb_grpc
 from modelserve.grpc.status import abort_with, grpc_code
+from modelserve.repository.proto import model_config_pb2
 from modelserve.wire import WireRequest
 
 
@@ -97,3 +100,69 @@ class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return v2_tensors.infer_response(response.tensors, request)
         except (ValueError, TypeError) as exc:
             await context.abort(grpc.StatusCode.INTERNAL, f"model {request.model_name}: {exc}")
+
+    # ----- Triton's extensions
+
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        try:
+            config = self.plane.model_config(request.name, request.version or None)
+        except ServingError as exc:
+            await abort_with(context, exc)
+        try:
+            message = json_format.ParseDict(config, model_config_pb2.ModelConfig())
+        except json_format.ParseError as exc:
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"model {request.name}: its configuration: {exc}"
+            )
+        return pb.ModelConfigResponse(config=message.SerializeToString())
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        try:
+            entries = self.plane.statistics(request.name or None, request.version or None)
+        except ServingError as exc:
+            await abort_with(context, exc)
+        reply = pb.ModelStatisticsResponse()
+        for entry in entries:
+            json_format.ParseDict(entry.triton_json(), reply.model_stats.add())
+        return reply
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        reply = pb.RepositoryIndexResponse()
+        for entry in self.plane.repository_index(ready_only=request.ready):
+            reply.models.add(
+                name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
+            )
+        return reply
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        config = None
+        if "config" in request.parameters:
+            parameter = request.parameters["config"]
+            if parameter.WhichOneof("parameter_choice") != "string_param":
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, 'parameter "config" must be a JSON string'
+                )
+            config = parameter.string_param
+        try:
+            await self.plane.load_model(request.model_name, config)
+        except ServingError as exc:
+            await abort_with(context, exc)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        # unload_dependents: no model depends on another here (ensembles: a later issue).
+        try:
+            await self.plane.unload_model(request.model_name)
+        except ServingError as exc:
+            await abort_with(context, exc)
+        return pb.RepositoryModelUnloadResponse()

@@ -18,7 +18,9 @@ from modelserve.grpc.proto import (
     inference_pb2_grpc,
     management_pb2_grpc,
     open_inference_pb2_grpc,
+    tf_serving_pb2_grpc,
 )
+from modelserve.grpc.tf_serving import ModelServicer, PredictionServicer
 from modelserve.grpc.torchserve import InferenceServicer, ManagementServicer
 from modelserve.security.exposure import AccessPolicy
 from modelserve.security.tokens import KeyKind
@@ -134,6 +136,10 @@ def build_grpc_planes(
     open_inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         OpenInferenceServicer(plane), inference
     )
+    tf_serving_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(plane), inference
+    )
+    tf_serving_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(plane), inference)
     management = _server(settings, policy, KeyKind.MANAGEMENT)
     management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(
         ManagementServicer(plane, policy.model_control_refusal), management

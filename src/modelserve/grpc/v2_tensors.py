@@ -70,7 +70,7 @@ def _set_parameters(target: Any, values: dict[str, Any]) -> None:
 # ----- tensor bytes
 
 
-def _packed(values: list[Any], datatype: str, where: str) -> bytes:
+def packed(values: list[Any], datatype: str, where: str) -> bytes:
     """Elements of a fixed-size ``datatype`` as little-endian raw bytes."""
     row = DATATYPES.get(datatype)
     if row is None or row.struct_format is None:
@@ -93,7 +93,7 @@ def _contents_bytes(tensor: pb.ModelInferRequest.InferInputTensor) -> bytes:
             f"{where}: datatype {tensor.datatype!r} has no contents field: "
             "send it in raw_input_contents"
         )
-    return _packed(list(getattr(tensor.contents, field)), tensor.datatype, where)
+    return packed(list(getattr(tensor.contents, field)), tensor.datatype, where)
 
 
 # ----- the request and the response
