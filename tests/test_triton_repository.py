@@ -15,6 +15,7 @@ import tritonclient.http as triton
 from framework_models import save_onnx_pair
 from support import RunningServer, start_server, wait_until
 from triton_fixtures import add_version, pair_config
+from tritonclient.utils import InferenceServerException
 
 from modelserve.repository.packing import model_yaml
 from modelserve.repository.triton import RepositoryError, model_directories, read_model
@@ -70,7 +71,7 @@ def test_version_policies_choose_among_numeric_directories(
     [
         ('name: "other"', "config.pbtxt names it 'other'"),
         ("sequence_batching { }", 'has no field named "sequence_batching"'),
-        ("max_batch_size: many", "max_batch_size"),
+        ("max_batch_size: many", "config.pbtxt:1:17 : 'max_batch_size: many'"),  # line:column
         ('backend: "python"', "Python models"),
         ('platform: "caffe2_netdef"', "'caffe2_netdef' is not served"),
         ("version_policy: { specific: { versions: [9] } }", "version(s) 9, which have no"),
@@ -217,3 +218,25 @@ def test_v2_advertises_the_extensions_served(served: RunningServer) -> None:
         "model_configuration",
         "statistics",
     }
+
+
+def test_a_tensor_that_does_not_fit_the_config_is_refused(served: RunningServer) -> None:
+    client = triton.InferenceServerClient(served.inference.removeprefix("http://"))
+    wide = np.ones((2, 5), dtype=np.float32)  # config.pbtxt: dims [ 4 ]
+    inputs = [triton.InferInput("a", [2, 5], "FP32"), triton.InferInput("b", [2, 4], "INT64")]
+    inputs[0].set_data_from_numpy(wide)
+    inputs[1].set_data_from_numpy(B)
+    with pytest.raises(
+        InferenceServerException, match=r'input "a": expected shape \(N, 4\), got \(2, 5\)'
+    ) as refused:
+        client.infer("pair", inputs)
+    assert refused.value.status() == "400"
+    assert np.array_equal(_pair_sum(client), A + B)  # and the model still serves
+    client.close()
+
+
+def _pair_sum(client: triton.InferenceServerClient) -> np.ndarray:
+    inputs = [triton.InferInput("a", [2, 4], "FP32"), triton.InferInput("b", [2, 4], "INT64")]
+    inputs[0].set_data_from_numpy(A)
+    inputs[1].set_data_from_numpy(B)
+    return client.infer("pair", inputs).as_numpy("sum")

@@ -13,6 +13,8 @@ timeout, body too large), is the protocol's ``{"error": "<message>"}`` with its 
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import orjson
@@ -28,7 +30,7 @@ from modelserve.api.protocol_routes import (
     protocol_request,
 )
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, handler_response
-from modelserve.engine.dataplane import DataPlane
+from modelserve.engine.dataplane import FILE_PARAMETER_PREFIX, DataPlane
 from modelserve.engine.errors import BadRequestException
 from modelserve.protocol_contract import HEADER_LENGTH, V2
 
@@ -57,6 +59,16 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequestException("the request body must be a JSON object")
     return value
+
+
+def _base64(key: str, value: Any) -> bytes:
+    """A ``file:`` parameter's contents, base64 in JSON as Triton takes them."""
+    if not isinstance(value, str):
+        raise BadRequestException(f'"parameters.{key}" must be a base64 string')
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise BadRequestException(f'"parameters.{key}" is not base64: {exc}') from exc
 
 
 def v2_routes(plane: DataPlane) -> list[BaseRoute]:
@@ -135,12 +147,20 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         return compact_json({"model_stats": [entry.triton_json() for entry in entries]})
 
     async def load(request: Request) -> Response:
-        # Triton's {"parameters": {"config": "<JSON>"}} loads with that config instead.
+        # Triton's {"parameters": {"config": "<JSON>", "file:1/model.onnx": "<base64>"}}
+        # loads with that config and those files instead.
         parameters = (await _json_object(request)).get("parameters") or {}
-        config = parameters.get("config") if isinstance(parameters, dict) else None
+        if not isinstance(parameters, dict):
+            raise BadRequestException('"parameters" must be a JSON object')
+        config = parameters.get("config")
         if config is not None and not isinstance(config, str):
             raise BadRequestException('"parameters.config" must be a JSON string')
-        await plane.load_model(request.path_params["model_name"], config)
+        files = {
+            key.removeprefix(FILE_PARAMETER_PREFIX): _base64(key, value)
+            for key, value in parameters.items()
+            if key.startswith(FILE_PARAMETER_PREFIX)
+        }
+        await plane.load_model(request.path_params["model_name"], config, files)
         return Response(status_code=200)
 
     async def unload(request: Request) -> Response:

@@ -47,11 +47,16 @@ EXPLAIN_HEADER = "explain"
 LIST_LIMIT_MAX = 100
 
 
+# Triton's repository load parameters that carry a model file: "file:<version>/<path>".
+FILE_PARAMETER_PREFIX = "file:"
+
+
 class ModelRepository(Protocol):
     """Loads and unloads models of a model repository (Triton's repository API)."""
 
-    async def load(self, name: str, config: str | None) -> None:
-        """Serve ``name`` as the repository holds it (``config``: JSON over its config)."""
+    async def load(self, name: str, config: str | None, files: dict[str, bytes]) -> None:
+        """Serve ``name`` as the repository holds it (``config``: JSON over its config;
+        ``files``: ``<version>/<path>`` → contents instead of the repository's files)."""
 
     async def unload(self, name: str) -> None:
         """Stop serving every version of ``name``."""
@@ -189,10 +194,14 @@ class DataPlane:
             return []
         return sorted(self._registry.entry(name).versions)
 
-    async def load_model(self, name: str, config: str | None = None) -> None:
+    async def load_model(
+        self, name: str, config: str | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
         """Triton's repository load: serve ``name`` from the model repository (400 when the
-        server serves none, 404 when no repository holds the model)."""
-        await self._model_repository().load(name, config)
+        server serves none, 404 when no repository holds the model); ``config`` (Triton's
+        JSON) overrides its config.pbtxt, ``files`` (``<version>/<path>`` → contents, with
+        ``config``) its files."""
+        await self._model_repository().load(name, config, files or {})
 
     async def unload_model(self, name: str) -> None:
         """Triton's repository unload: stop serving every version of ``name``."""

@@ -14,7 +14,7 @@ import uuid
 import grpc
 from google.protobuf import json_format
 
-from modelserve.engine.dataplane import DataPlane
+from modelserve.engine.dataplane import FILE_PARAMETER_PREFIX, DataPlane
 from modelserve.engine.errors import ServingError
 from modelserve.grpc import v2_tensors
 from modelserve.grpc.proto import open_inference_pb2 as pb
@@ -143,16 +143,22 @@ class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
+        # Triton's parameters: "config" (a JSON string), "file:<version>/<path>" (bytes).
         config = None
-        if "config" in request.parameters:
-            parameter = request.parameters["config"]
-            if parameter.WhichOneof("parameter_choice") != "string_param":
+        files = {}
+        for key, parameter in request.parameters.items():
+            kind = parameter.WhichOneof("parameter_choice")
+            if key == "config" and kind == "string_param":
+                config = parameter.string_param
+            elif key.startswith(FILE_PARAMETER_PREFIX) and kind == "bytes_param":
+                files[key.removeprefix(FILE_PARAMETER_PREFIX)] = parameter.bytes_param
+            elif key == "config" or key.startswith(FILE_PARAMETER_PREFIX):
+                wanted = "a JSON string" if key == "config" else "bytes"
                 await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, 'parameter "config" must be a JSON string'
+                    grpc.StatusCode.INVALID_ARGUMENT, f'parameter "{key}" must be {wanted}'
                 )
-            config = parameter.string_param
         try:
-            await self.plane.load_model(request.model_name, config)
+            await self.plane.load_model(request.model_name, config, files)
         except ServingError as exc:
             await abort_with(context, exc)
         return pb.RepositoryModelLoadResponse()

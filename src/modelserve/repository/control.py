@@ -40,7 +40,8 @@ from modelserve.repository.catalogs import (
     catalog_for,
 )
 from modelserve.repository.packing import config_json, instance_count, pack_model
-from modelserve.repository.triton import RepositoryError, TritonModel
+from modelserve.repository.triton import RepositoryError, TritonModel, read_model
+from modelserve.repository.uploads import write_model_directory
 
 log = logging.getLogger("modelserve.repository")
 
@@ -132,10 +133,29 @@ class ModelControl:
 
     # ----- the repository API (explicit mode)
 
-    async def load(self, name: str, config: str | None) -> None:
-        """Load (or reload) ``name`` on request; only in explicit mode, as in Triton."""
+    async def load(self, name: str, config: str | None, files: dict[str, bytes]) -> None:
+        """Load (or reload) ``name`` on request; only in explicit mode, as in Triton. With
+        ``files`` (``<version>/<path>`` → contents) the model is read from them and ``config``
+        instead of the repository, which must still hold the model."""
         self._require_explicit("load")
-        await self._load_locked(name, config)
+        if not files:
+            await self._load_locked(name, config)
+            return
+        if config is None:
+            raise BadRequestException(
+                f"model {name}: file: contents need the config parameter too, as in Triton"
+            )
+        if name not in self._repository_names():
+            raise ModelNotFoundException(f"no model {name} in the model repositories")
+        with tempfile.TemporaryDirectory(prefix="modelserve-upload-") as staging:
+            directory = Path(staging) / name
+            try:
+                write_model_directory(directory, files)
+                model = read_model(directory, self._settings.strict_model_config, None, config)
+            except RepositoryError as exc:
+                raise BadRequestException(str(exc)) from exc
+            async with self._lock:
+                await self._serve(name, model)
 
     async def unload(self, name: str) -> None:
         """Unload every version of ``name`` on request (explicit mode)."""
@@ -180,6 +200,10 @@ class ModelControl:
             raise ModelNotFoundException(str(exc)) from exc
         except RepositoryError as exc:
             raise BadRequestException(str(exc)) from exc
+        await self._serve(name, model)
+
+    async def _serve(self, name: str, model: TritonModel) -> None:
+        """Serve ``model``'s versions as ``name``: new ones added, changed ones reloaded."""
         wanted = {v.version: _fingerprint(model, v.model_path) for v in model.versions}
         current = self._served.get(name, {})
         if {v: s.fingerprint for v, s in current.items()} == wanted:

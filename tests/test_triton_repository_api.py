@@ -1,14 +1,16 @@
 """Triton's repository, configuration and statistics extensions over gRPC, called with
 ``tritonclient.grpc`` on a real server in explicit model control: index, load (with a config
-override) and unload; the model config as Triton's ModelConfig message; statistics that count
-the requests sent."""
+override, and with the model's files sent in the request, over gRPC and REST) and unload; the
+model config as Triton's ModelConfig message; statistics that count the requests sent."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
@@ -20,6 +22,12 @@ from tritonclient.utils import InferenceServerException
 A = np.array([[1, 2, 3, 4]], dtype=np.float32)
 B = np.array([[10, 20, 30, 40]], dtype=np.int64)
 CONFIG = pair_config(8, "dynamic_batching { max_queue_delay_microseconds: 1500 }\n")
+
+
+@pytest.fixture(scope="module")
+def onnx_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    onnx, _ = save_onnx_pair(tmp_path_factory.mktemp("onnx"))
+    return onnx.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +116,36 @@ def test_statistics_count_the_requests_sent(client: triton.InferenceServerClient
     assert after.inference_stats.compute_infer.ns > before.inference_stats.compute_infer.ns
     every_model = client.get_inference_statistics().model_stats
     assert "pair" in {entry.name for entry in every_model}
+
+
+def test_load_with_the_model_files_in_the_request(
+    client: triton.InferenceServerClient, served: RunningServer, onnx_bytes: bytes
+) -> None:
+    config = json.dumps({"max_batch_size": 4, "backend": "onnxruntime"})
+    # Version 7 exists only in the request: the model is read from the files sent.
+    client.load_model("other", config=config, files={"file:7/model.onnx": onnx_bytes})
+    assert client.is_model_ready("other", "7")
+    assert client.get_model_config("other").config.max_batch_size == 4
+    assert np.array_equal(_infer(client, "other"), A + B)
+
+    with pytest.raises(InferenceServerException, match="need the config parameter") as refused:
+        client.load_model("other", files={"file:1/model.onnx": onnx_bytes})
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    with pytest.raises(InferenceServerException, match=r"with no '\.\.'"):
+        client.load_model("other", config=config, files={"file:1/../../x": onnx_bytes})
+
+    # REST takes the contents base64-encoded, as Triton does.
+    body = {
+        "parameters": {
+            "config": config,
+            "file:8/model.onnx": base64.b64encode(onnx_bytes).decode(),
+        }
+    }
+    url = f"{served.inference}/v2/repository/models/other/load"
+    assert httpx.post(url, json=body, timeout=60).status_code == 200
+    assert client.is_model_ready("other", "8")
+    body["parameters"]["file:8/model.onnx"] = "not base64!"
+    refused_rest = httpx.post(url, json=body, timeout=60)
+    assert refused_rest.status_code == 400 and "not base64" in refused_rest.json()["error"]
+    assert client.is_model_ready("other", "8")  # the refused load left it serving
+    client.unload_model("other")
