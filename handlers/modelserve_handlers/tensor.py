@@ -28,19 +28,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from modelserve.protocol_contract import (
-    HEADER_LENGTH,
-    PLATFORMS,
-    PROTOCOL_HEADER,
-    TENSOR_REQUEST,
-    TF_SERVING,
-    V2,
-    TensorInferRequest,
-)
+from modelserve.protocol_contract import PLATFORMS
 from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, load_model
 from modelserve_handlers.errors import BadInputError
-from modelserve_handlers.payload import required_payload, row_payload
-from modelserve_handlers.tensor_io import Tensors, open_inference, tf_serving
+from modelserve_handlers.tensor_io import Tensors
 from modelserve_handlers.tensor_io.batching import run_requests
 from modelserve_handlers.tensor_io.binding import batchable, bind_inputs, declare_input_dtypes
 from modelserve_handlers.tensor_io.datatypes import (
@@ -48,26 +39,8 @@ from modelserve_handlers.tensor_io.datatypes import (
     positional_index,
     tensor_metadata,
 )
-from modelserve_handlers.tensor_io.formats import (
-    EXPECTED,
-    TensorRequest,
-    decode_request,
-    encode_response,
-)
 from modelserve_handlers.tensor_io.invoke import TORCH_OUTPUT, call_model
-from modelserve_handlers.tensor_io.neutral import (
-    Neutral,
-    Protocol,
-    decode_tensor_request,
-    encode_tensor_response,
-)
-from modelserve_handlers.tensor_io.open_inference import InferRequest
-from modelserve_handlers.tensor_io.tf_serving import DEFAULT_SIGNATURE, PredictRequest
-
-# The signatures a TF Serving request may name: the backends run serving_default only.
-SIGNATURES = [DEFAULT_SIGNATURE]
-
-Request = TensorRequest | InferRequest | PredictRequest | TensorInferRequest
+from modelserve_handlers.tensor_io.protocols import Request, decode, protocol_of, refuse, respond
 
 
 class TensorHandler:
@@ -107,12 +80,14 @@ class TensorHandler:
         """Answer every request of the batch, in order."""
         assert self.model is not None, "initialize() loads the model first"
         results: list[Any] = [None] * len(data)
-        protocols = [_form(row, context, index) for index, row in enumerate(data)]
+        protocols = [protocol_of(row, context, index) for index, row in enumerate(data)]
         requests: dict[int, Request] = {}
         inputs: dict[int, Tensors] = {}
         for index, row in enumerate(data):
             try:
-                requests[index], inputs[index] = self._decode(row, context, index, protocols[index])
+                decoded = decode(row, context, index, protocols[index])
+                requests[index] = decoded.request
+                inputs[index] = bind_inputs(decoded.tensors, decoded.typed, self.model)
             except BadInputError as exc:
                 results[index] = _refuse(context, index, exc, protocols[index])
         outcomes = run_requests(partial(call_model, self.model), inputs, self.concatenate)
@@ -121,56 +96,11 @@ class TensorHandler:
                 results[index] = _refuse(context, index, outcome, protocols[index])
                 continue
             try:
-                results[index] = self._respond(context, index, requests[index], outcome)
+                outputs = self._protocol_names(outcome)
+                results[index] = respond(context, index, requests[index], outputs)
             except BadInputError as exc:  # e.g. an output the request asked for does not exist
                 results[index] = _refuse(context, index, exc, protocols[index])
         return results
-
-    def _decode(
-        self, row: dict[str, Any], context: Any, index: int, protocol: Protocol
-    ) -> tuple[Request, Tensors]:
-        """One request, and its tensors bound to the model's inputs."""
-        assert self.model is not None
-        request: Request
-        if protocol is Neutral.TENSORS:
-            request = row[TENSOR_REQUEST]
-            return request, bind_inputs(decode_tensor_request(request), True, self.model)
-        if protocol is None:
-            request = decode_request(required_payload(row, EXPECTED), _content_type(context, index))
-            return request, bind_inputs(request.tensors, request.typed, self.model)
-        if protocol == V2:
-            header_length = context.get_request_header(index, HEADER_LENGTH)
-            request = open_inference.decode_infer_request(row_payload(row), header_length)
-            return request, bind_inputs(request.tensors, True, self.model)
-        if protocol == TF_SERVING:
-            request = tf_serving.decode_predict_request(row_payload(row), SIGNATURES)
-            # JSON numbers: typed by the model's inputs, as for the plain JSON format.
-            return request, bind_inputs(request.tensors, False, self.model)
-        raise BadInputError(
-            f"unknown {PROTOCOL_HEADER} {protocol!r} (expected {V2} or {TF_SERVING})"
-        )
-
-    def _respond(self, context: Any, index: int, request: Request, outputs: Tensors) -> Any:
-        """The body for one request, its content type (and headers) set on the context."""
-        if isinstance(request, InferRequest):
-            response = open_inference.encode_infer_response(
-                request, self._protocol_names(outputs), context.model_name, _model_version(context)
-            )
-            if response.json_length is not None:
-                context.set_response_header(index, HEADER_LENGTH, str(response.json_length))
-            context.set_response_content_type(index, response.content_type)
-            return response.body
-        if isinstance(request, PredictRequest):
-            return tf_serving.encode_predict_response(request, self._protocol_names(outputs))
-        if isinstance(request, TensorInferRequest):
-            outputs = self._protocol_names(outputs)
-            return encode_tensor_response(
-                request, outputs, context.model_name, _model_version(context)
-            )
-        body, content_type = encode_response(request, outputs, context.model_name)
-        if content_type is not None:
-            context.set_response_content_type(index, content_type)
-        return body
 
     def _protocol_names(self, outputs: Tensors) -> Tensors:
         """The tensors a torch module returns positionally, named as the model config names
@@ -196,29 +126,5 @@ def _positional_names(declared: Any) -> dict[int, str]:
     return names
 
 
-def _form(row: dict[str, Any], context: Any, index: int) -> Protocol:
-    if isinstance(row.get(TENSOR_REQUEST), TensorInferRequest):
-        return Neutral.TENSORS
-    return context.get_request_header(index, PROTOCOL_HEADER)
-
-
-def _content_type(context: Any, index: int) -> str | None:
-    value = context.get_request_header(index, "content-type")
-    return value.partition(";")[0].strip().lower() if isinstance(value, str) else None
-
-
-def _model_version(context: Any) -> str | None:
-    version = ((context.manifest or {}).get("model") or {}).get("modelVersion")
-    return None if version is None else str(version)
-
-
-def _refuse(
-    context: Any, index: int, error: BadInputError, protocol: Protocol
-) -> dict[str, Any] | str:
-    # Per request, so that the batch's valid requests are still answered.
-    context.set_response_status(error.error_code, "Bad Request", index)
-    if protocol is Neutral.TENSORS:  # the gRPC status's message
-        return str(error)
-    if protocol is not None:  # both protocols' error shape
-        return {"error": str(error)}
-    return {"code": error.error_code, "type": type(error).__name__, "message": str(error)}
+def _refuse(context: Any, index: int, error: BadInputError, protocol: Any) -> Any:
+    return refuse(context, index, error.error_code, str(error), protocol)

@@ -10,7 +10,7 @@ for the outputs asked for in binary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,8 @@ class InferRequest:
     request_id: Any = None
     outputs: list[RequestedOutput] | None = None  # None: every output of the model
     binary_output: bool = False
+    # The request's own "parameters" (binary_data_output among them).
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +103,7 @@ def decode_infer_request(payload: Any, header_length: str | None) -> InferReques
         request_id=payload.get("id"),
         outputs=_requested_outputs(payload.get("outputs")),
         binary_output=_flag(parameters, BINARY_DATA_OUTPUT, "the request"),
+        parameters=parameters,
     )
 
 
