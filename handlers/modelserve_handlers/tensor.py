@@ -39,6 +39,7 @@ from modelserve_handlers.tensor_io.datatypes import (
     positional_index,
     tensor_metadata,
 )
+from modelserve_handlers.tensor_io.formats import TensorRequest
 from modelserve_handlers.tensor_io.invoke import TORCH_OUTPUT, call_model
 from modelserve_handlers.tensor_io.protocols import Request, decode, protocol_of, refuse, respond
 
@@ -96,8 +97,11 @@ class TensorHandler:
                 results[index] = _refuse(context, index, outcome, protocols[index])
                 continue
             try:
-                outputs = self._protocol_names(outcome)
-                results[index] = respond(context, index, requests[index], outputs)
+                request = requests[index]
+                # The plain formats keep torch's own output names; the protocols get Triton's.
+                plain = isinstance(request, TensorRequest)
+                outputs = outcome if plain else self._protocol_names(outcome)
+                results[index] = respond(context, index, request, outputs)
             except BadInputError as exc:  # e.g. an output the request asked for does not exist
                 results[index] = _refuse(context, index, exc, protocols[index])
         return results
