@@ -174,8 +174,10 @@ class Settings(BaseModel):
     model_name: str | None = None
     model_base_path: Path | None = None
     model_config_file: Path | None = None
-    # How often the base paths (and the config file) are read again for new versions.
-    file_system_poll_wait_seconds: float = Field(1, gt=0)
+    # How often the base paths are read again for new versions (0: once, at start).
+    file_system_poll_wait_seconds: float = Field(1, ge=0)
+    # How often model_config_file is read again (0, TF Serving's default: once, at start).
+    model_config_file_poll_wait_seconds: float = Field(0, ge=0)
 
     @field_validator("load_models", "load_model", "model_repository", mode="before")
     @classmethod

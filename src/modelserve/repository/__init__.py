@@ -72,7 +72,13 @@ def add_arguments(start: argparse.ArgumentParser) -> None:
             "file-system-poll-wait-seconds",
             "file_system_poll_wait_seconds",
             float,
-            "how often the base paths are read for new versions (default 1)",
+            "how often the base paths are read for new versions (default 1; 0: at start only)",
+        ),
+        (
+            "model-config-file-poll-wait-seconds",
+            "model_config_file_poll_wait_seconds",
+            float,
+            "how often the config file is read again (default 0: at start only)",
         ),
     ):
         underscored = "--" + flag.replace("-", "_")
@@ -99,4 +105,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model_base_path": getattr(args, "model_base_path", None),
         "model_config_file": getattr(args, "model_config_file", None),
         "file_system_poll_wait_seconds": getattr(args, "file_system_poll_wait_seconds", None),
+        "model_config_file_poll_wait_seconds": getattr(
+            args, "model_config_file_poll_wait_seconds", None
+        ),
     }
