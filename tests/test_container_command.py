@@ -71,6 +71,16 @@ def test_archives_are_all_served_and_a_given_port_wins_over_port(tmp_path: Path)
     assert own.argv == ["start", "--port=9000", "--foreground"]
 
 
+@pytest.mark.parametrize("flag", ["--http-port=8000", "--rest_api_port=8501", "--rest-api-port=1"])
+def test_tritons_and_tf_servings_http_port_flags_win_over_port(flag: str) -> None:
+    # Appending --port would move Triton's HTTP port, or be TF Serving's gRPC port.
+    command = ["modelserve", "start", "--model_name=m", "--model_base_path=/m", flag]
+    assert plan(Path("/nonexistent"), None, command, {"PORT": "8080"}).argv == [
+        *command[1:],
+        "--foreground",
+    ]
+
+
 def test_one_model_file_is_served_zero_code_by_name(tmp_path: Path) -> None:
     model = tmp_path / "1" / "model.onnx"
     model.parent.mkdir()

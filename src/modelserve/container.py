@@ -14,9 +14,10 @@ The command line it runs:
   ``--name``).
 
 ``PORT`` (set by Knative, KServe and Cloud Run) is the inference plane's port unless the command
-gives ``--port``. Listening on every interface, open health checks and metrics are the image's
-defaults (``CONTAINER_DEFAULTS``): they apply only where neither the config file nor a
-``MODELSERVE_*`` variable sets the key.
+gives one (``--port``, Triton's ``--http-port`` or TF Serving's ``--rest_api_port``). Listening
+on every interface, open health checks and metrics are the image's defaults
+(``CONTAINER_DEFAULTS``): they apply only where neither the config file nor a ``MODELSERVE_*``
+variable sets the key.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ CONTAINER_DEFAULTS = {
     "grpc_management_address": "0.0.0.0",
     "open_health_checks": "true",
 }
+
+
+# The flags that name the inference (HTTP) port: modelserve's, Triton's and TF Serving's.
+HTTP_PORT_FLAGS = ("--port", "--http-port", "--rest-api-port", "--rest_api_port")
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def plan(
     is_start = "start" in argv[:1] or "--start" in argv
     if is_start and "--foreground" not in argv:
         argv = [*argv, "--foreground"]
-    gives_port = any(arg == "--port" or arg.startswith("--port=") for arg in argv)
+    gives_port = any(arg.partition("=")[0] in HTTP_PORT_FLAGS for arg in argv)
     if (is_start or argv[:1] == ["serve"]) and environ.get("PORT") and not gives_port:
         argv = [*argv, "--port", environ["PORT"]]
     return ContainerPlan(argv, _defaults(_config_file(argv, environ), environ))
