@@ -157,7 +157,7 @@ class Settings(BaseModel):
     # TLS on both gRPC ports with certificate_file / private_key_file.
     enable_grpc_ssl: bool = False
 
-    # ----- Triton model repositories (docs/model_repositories.md), Triton's flag names.
+    # ----- Triton model repositories (docs/model-repositories.md), Triton's flag names.
     model_repository: list[Path] = Field(default_factory=list)
     # none: load every model at start; poll: also follow the repositories' changes every
     # repository_poll_secs; explicit: load load_model at start, the rest on request.
@@ -169,7 +169,7 @@ class Settings(BaseModel):
     # Read <model>/configs/<name> instead of config.pbtxt where it exists.
     model_config_name: str | None = None
 
-    # ----- TensorFlow Serving's model layout (docs/model_repositories.md), its flag names.
+    # ----- TensorFlow Serving's model layout (docs/model-repositories.md), its flag names.
     # One model (model_name, model_base_path), or TF Serving's ModelServerConfig text file.
     model_name: str | None = None
     model_base_path: Path | None = None
