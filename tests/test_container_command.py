@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from framework_models import SAMPLE, save_tf_saved_model
 from support import free_ports, wait_until
 
 from modelserve.config import ConfigError
@@ -71,6 +73,16 @@ def test_archives_are_all_served_and_a_given_port_wins_over_port(tmp_path: Path)
     assert own.argv == ["start", "--port=9000", "--foreground"]
 
 
+@pytest.mark.parametrize("flag", ["--http-port=8000", "--rest_api_port=8501", "--rest-api-port=1"])
+def test_tritons_and_tf_servings_http_port_flags_win_over_port(flag: str) -> None:
+    # Appending --port would move Triton's HTTP port, or be TF Serving's gRPC port.
+    command = ["modelserve", "start", "--model_name=m", "--model_base_path=/m", flag]
+    assert plan(Path("/nonexistent"), None, command, {"PORT": "8080"}).argv == [
+        *command[1:],
+        "--foreground",
+    ]
+
+
 def test_one_model_file_is_served_zero_code_by_name(tmp_path: Path) -> None:
     model = tmp_path / "1" / "model.onnx"
     model.parent.mkdir()
@@ -90,7 +102,7 @@ def test_a_saved_model_directory_is_served_itself(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ([], r"exactly one model file .* found none"),
+        (["README.txt"], r"exactly one model file .* found none"),
         (["a.onnx", "b.pt"], r"found .*a\.onnx, .*b\.pt"),
     ],
 )
@@ -103,8 +115,40 @@ def test_an_ambiguous_or_empty_model_dir_is_one_clear_error(
         plan(tmp_path, None, [], {})
 
 
+def test_tf_servings_model_name_and_base_path_serve_when_the_model_dir_is_empty(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "mnt"
+    empty.mkdir()
+    (tmp_path / "models" / "half_plus_two").mkdir(parents=True)
+    environ = {"MODEL_NAME": "half_plus_two", "MODEL_BASE_PATH": str(tmp_path / "models")}
+    chosen = plan(empty, None, [], {**environ, "PORT": "8501"})
+    base = str(tmp_path / "models" / "half_plus_two")
+    assert chosen.argv == [
+        *("start", "--model-name", "half_plus_two", "--model-base-path", base),
+        *("--foreground", "--port", "8501"),
+    ]
+    # MODEL_NAME defaults to TF Serving's "model"; an absent model dir counts as empty.
+    (tmp_path / "models" / "model").mkdir()
+    default = plan(tmp_path / "absent", None, [], {"MODEL_BASE_PATH": str(tmp_path / "models")})
+    assert default.argv[1:5] == [
+        *("--model-name", "model", "--model-base-path", str(tmp_path / "models" / "model")),
+    ]
+    # What is mounted at the model dir (KServe's) comes first.
+    (empty / "a.mar").write_bytes(b"")
+    assert plan(empty, None, [], environ).argv[:3] == ["start", "--model-store", str(empty)]
+
+
+def test_nothing_to_serve_names_both_places(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"at .*absent .*or a TF Serving model at /models/model "):
+        plan(tmp_path / "absent", None, [], {})
+    environ = {"MODEL_NAME": "m", "MODEL_BASE_PATH": str(tmp_path)}
+    with pytest.raises(ConfigError, match=f"TF Serving model at {tmp_path / 'm'} "):
+        plan(tmp_path / "absent", None, [], environ)
+
+
 def test_a_missing_model_dir_and_an_unknown_command_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"no model directory .*mount one"):
+    with pytest.raises(ConfigError, match=r"nothing to serve: mount a model at .*absent"):
         plan(tmp_path / "absent", None, [], {})
     with pytest.raises(ConfigError, match="expected torchserve … or modelserve …"):
         plan(tmp_path, None, ["tritonserver", "--model-store=/models"], {})
@@ -144,6 +188,56 @@ def test_the_container_command_serves_a_model_dir_on_port(
         assert process.poll() is None, log.read_text()
         answer = httpx.post(f"http://127.0.0.1:{port}/predictions/probe", json={"echo": 7})
         assert answer.status_code == 200 and answer.json()["echo"] == 7
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_the_container_serves_tf_servings_model_name_from_its_base_path(
+    tmp_path: Path,
+) -> None:
+    saved, reference = save_tf_saved_model(tmp_path, [SAMPLE])
+    base = tmp_path / "models" / "tiny"
+    base.mkdir(parents=True)
+    saved.rename(base / "1")
+    port, management, metrics, grpc, grpc_management = free_ports(5)
+    environment = {
+        **os.environ,
+        "MODEL_NAME": "tiny",
+        "MODEL_BASE_PATH": str(tmp_path / "models"),
+        "PORT": str(port),
+        "MODELSERVE_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{management}",
+        "MODELSERVE_METRICS_ADDRESS": f"http://127.0.0.1:{metrics}",
+        "MODELSERVE_INFERENCE_ADDRESS": "http://127.0.0.1:1",
+        "MODELSERVE_GRPC_INFERENCE_ADDRESS": "127.0.0.1",
+        "MODELSERVE_GRPC_MANAGEMENT_ADDRESS": "127.0.0.1",
+        "MODELSERVE_GRPC_INFERENCE_PORT": str(grpc),
+        "MODELSERVE_GRPC_MANAGEMENT_PORT": str(grpc_management),
+        "MODELSERVE_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    command = [sys.executable, "-m", "modelserve.cli", "container"]
+    command += ["--model-dir", str(tmp_path / "mnt")]
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models/tiny"
+
+        def served() -> bool:
+            assert process.poll() is None, log.read_text()
+            try:
+                return httpx.get(url).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(served, 120)
+        answer = httpx.post(f"{url}:predict", json={"instances": SAMPLE.tolist()})
+        assert answer.status_code == 200, answer.text
+        assert np.allclose(answer.json()["predictions"], reference(SAMPLE), atol=1e-5)
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0, log.read_text()
     finally:

@@ -9,7 +9,7 @@
 * ``examples/model_store/tiny.mar`` (1.0: y = 2x) and ``tiny_v2.mar`` (2.0: y = 3x), labelled
   ``stable`` and ``canary`` in their model config, for the TF Serving examples there;
 * ``examples/triton_repository/pair/1/model.onnx``: the same pair model in a Triton model
-  repository, beside its committed ``config.pbtxt`` (docs/model_repositories.md).
+  repository, beside its committed ``config.pbtxt`` (docs/model-repositories.md).
 
 The archives land in the model store ``make run`` serves, so the docs register them with
 ``curl -X POST "http://127.0.0.1:8081/models?url=pair.mar&..."``. Run with the project's

@@ -56,11 +56,12 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _port_flags(args: argparse.Namespace) -> PortFlags:
+    inference, grpc_inference = repository.inference_ports(args)
     return PortFlags(
-        inference=getattr(args, "port", None),
+        inference=inference,
         management=getattr(args, "management_port", None),
         metrics=getattr(args, "metrics_port", None),
-        grpc_inference=getattr(args, "grpc_port", None),
+        grpc_inference=grpc_inference,
         grpc_management=getattr(args, "grpc_management_port", None),
         no_grpc=getattr(args, "no_grpc", False),
     )

@@ -11,12 +11,16 @@ The command line it runs:
   ``config/config.properties`` (TorchServe's KServe layout: its ``model_snapshot`` names the
   archives of ``model-store/``), ``.mar`` archives (all served), or one model file or
   SavedModel directory (served with no handler, as ``modelserve serve`` does, named
-  ``--name``).
+  ``--name``);
+* when the model directory holds nothing, TF Serving's image's layout:
+  ``${MODEL_BASE_PATH}/${MODEL_NAME}`` (defaults ``/models`` and ``model``, as in its image)
+  served as ``modelserve start --model-name $MODEL_NAME --model-base-path …``.
 
 ``PORT`` (set by Knative, KServe and Cloud Run) is the inference plane's port unless the command
-gives ``--port``. Listening on every interface, open health checks and metrics are the image's
-defaults (``CONTAINER_DEFAULTS``): they apply only where neither the config file nor a
-``MODELSERVE_*`` variable sets the key.
+gives one (``--port``, Triton's ``--http-port`` or TF Serving's ``--rest_api_port``). Listening
+on every interface, open health checks and metrics are the image's defaults
+(``CONTAINER_DEFAULTS``): they apply only where neither the config file nor a ``MODELSERVE_*``
+variable sets the key.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from modelserve.config.loading import ENV_PREFIX
 from modelserve.quick_deploy import is_servable
 
 MODEL_DIR = Path("/mnt/models")
+# TF Serving's image serves ${MODEL_BASE_PATH}/${MODEL_NAME}; their defaults there.
+TF_SERVING_MODEL_NAME = "model"
+TF_SERVING_BASE_PATH = "/models"
 KSERVE_CONFIG = Path("config") / "config.properties"
 KSERVE_STORE = "model-store"
 # A container is reached from outside it: every plane listens on all interfaces, and probes
@@ -43,6 +50,10 @@ CONTAINER_DEFAULTS = {
     "grpc_management_address": "0.0.0.0",
     "open_health_checks": "true",
 }
+
+
+# The flags that name the inference (HTTP) port: modelserve's, Triton's and TF Serving's.
+HTTP_PORT_FLAGS = ("--port", "--http-port", "--rest-api-port", "--rest_api_port")
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,8 @@ def add_arguments(command: argparse.ArgumentParser) -> None:
         default=MODEL_DIR,
         metavar="DIR",
         help=f"what to serve (default {MODEL_DIR}, KServe's): config/config.properties with "
-        "model-store/, .mar archives, or one model file",
+        "model-store/, .mar archives, or one model file; when it holds nothing, TF Serving's "
+        "$MODEL_BASE_PATH/$MODEL_NAME (default /models/model)",
     )
     command.add_argument("--name", help="the model's name when DIR holds one model file")
     command.add_argument(
@@ -84,17 +96,17 @@ def plan(
             f"{command[0]!r}"
         )
     else:
-        argv = _by_layout(model_dir, name)
+        argv = _by_layout(model_dir, name, environ)
     is_start = "start" in argv[:1] or "--start" in argv
     if is_start and "--foreground" not in argv:
         argv = [*argv, "--foreground"]
-    gives_port = any(arg == "--port" or arg.startswith("--port=") for arg in argv)
+    gives_port = any(arg.partition("=")[0] in HTTP_PORT_FLAGS for arg in argv)
     if (is_start or argv[:1] == ["serve"]) and environ.get("PORT") and not gives_port:
         argv = [*argv, "--port", environ["PORT"]]
     return ContainerPlan(argv, _defaults(_config_file(argv, environ), environ))
 
 
-def _by_layout(model_dir: Path, name: str | None) -> list[str]:
+def _by_layout(model_dir: Path, name: str | None, environ: Mapping[str, str]) -> list[str]:
     if (model_dir / KSERVE_CONFIG).is_file():
         return [
             "start",
@@ -103,8 +115,15 @@ def _by_layout(model_dir: Path, name: str | None) -> list[str]:
             "--model-store",
             str(model_dir / KSERVE_STORE),
         ]
-    if not model_dir.is_dir():
-        raise ConfigError(f"container: no model directory {model_dir}: mount one (--model-dir)")
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        tf_name = environ.get("MODEL_NAME") or TF_SERVING_MODEL_NAME
+        base_path = Path(environ.get("MODEL_BASE_PATH") or TF_SERVING_BASE_PATH) / tf_name
+        if base_path.is_dir():
+            return ["start", "--model-name", tf_name, "--model-base-path", str(base_path)]
+        raise ConfigError(
+            f"container: nothing to serve: mount a model at {model_dir} (--model-dir), or a TF "
+            f"Serving model at {base_path} (MODEL_BASE_PATH/MODEL_NAME, as in its image)"
+        )
     if any(model_dir.glob("*.mar")):
         return ["start", "--model-store", str(model_dir), "--models", "all"]
     return ["serve", str(_bare_model(model_dir)), *(["--name", name] if name else [])]

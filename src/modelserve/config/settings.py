@@ -157,7 +157,7 @@ class Settings(BaseModel):
     # TLS on both gRPC ports with certificate_file / private_key_file.
     enable_grpc_ssl: bool = False
 
-    # ----- Triton model repositories (docs/model_repositories.md), Triton's flag names.
+    # ----- Triton model repositories (docs/model-repositories.md), Triton's flag names.
     model_repository: list[Path] = Field(default_factory=list)
     # none: load every model at start; poll: also follow the repositories' changes every
     # repository_poll_secs; explicit: load load_model at start, the rest on request.
@@ -169,13 +169,15 @@ class Settings(BaseModel):
     # Read <model>/configs/<name> instead of config.pbtxt where it exists.
     model_config_name: str | None = None
 
-    # ----- TensorFlow Serving's model layout (docs/model_repositories.md), its flag names.
+    # ----- TensorFlow Serving's model layout (docs/model-repositories.md), its flag names.
     # One model (model_name, model_base_path), or TF Serving's ModelServerConfig text file.
     model_name: str | None = None
     model_base_path: Path | None = None
     model_config_file: Path | None = None
-    # How often the base paths (and the config file) are read again for new versions.
-    file_system_poll_wait_seconds: float = Field(1, gt=0)
+    # How often the base paths are read again for new versions (0: once, at start).
+    file_system_poll_wait_seconds: float = Field(1, ge=0)
+    # How often model_config_file is read again (0, TF Serving's default: once, at start).
+    model_config_file_poll_wait_seconds: float = Field(0, ge=0)
 
     @field_validator("load_models", "load_model", "model_repository", mode="before")
     @classmethod

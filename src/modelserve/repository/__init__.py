@@ -16,8 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from modelserve.cli_flags import whole_number
+from modelserve.config import ConfigError
 
 CONTROL_MODES = ("none", "poll", "explicit")
+
+
+def triton_bool(text: str) -> bool:
+    """An argparse type: a boolean as Triton spells it (true/on/1, false/off/0)."""
+    lowered = text.lower()
+    if lowered in ("true", "on", "1"):
+        return True
+    if lowered in ("false", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_arguments(start: argparse.ArgumentParser) -> None:
@@ -50,10 +61,19 @@ def add_arguments(start: argparse.ArgumentParser) -> None:
     )
     start.add_argument(
         "--strict-model-config",
+        nargs="?",
+        const=True,
+        type=triton_bool,
+        metavar="BOOL",
+        help="require config.pbtxt (by default a model without one is served from its file); "
+        "alone: true; Triton's --strict-model-config=false also works",
+    )
+    start.add_argument(
         "--disable-auto-complete-config",
         dest="strict_model_config",
-        action="store_true",
-        help="require config.pbtxt (by default a model without one is served from its file)",
+        action="store_const",
+        const=True,
+        help="the same as --strict-model-config",
     )
     start.add_argument(
         "--model-config-name",
@@ -61,28 +81,40 @@ def add_arguments(start: argparse.ArgumentParser) -> None:
         help="read <model>/configs/NAME instead of config.pbtxt where it exists",
     )
     start.add_argument(
-        "--http-port", dest="port", type=whole_number(0, 65535), help="Triton's name for --port"
+        "--http-port",
+        dest="port",
+        type=whole_number(0, 65535),
+        metavar="PORT",
+        help="Triton's name for --port",
     )
     # TensorFlow Serving's flags, with its underscore spellings too.
-    for flag, dest, kind, text in (
-        ("model-name", "model_name", str, "serve one TF Serving model under this name"),
-        ("model-base-path", "model_base_path", Path, "its <base>/<version>/saved_model.pb"),
-        ("model-config-file", "model_config_file", Path, "a TF Serving ModelServerConfig file"),
+    for flag, kind, metavar, text in (
+        ("model-name", str, "NAME", "serve one TF Serving model under this name"),
+        ("model-base-path", Path, "DIR", "its <DIR>/<version>/saved_model.pb"),
+        ("model-config-file", Path, "FILE", "a TF Serving ModelServerConfig file"),
         (
             "file-system-poll-wait-seconds",
-            "file_system_poll_wait_seconds",
             float,
-            "how often the base paths are read for new versions (default 1)",
+            "S",
+            "how often the base paths are read for new versions (default 1; 0: at start only)",
+        ),
+        (
+            "model-config-file-poll-wait-seconds",
+            float,
+            "S",
+            "how often the config file is read again (default 0: at start only)",
         ),
     ):
-        underscored = "--" + flag.replace("-", "_")
-        start.add_argument(f"--{flag}", underscored, dest=dest, type=kind, help=text)
+        dest = flag.replace("-", "_")
+        start.add_argument(
+            f"--{flag}", f"--{dest}", dest=dest, type=kind, metavar=metavar, help=text
+        )
     start.add_argument(
         "--rest-api-port",
         "--rest_api_port",
-        dest="port",
         type=whole_number(0, 65535),
-        help="TF Serving's name for --port (the REST API's)",
+        metavar="PORT",
+        help="TF Serving's REST API port (the inference port); with it, --port is its gRPC port",
     )
 
 
@@ -93,10 +125,29 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model_control_mode": getattr(args, "model_control_mode", None),
         "repository_poll_secs": getattr(args, "repository_poll_secs", None),
         "load_model": getattr(args, "load_model", None),
-        "strict_model_config": True if getattr(args, "strict_model_config", False) else None,
+        "strict_model_config": getattr(args, "strict_model_config", None),
         "model_config_name": getattr(args, "model_config_name", None),
         "model_name": getattr(args, "model_name", None),
         "model_base_path": getattr(args, "model_base_path", None),
         "model_config_file": getattr(args, "model_config_file", None),
         "file_system_poll_wait_seconds": getattr(args, "file_system_poll_wait_seconds", None),
+        "model_config_file_poll_wait_seconds": getattr(
+            args, "model_config_file_poll_wait_seconds", None
+        ),
     }
+
+
+def inference_ports(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """The HTTP and gRPC inference ports the flags give (None: as configured). As in a
+    ``tensorflow_model_server`` command line, ``--port`` next to ``--rest-api-port`` is TF
+    Serving's gRPC port; without it, ``--port`` is modelserve's (the HTTP one)."""
+    port, grpc = getattr(args, "port", None), getattr(args, "grpc_port", None)
+    rest = getattr(args, "rest_api_port", None)
+    if rest is None:
+        return port, grpc
+    if port is not None and grpc is not None:
+        raise ConfigError(
+            "next to --rest-api-port, --port is TF Serving's gRPC port: give it or --grpc-port, "
+            "not both"
+        )
+    return rest, port if grpc is None else grpc

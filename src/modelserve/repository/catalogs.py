@@ -72,10 +72,20 @@ class TritonCatalog:
 
 class TfServingCatalog:
     """TensorFlow Serving's layout: ``<base_path>/<version>/saved_model.pb``, for
-    ``model_name`` + ``model_base_path`` or each model of ``model_config_file``."""
+    ``model_name`` + ``model_base_path`` or each model of ``model_config_file``.
+
+    The config file is read once, at the first question; only ``reread`` reads it again (model
+    control calls it every ``model_config_file_poll_wait_seconds``, as TF Serving polls it).
+    The base paths are read at every ``read``."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._last_read: dict[str, TfModelConfig] | None = None
+
+    def reread(self) -> None:
+        """Read the config file again. RepositoryError if it cannot be read or parsed; the
+        last read then stands."""
+        self._last_read = self._read_configs()
 
     def check(self) -> None:
         for config in self._configs().values():
@@ -116,6 +126,11 @@ class TfServingCatalog:
         )
 
     def _configs(self) -> dict[str, TfModelConfig]:
+        if self._last_read is None:
+            self._last_read = self._read_configs()
+        return self._last_read
+
+    def _read_configs(self) -> dict[str, TfModelConfig]:
         settings = self._settings
         if settings.model_config_file is None:
             single = ModelServerConfig().model_config_list.config.add()

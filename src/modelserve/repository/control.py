@@ -1,7 +1,9 @@
 """Keeps what the server serves in step with its Triton model repositories, as Triton's model
 control modes do: ``none`` loads every model at start; ``poll`` does too, then rescans every
 ``repository_poll_secs``; ``explicit`` loads ``load_model`` at start and the rest through the
-repository API (load / unload).
+repository API (load / unload). TF Serving's models are polled always: their base paths
+every ``file_system_poll_wait_seconds``, its config file every
+``model_config_file_poll_wait_seconds`` (0: once, at start).
 
 A load compares each version's fingerprint (its config and its model file's size and mtime)
 with what serves:
@@ -22,6 +24,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +47,8 @@ from modelserve.repository.triton import RepositoryError, TritonModel, read_mode
 from modelserve.repository.uploads import write_model_directory
 
 log = logging.getLogger("modelserve.repository")
+# The key of TF Serving's config file among the failures told (model names are the others).
+CONFIG_FILE = "model_config_file"
 
 
 def model_catalog(settings: Settings) -> Catalog | None:
@@ -91,12 +96,20 @@ class ModelControl:
     ) -> None:
         self._settings = settings
         self._catalog = catalog
-        # TF Serving follows its base paths always; Triton as its control mode says.
-        tf_serving = isinstance(catalog, TfServingCatalog)
-        self._mode = "poll" if tf_serving else settings.model_control_mode
-        self._poll_s = (
-            settings.file_system_poll_wait_seconds if tf_serving else settings.repository_poll_secs
-        )
+        # How often polling rescans the models (0: never), and reads TF Serving's config file
+        # again (0: never). TF Serving follows its base paths always; Triton as its control
+        # mode says.
+        self._config_file: TfServingCatalog | None = None
+        self._reread_s = 0.0
+        if isinstance(catalog, TfServingCatalog):
+            self._mode = "poll"
+            self._rescan_s = settings.file_system_poll_wait_seconds
+            if settings.model_config_file is not None:
+                self._config_file = catalog
+                self._reread_s = settings.model_config_file_poll_wait_seconds
+        else:
+            self._mode = settings.model_control_mode
+            self._rescan_s = settings.repository_poll_secs if self._mode == "poll" else 0.0
         self._plane = plane
         self._startup = startup
         self._store = store
@@ -123,7 +136,7 @@ class ModelControl:
             except ServingError as exc:
                 log.error("model %s not served: %s", name, exc.message)
                 self._startup.failures[name] = exc.message
-        if self._mode == "poll":
+        if self._rescan_s or self._reread_s:
             self._poller = asyncio.create_task(self._poll(), name="repository-poll")
 
     async def close(self) -> None:
@@ -292,9 +305,34 @@ class ModelControl:
                 archive.unlink()
 
     async def _poll(self) -> None:
+        """Rescan every ``_rescan_s``; read the config file again every ``_reread_s``, and
+        rescan then too (a model the file adds is read at once)."""
+        clock = asyncio.get_running_loop().time
+        rescan_at = clock() + self._rescan_s if self._rescan_s else math.inf
+        reread_at = clock() + self._reread_s if self._reread_s else math.inf
         while True:
-            await asyncio.sleep(self._settings.repository_poll_secs)
+            now = clock()
+            if now < min(rescan_at, reread_at):
+                await asyncio.sleep(min(rescan_at, reread_at) - now)
+                continue
+            if now >= reread_at:
+                reread_at = now + self._reread_s
+                self._reread_config()
+            if now >= rescan_at:
+                rescan_at = now + self._rescan_s
             await self._sync()
+
+    def _reread_config(self) -> None:
+        """Read TF Serving's config file again; one that cannot be read or parsed is told
+        once, and the last one read stands."""
+        if self._config_file is None:
+            return
+        try:
+            self._config_file.reread()
+        except RepositoryError as exc:
+            self._tell(CONFIG_FILE, str(exc))
+            return
+        self._told.pop(CONFIG_FILE, None)
 
     async def _sync(self) -> None:
         try:
@@ -317,9 +355,9 @@ class ModelControl:
 
 
 def _fingerprint(model: TritonModel, path: Path) -> str:
-    """What a version serves: its config, and its model file's (or directory's) sizes and
-    modification times."""
+    """What a version serves: its config and version labels, and its model file's (or
+    directory's) sizes and modification times."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    text = json.dumps([config_json(model.config), stats], sort_keys=True)
+    text = json.dumps([config_json(model.config), model.version_labels, stats], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
