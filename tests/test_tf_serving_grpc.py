@@ -45,16 +45,24 @@ def tf_serving_client(server: RunningServer, calls: list[dict[str, Any]]) -> lis
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> Iterator[RunningServer]:
+def base_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("models") / "half_plus_two"
     _export(base / "1", 2.0)
     _export(base / "2", 3.0)
-    args = ["--model_name=half_plus_two", f"--model_base_path={base}"]
+    return base
+
+
+def _serving(server: RunningServer, name: str) -> bool:
+    return httpx.get(f"{server.inference}/v1/models/{name}").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, base_path: Path, model_store: Path
+) -> Iterator[RunningServer]:
+    args = ["--model_name=half_plus_two", f"--model_base_path={base_path}"]
     server = start_server(tmp_path_factory.mktemp("server"), model_store, args=args)
-    wait_until(
-        lambda: httpx.get(f"{server.inference}/v1/models/half_plus_two").status_code == 200,
-        timeout=120,
-    )
+    wait_until(lambda: _serving(server, "half_plus_two"), timeout=120)
     yield server
     server.stop()
 
@@ -118,3 +126,32 @@ def test_the_tf_serving_client_gets_clear_errors(served: RunningServer) -> None:
     assert "'other' not found" in answers[3]["message"]
     assert "Predict" in answers[5]["message"]
     assert answers[-1]["y"] == VERSION_2
+
+
+def test_a_config_reload_serves_what_it_lists(
+    tmp_path: Path, base_path: Path, model_store: Path
+) -> None:
+    args = ["--model_name=half_plus_two", f"--model_base_path={base_path}"]
+    server = start_server(tmp_path / "server", model_store, args=args)
+    try:
+        wait_until(lambda: _serving(server, "half_plus_two"), timeout=120)
+        every = {"name": "every_version", "base_path": str(base_path), "all_versions": True}
+        missing = {"name": "missing", "base_path": str(tmp_path / "none")}
+        reloaded, status, old_one, predicted, refused = tf_serving_client(
+            server,
+            [
+                {"call": "reload", "models": [every]},  # half_plus_two is not listed: it goes
+                {"call": "status", "model": "every_version"},
+                {"call": "status", "model": "half_plus_two"},
+                {"call": "predict", "model": "every_version", "x": X, "version": 1},
+                {"call": "reload", "models": [every, missing]},
+            ],
+        )
+        assert reloaded == {"error_code": 0}
+        assert [entry["version"] for entry in status["versions"]] == [1, 2]
+        assert old_one["error"] == "NOT_FOUND"
+        assert predicted["y"] == VERSION_1
+        assert refused["error"] == "INVALID_ARGUMENT" and "missing" in refused["message"]
+        assert _serving(server, "every_version")  # the failed reload left it serving
+    finally:
+        server.stop()

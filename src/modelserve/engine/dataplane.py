@@ -58,6 +58,9 @@ class ModelRepository(Protocol):
         """Serve ``name`` as the repository holds it (``config``: JSON over its config;
         ``files``: ``<version>/<path>`` → contents instead of the repository's files)."""
 
+    async def reload_config(self, serialized: bytes) -> None:
+        """Serve what a serialized TF Serving ModelServerConfig lists (and only that)."""
+
     async def unload(self, name: str) -> None:
         """Stop serving every version of ``name``."""
 
@@ -202,6 +205,12 @@ class DataPlane:
         JSON) overrides its config.pbtxt, ``files`` (``<version>/<path>`` → contents, with
         ``config``) its files."""
         await self._model_repository().load(name, config, files or {})
+
+    async def reload_config(self, serialized: bytes) -> None:
+        """TF Serving's HandleReloadConfigRequest: serve the models a serialized
+        ModelServerConfig lists, and only those (400 when the server serves none, or when a
+        listed model does not load)."""
+        await self._model_repository().reload_config(serialized)
 
     async def unload_model(self, name: str) -> None:
         """Triton's repository unload: stop serving every version of ``name``."""

@@ -139,7 +139,9 @@ def build_grpc_planes(
     tf_serving_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(plane), inference
     )
-    tf_serving_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(plane), inference)
+    tf_serving_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(plane, policy.model_control_refusal), inference
+    )
     management = _server(settings, policy, KeyKind.MANAGEMENT)
     management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(
         ManagementServicer(plane, policy.model_control_refusal), management

@@ -167,10 +167,23 @@ class PredictionServicer(pb_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(pb_grpc.ModelServiceServicer):
-    """``tensorflow.serving.ModelService``: model status and config reloads."""
+    """``tensorflow.serving.ModelService``: model status and config reloads. A reload is
+    model control: refused (PERMISSION_DENIED) where the management API refuses it."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, model_control_refusal: str | None) -> None:
         self.plane = plane
+        self.model_control_refusal = model_control_refusal
+
+    async def HandleReloadConfigRequest(
+        self, request: pb.ReloadConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReloadConfigResponse:
+        if self.model_control_refusal is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, self.model_control_refusal)
+        try:
+            await self.plane.reload_config(request.config)
+        except ServingError as exc:
+            await abort_with(context, exc)
+        return pb.ReloadConfigResponse(status=pb.StatusProto(error_code=pb.OK))
 
     async def GetModelStatus(
         self, request: pb.GetModelStatusRequest, context: grpc.aio.ServicerContext

@@ -87,6 +87,18 @@ class TfServingCatalog:
         last read then stands."""
         self._last_read = self._read_configs()
 
+    def replace(self, config: ModelServerConfig) -> None:
+        """Serve what ``config`` lists instead (TF Serving's HandleReloadConfigRequest) until
+        the config file is read again. RepositoryError for a config that lists no models
+        by name and base path."""
+        if config.WhichOneof("config") != "model_config_list":
+            raise RepositoryError("the new config must be a model_config_list")
+        listed = list(config.model_config_list.config)
+        unnamed = [entry for entry in listed if not entry.name or not entry.base_path]
+        if unnamed:
+            raise RepositoryError("every model of the new config needs a name and a base_path")
+        self._last_read = {entry.name: entry for entry in listed}
+
     def check(self) -> None:
         for config in self._configs().values():
             if not Path(config.base_path).is_dir():

@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
 from modelserve.config import ConfigError, Settings
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException, ModelNotFoundException, ServingError
@@ -43,6 +45,7 @@ from modelserve.repository.catalogs import (
     catalog_for,
 )
 from modelserve.repository.packing import config_json, instance_count, pack_model
+from modelserve.repository.proto.model_server_config_pb2 import ModelServerConfig
 from modelserve.repository.triton import RepositoryError, TritonModel, read_model
 from modelserve.repository.uploads import write_model_directory
 
@@ -178,6 +181,27 @@ class ModelControl:
         async with self._lock:
             await self._unregister_all(name)
             self._served.pop(name, None)
+
+    async def reload_config(self, serialized: bytes) -> None:
+        """TF Serving's HandleReloadConfigRequest: serve what the serialized ModelServerConfig
+        lists, unload what it does not; returns once every listed model serves (400 naming
+        the models that do not)."""
+        catalog = self._catalog
+        if not isinstance(catalog, TfServingCatalog):
+            raise BadRequestException(
+                "this server serves no TF Serving models (start it with --model_config_file or "
+                "--model_name and --model_base_path)"
+            )
+        try:
+            catalog.replace(ModelServerConfig.FromString(serialized))
+        except DecodeError as exc:
+            raise BadRequestException(f"the config is not a ModelServerConfig: {exc}") from exc
+        except RepositoryError as exc:
+            raise BadRequestException(str(exc)) from exc
+        failures = await self._sync()
+        if failures:
+            reasons = "; ".join(f"{name}: {why}" for name, why in sorted(failures.items()))
+            raise BadRequestException(f"the new config does not fully load: {reasons}")
 
     # ----- internals
 
@@ -334,24 +358,28 @@ class ModelControl:
             return
         self._told.pop(CONFIG_FILE, None)
 
-    async def _sync(self) -> None:
+    async def _sync(self) -> dict[str, str]:
+        """Serve what the catalog holds now; returns why each model that failed did."""
         try:
             present = set(self._repository_names())
         except ServingError as exc:  # a repository went away: keep serving what serves
             self._tell("*", exc.message)
-            return
+            return {"*": exc.message}
         self._told.pop("*", None)
+        failures = {}
         for name in sorted(present):
             try:
                 await self._load_locked(name, None)
                 self._told.pop(name, None)
             except ServingError as exc:
                 self._tell(name, exc.message)
+                failures[name] = exc.message
         for name in sorted(set(self._served) - present):
             async with self._lock:
                 await self._unregister_all(name)
                 self._served.pop(name, None)
             log.info("model %s left the repository: unloaded", name)
+        return failures
 
 
 def _fingerprint(model: TritonModel, path: Path) -> str:
