@@ -22,6 +22,7 @@ import zmq
 from modelserve import wire
 from modelserve.wire import WorkerSpec
 from modelserve.worker.service import ModelService
+from modelserve.worker.triton_compat import enable_triton_compat
 from modelserve.worker.ts_compat import enable_ts_compat
 
 PARENT_CHECK_INTERVAL_MS = 1000
@@ -121,4 +122,5 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.chdir(spec.model_dir)  # handlers open relative paths from the model dir, as in TorchServe
     enable_ts_compat()
+    enable_triton_compat()
     return serve(spec)
