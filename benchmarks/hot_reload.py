@@ -1,5 +1,7 @@
-"""A new model version swapped in under load: a Triton model repository polled by a real
-server while clients keep asking, and not one request may fail or hang.
+"""Hot reload under load: a new version swapped into a polled Triton model repository.
+
+A real server polls the repository while clients keep asking, and not one request may fail
+or hang.
 
     python benchmarks/hot_reload.py [--seconds S] [--concurrency C] [--poll-secs P] [--out DIR]
                                     [--smoke]
