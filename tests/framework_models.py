@@ -102,16 +102,50 @@ def save_onnx_linear(directory: Path) -> tuple[Path, Reference]:
     return path, lambda x: session.run(None, {"x": x})[0]
 
 
-def save_onnx_pair(directory: Path) -> tuple[Path, Callable[..., dict[str, np.ndarray]]]:
-    """Inputs ``a`` (float32, N, 4) and ``b`` (int64, N, 4); outputs ``sum`` and ``product``."""
+def save_onnx_pair(
+    directory: Path, busy_matmuls: int = 0
+) -> tuple[Path, Callable[..., dict[str, np.ndarray]]]:
+    """Inputs ``a`` (float32, N, 4) and ``b`` (int64, N, 4); outputs ``sum`` and ``product``.
+
+    ``busy_matmuls``: that many products of 512 x 512 matrices per batch, added to ``sum`` as
+    zero (the matrices depend on ``a``, so ONNX Runtime cannot fold them away): a model that
+    keeps its worker busy, so that requests queue behind it.
+    """
     from onnx import TensorProto, helper
 
+    nodes = [
+        helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["a", "b_float"], ["plain_sum" if busy_matmuls else "sum"]),
+        helper.make_node("Mul", ["a", "b_float"], ["product"]),
+    ]
+    initializers = []
+    if busy_matmuls:
+        size = 512
+        nodes += [
+            helper.make_node("ReduceSum", ["a"], ["a_total"]),
+            helper.make_node("Mul", ["a_total", "zero"], ["a_zero"]),
+            helper.make_node(
+                "ConstantOfShape",
+                ["square"],
+                ["uniform"],
+                value=helper.make_tensor("fill", TensorProto.FLOAT, [1], [1 / size]),
+            ),
+            # Each product of this matrix (1/size everywhere) with itself is itself.
+            helper.make_node("Add", ["uniform", "a_zero"], ["busy_0"]),
+            *(
+                helper.make_node("MatMul", [f"busy_{i}", f"busy_{i}"], [f"busy_{i + 1}"])
+                for i in range(busy_matmuls)
+            ),
+            helper.make_node("ReduceSum", [f"busy_{busy_matmuls}"], ["busy_total"]),
+            helper.make_node("Mul", ["busy_total", "zero"], ["busy_zero"]),
+            helper.make_node("Add", ["plain_sum", "busy_zero"], ["sum"]),
+        ]
+        initializers = [
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("square", TensorProto.INT64, [2], [size, size]),
+        ]
     graph = helper.make_graph(
-        [
-            helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
-            helper.make_node("Add", ["a", "b_float"], ["sum"]),
-            helper.make_node("Mul", ["a", "b_float"], ["product"]),
-        ],
+        nodes,
         "pair",
         [
             helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 4]),
@@ -121,8 +155,9 @@ def save_onnx_pair(directory: Path) -> tuple[Path, Callable[..., dict[str, np.nd
             helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["N", 4]),
             helper.make_tensor_value_info("product", TensorProto.FLOAT, ["N", 4]),
         ],
+        initializer=initializers,
     )
-    path = directory / "pair.onnx"
+    path = directory / (f"pair-busy-{busy_matmuls}.onnx" if busy_matmuls else "pair.onnx")
     _save_onnx(graph, path)
     session = _ort_session(path)
 

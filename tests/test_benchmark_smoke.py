@@ -21,7 +21,7 @@ SMOKE_CONCURRENCY = {1, 4}
 PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC"}
 BATCHING_DEPLOYMENTS = {"one", "shared"}
 BATCHING_DELAYS_MS = {0, 5, 20}
-# A smoke run takes 20-40 s on 2 cores (the comparison mostly builds models); the rest is
+# A smoke run takes 5-40 s on 2 cores (the comparison mostly builds models); the rest is
 # headroom for a busy machine.
 RUN_TIMEOUT_S = 240
 
@@ -93,6 +93,18 @@ def test_batching_smoke_run_writes_results_without_errors(tmp_path: Path) -> Non
     report = results_file.with_suffix(".md").read_text()
     assert "### 1 worker" in report
     assert "### 4 workers, one shared device" in report
+
+
+def test_hot_reload_smoke_run_swaps_versions_without_a_failed_request(tmp_path: Path) -> None:
+    # No wrk: its clients are Python. Timings are not asserted, only what was served.
+    _, results = smoke_run("hot_reload.py", tmp_path, "*-hot-reload.json")
+    result = results["result"]
+    assert result["requests"] > 0
+    assert (result["failures"], result["hung"]) == (0, 0), result["failure_samples"]
+    assert set(result["per_version"]) == {"1", "3"}
+    assert sum(result["per_version"].values()) == result["requests"]
+    assert result["half_written_ignored"] and result["served_after_removal"]
+    assert result["version_3_served_after_s"] is not None
 
 
 @needs_wrk

@@ -1,12 +1,14 @@
 """Triton's model control modes on a real server: poll follows the repository (a new version
-loads and the old one retires by policy, a changed config reloads, a broken change keeps the
-old one serving, a removed model unloads); explicit loads what it is told, through
-tritonclient's repository calls; none refuses them."""
+loads and the old one retires by policy, with not one request failing under load; a changed
+config reloads, a broken change keeps the old one serving, a removed model unloads); explicit
+loads what it is told, through tritonclient's repository calls; none refuses them."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,9 @@ from tritonclient.utils import InferenceServerException
 
 A = np.array([[1, 2, 3, 4]], dtype=np.float32)
 B = np.array([[10, 20, 30, 40]], dtype=np.int64)
+# About 20 ms of work per request on one core, so that requests queue behind the worker.
+BUSY_MATMULS = 8
+CLIENTS = 8
 
 
 def _config(max_batch_size: int) -> str:
@@ -85,6 +90,59 @@ def test_poll_follows_the_repository(tmp_path: Path, onnx_file: Path, model_stor
     finally:
         server.stop()
     assert server.log().count('has no field named "sequence_batching"') == 1
+
+
+def test_poll_swaps_versions_under_load_without_failing_a_request(
+    tmp_path: Path, model_store: Path
+) -> None:
+    # One worker taking one request at a time (no dynamic batching) keeps requests queued on
+    # version 1 while version 2 takes over: those must still be answered.
+    busy, _ = save_onnx_pair(tmp_path, busy_matmuls=BUSY_MATMULS)
+    model = tmp_path / "repository" / "pair"
+    add_version(model, "1", busy)
+    (model / "config.pbtxt").write_text(pair_config(8))
+    poll = ["--model-control-mode", "poll", "--repository-poll-secs", "0.2"]
+    server = start_server(
+        tmp_path / "server", model_store, args=["--model-repository", str(model.parent), *poll]
+    )
+    body = {
+        "inputs": [
+            {"name": "a", "shape": [1, 4], "datatype": "FP32", "data": A[0].tolist()},
+            {"name": "b", "shape": [1, 4], "datatype": "INT64", "data": B[0].tolist()},
+        ]
+    }
+    answers: list[tuple[int, str]] = []  # (HTTP status, the version that answered or why not)
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                response = http.post(f"{server.inference}/v2/models/pair/infer", json=body)
+                if response.status_code != 200:
+                    answers.append((response.status_code, response.text))
+                    continue
+                answer = response.json()
+                outputs = {output["name"]: output["data"] for output in answer["outputs"]}
+                right = outputs["sum"] == (A + B)[0].tolist()
+                answers.append((200, answer["model_version"] if right else f"wrong {outputs}"))
+
+    try:
+        wait_until(lambda: _ready(server, "pair/versions/1/ready") == 200, timeout=60)
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            clients = [pool.submit(client) for _ in range(CLIENTS)]
+            try:
+                wait_until(lambda: len(answers) >= CLIENTS, timeout=60)
+                add_version(model, "2", busy)
+                wait_until(lambda: _ready(server, "pair/versions/1/ready") == 404, timeout=60)
+                wait_until(lambda: (200, "2") in answers, timeout=60)
+            finally:
+                stop.set()
+            for finished in clients:
+                finished.result()
+    finally:
+        server.stop()
+    assert [answer for answer in answers if answer[1] not in ("1", "2")] == []
+    assert {version for _, version in answers} == {"1", "2"}
 
 
 @pytest.fixture

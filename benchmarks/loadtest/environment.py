@@ -41,8 +41,9 @@ def git_revision() -> str:
     return f"{commit} (uncommitted changes)" if dirty else commit
 
 
-def describe_environment(duration_s: int) -> dict[str, Any]:
-    """Date, host, CPUs and their load, software versions and the run length.
+def describe_environment(duration_s: int, wrk: bool = True) -> dict[str, Any]:
+    """Date, host, CPUs and their load, software versions (wrk's unless ``wrk`` is False: a
+    benchmark without it) and the run length.
 
     Call it before measuring: the load average then tells whether something else was busy.
     """
@@ -53,7 +54,7 @@ def describe_environment(duration_s: int) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
-        "wrk": wrk_version(),
+        **({"wrk": wrk_version()} if wrk else {}),
         "commit": git_revision(),
         "duration_s": duration_s,
     }

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +57,11 @@ def free_loopback_ports(count: int) -> list[int]:
             sock.close()
 
 
-def write_config(workdir: Path, model_store: Path) -> tuple[Path, list[str]]:
-    """A ``config.properties`` on free loopback ports; returns it, the three plane URLs and
-    the gRPC inference target."""
+def write_config(
+    workdir: Path, model_store: Path, settings: Mapping[str, object] | None = None
+) -> tuple[Path, list[str]]:
+    """A ``config.properties`` on free loopback ports, with ``settings`` added; returns it, the
+    three plane URLs and the gRPC inference target."""
     ports = free_loopback_ports(5)
     urls = [f"http://127.0.0.1:{port}" for port in ports[:3]]
     properties = {
@@ -70,6 +72,7 @@ def write_config(workdir: Path, model_store: Path) -> tuple[Path, list[str]]:
         "grpc_management_port": ports[4],
         "model_store": model_store,
         "runtime_dir": workdir / "runtime",
+        **(settings or {}),
     }
     config = workdir / "config.properties"
     config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
@@ -113,10 +116,13 @@ def stop(server: Server) -> int:
 
 
 @contextmanager
-def running_server(workdir: Path, model_store: Path) -> Iterator[Server]:
-    """Start the server on free loopback ports; it is stopped on leaving, whatever happened."""
+def running_server(
+    workdir: Path, model_store: Path, settings: Mapping[str, object] | None = None
+) -> Iterator[Server]:
+    """Start the server on free loopback ports, with the ``settings`` (config.properties keys)
+    given; it is stopped on leaving, whatever happened."""
     workdir.mkdir(parents=True, exist_ok=True)
-    config, urls = write_config(workdir, model_store)
+    config, urls = write_config(workdir, model_store, settings)
     command = [sys.executable, "-m", "modelserve.cli", "start", "--foreground"]
     command += ["--ts-config", str(config)]
     log_path = workdir / "server.log"

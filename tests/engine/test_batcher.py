@@ -1,6 +1,6 @@
 """The batcher in-process: which jobs leave together, to which worker, and when; the queue
-bound, requeueing, abandoned jobs, the wait limit and max_batch_delay holds. Workers are plain
-names here: the batcher only hands them batches (the real-process behaviour is
+bound, requeueing, abandoned jobs, the wait limit, draining and max_batch_delay holds. Workers
+are plain names here: the batcher only hands them batches (the real-process behaviour is
 tests/test_batching.py)."""
 
 from __future__ import annotations
@@ -125,6 +125,27 @@ def test_a_job_no_worker_takes_in_time_ends_with_503() -> None:
         return None
 
     run(scenario)
+
+
+def test_drained_returns_once_the_workers_have_taken_every_queued_job() -> None:
+    async def scenario() -> tuple[bool, list]:
+        sent = Sent()
+        batcher = _batcher(sent, batch_size=2)
+        await batcher.drained()  # nothing queued: at once
+        for name in "abc":
+            batcher.submit(_job(name))
+        waiting = asyncio.create_task(batcher.drained())
+        batcher.worker_idle("w1")
+        await sent.wait_for(1)
+        still_waiting = not waiting.done()  # "c" is still queued
+        batcher.worker_idle("w1")
+        async with asyncio.timeout(SOON_S):
+            await waiting
+        return still_waiting, sent.batches
+
+    still_waiting, batches = run(scenario)
+    assert still_waiting
+    assert batches == [("w1", ["a", "b"]), ("w1", ["c"])]
 
 
 def test_a_worker_with_nothing_in_flight_is_preferred_to_a_busy_one_with_a_free_slot() -> None:

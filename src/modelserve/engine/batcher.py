@@ -20,6 +20,9 @@ of requests in flight (one addition per batch), and one timer per held batch.
 
 No request waits forever: one waiting longer than ``max_wait_s`` for a worker (none can load,
 all keep crashing) is answered 503. The check runs on a timer only while requests are queued.
+
+A version on its way out waits for its queue to empty (``drained``) before its workers stop,
+so the requests queued on it are answered rather than failed.
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class Batcher(Generic[WorkerT]):
         # that comes later is served as soon by the next batch (and, when batch time grows
         # with batch size, sooner). Until measured, the delay alone bounds holds.
         self._batch_s = self._delay_s
+        # Resolved once the queue is empty, while someone waits for that (``drained``).
+        self._empty: asyncio.Future[None] | None = None
 
     def submit(self, job: InferenceJob) -> None:
         """Queue a job; raises 503 when the queue is full."""
@@ -155,6 +160,21 @@ class Batcher(Generic[WorkerT]):
             self._end_hold()
         while self.pending:
             self.pending.popleft().fail(error)
+        self._tell_if_empty()
+
+    async def drained(self) -> None:
+        """Return once no job is queued: workers took them all, or they failed or expired."""
+        if not self.pending:
+            return
+        self._empty = asyncio.get_running_loop().create_future()
+        try:
+            await self._empty
+        finally:
+            self._empty = None
+
+    def _tell_if_empty(self) -> None:
+        if self._empty is not None and not self.pending and not self._empty.done():
+            self._empty.set_result(None)
 
     def _arm_expiry(self) -> None:
         interval = min(1.0, self._max_wait_s / 4)
@@ -169,6 +189,7 @@ class Batcher(Generic[WorkerT]):
             pending.popleft().fail(self._waited_too_long())
         if pending:
             self._arm_expiry()
+        self._tell_if_empty()
 
     def _scheduled_dispatch(self) -> None:
         self._dispatch_scheduled = False
@@ -190,6 +211,8 @@ class Batcher(Generic[WorkerT]):
             if jobs:
                 self._jobs_in_flight += len(jobs)
                 self._send_batch(self._take_idle(), jobs)
+        if self._empty is not None:  # someone waits in drained(): no call otherwise
+            self._tell_if_empty()
 
     def _hold(self) -> bool:
         """Whether the idle workers keep the partial batch back for batch-mates: only while

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -123,15 +124,24 @@ class WorkerPool:
             await self._await_ready(started)
 
     async def close(self, grace_s: float | None = None) -> None:
-        """Stop every worker: in-flight batches finish first, for up to ``grace_s`` seconds
-        (None: the unregister timeout)."""
+        """Stop every worker: the queued requests are taken and the batches in flight finish
+        first, for up to ``grace_s`` seconds in all (None: the unregister timeout)."""
+        timeout = self.timeouts.unregister if grace_s is None else grace_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.has_ready_worker():
+            # The version gets no new requests (it has left the registry, or the server is
+            # stopping), so its queue empties: the requests queued on a version that a new
+            # one replaces are answered, not failed.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.batcher.drained(), timeout)
         self._closed = True
         self.target = 0
         self._restarts.cancel()
         self._reconcile()
         if self._tasks:
-            timeout = self.timeouts.unregister if grace_s is None else grace_s
-            _, still_running = await asyncio.wait(self._tasks, timeout=timeout)
+            remaining = max(0.0, deadline - loop.time())
+            _, still_running = await asyncio.wait(self._tasks, timeout=remaining)
             for worker in self.workers.values():
                 worker.kill()
             if still_running:
