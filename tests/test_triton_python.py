@@ -7,7 +7,9 @@ statuses, BYTES tensors, requested outputs and parameters, and a BLS pipeline (p
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -104,21 +106,41 @@ def test_the_model_log_and_metadata(served: RunningServer) -> None:
 # ----- batches and per-request errors
 
 
-def _x_request(client: triton_http.InferenceServerClient, value: int) -> Any:
+def _x_input(value: int) -> triton_http.InferInput:
     tensor = triton_http.InferInput("X", [1, 1], "INT32")
     tensor.set_data_from_numpy(np.array([[value]], dtype=np.int32))
+    return tensor
+
+
+def _outcome(pending: Any) -> Any:
+    """The result of a tritonclient async_infer, or the exception it raised."""
     try:
-        result = client.infer("batch_errors", [tensor])
+        return pending.get_result(timeout=120)
     except InferenceServerException as exc:
         return exc
-    return result
+
+
+def _infer_x_over_rest(served: RunningServer, value: int) -> int:
+    body = {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "INT32", "data": [value]}]}
+    url = f"{served.inference}/v2/models/batch_errors/infer"
+    return httpx.post(url, json=body, timeout=60).status_code
+
+
+def _x_request(client: triton_http.InferenceServerClient, value: int) -> Any:
+    return _outcome(client.async_infer("batch_errors", [_x_input(value)]))
 
 
 def test_a_tritonerror_fails_its_request_alone(served: RunningServer) -> None:
     client = _http(served)
-    values = [1, 2, 3, -400, 5, 6, 7, 8]
-    with ThreadPoolExecutor(len(values)) as pool:
-        answers = list(pool.map(lambda value: _x_request(client, value), values))
+    # A slow request holds the only worker, so the eight sent meanwhile queue up and reach
+    # execute() as one batch of eight.
+    with ThreadPoolExecutor(1) as background:
+        slow = background.submit(_infer_x_over_rest, served, -2)
+        wait_until(lambda: "batch_errors: holding the worker" in served.log(), 60)
+        values = [1, 2, 3, -400, 5, 6, 7, 8]
+        pending = [client.async_infer("batch_errors", [_x_input(value)]) for value in values]
+        answers = [_outcome(each) for each in pending]
+        assert slow.result(timeout=60) == 200
     refused = answers[3]
     assert isinstance(refused, InferenceServerException)
     assert refused.status() == "400" and "X = -400 is refused" in refused.message()
@@ -126,8 +148,7 @@ def test_a_tritonerror_fails_its_request_alone(served: RunningServer) -> None:
     assert len(succeeded) == 7
     for value, answer in zip([1, 2, 3, 5, 6, 7, 8], succeeded, strict=True):
         assert int(answer.as_numpy("Y")[0][0]) == 2 * value
-    # The eight met in dynamic batches: execute() got several requests at once.
-    assert max(int(answer.as_numpy("BATCH")[0][0]) for answer in succeeded) > 1
+    assert [int(answer.as_numpy("BATCH")[0][0]) for answer in succeeded] == [8] * 7
     client.close()
 
 
@@ -194,13 +215,16 @@ def test_bytes_requested_outputs_and_parameters(served: RunningServer, protocol:
 # ----- BLS
 
 
-def _image_request(client: triton_http.InferenceServerClient, image: np.ndarray) -> Any:
+def _image_input(image: np.ndarray) -> triton_http.InferInput:
     tensor = triton_http.InferInput("IMAGE", [1, 8, 8], "UINT8")
     tensor.set_data_from_numpy(image.astype(np.uint8).reshape(1, 8, 8))
-    try:
-        return client.infer("digits_pipeline", [tensor])
-    except InferenceServerException as exc:
-        return exc
+    return tensor
+
+
+def _classify_all(client: triton_http.InferenceServerClient, images: np.ndarray) -> list[Any]:
+    """Every image through the pipeline at once (the client's 32 connections)."""
+    pending = [client.async_infer("digits_pipeline", [_image_input(i)]) for i in images]
+    return [_outcome(each) for each in pending]
 
 
 def _classifier_batches(served: RunningServer) -> list[int]:
@@ -216,8 +240,7 @@ def test_a_bls_pipeline_under_200_concurrent_requests(
     images = digits.images[:200]
     expected = trained.predict(images.reshape(200, 64) / 16.0)
     client = _http(served)
-    with ThreadPoolExecutor(32) as pool:
-        answers = list(pool.map(lambda image: _image_request(client, image), images))
+    answers = _classify_all(client, images)
     client.close()
     failures = [answer for answer in answers if isinstance(answer, Exception)]
     assert not failures, failures[:3]
@@ -226,22 +249,24 @@ def test_a_bls_pipeline_under_200_concurrent_requests(
     assert max(_classifier_batches(served)) > 1  # BLS requests batched with each other
 
 
+def _classify_over_rest(served: RunningServer, image: np.ndarray) -> httpx.Response:
+    pixels = image.astype(int).reshape(-1).tolist()
+    body = {"inputs": [{"name": "IMAGE", "shape": [1, 8, 8], "datatype": "UINT8", "data": pixels}]}
+    url = f"{served.inference}/v2/models/digits_pipeline/infer"
+    return httpx.post(url, json=body, timeout=120)
+
+
 def test_bls_to_a_killed_model_fails_clearly(served: RunningServer) -> None:
-    digits = load_digits()
-    client = _http(served)
+    images = load_digits().images[:150]
     workers = httpx.get(f"{served.management}/models/digits_classifier").json()[0]["workers"]
-    pid = workers[0]["pid"]
     with ThreadPoolExecutor(32) as pool:
-        running = [pool.submit(_image_request, client, image) for image in digits.images[:150]]
+        running = [pool.submit(_classify_over_rest, served, image) for image in images]
         running[20].result(timeout=120)  # under way
-        subprocess.run(["kill", "-9", str(pid)], check=True)
+        os.kill(workers[0]["pid"], signal.SIGKILL)
         answers = [future.result(timeout=120) for future in running]  # none hangs
-    client.close()
     for answer in answers:
-        if isinstance(answer, InferenceServerException):
-            assert answer.status() in ("500", "503"), answer
-            assert "digits_classifier" in answer.message()
+        if answer.status_code != 200:
+            assert answer.status_code in (500, 503), answer.text
+            assert "digits_classifier" in answer.json()["error"]
     # The classifier's worker is replaced, and the pipeline serves again.
-    fresh = _http(served)
-    wait_until(lambda: not isinstance(_image_request(fresh, digits.images[0]), Exception), 120)
-    fresh.close()
+    wait_until(lambda: _classify_over_rest(served, images[0]).status_code == 200, 120)

@@ -27,8 +27,10 @@ BUILTIN_HANDLERS: frozenset[str] = frozenset(
         "dali_image_classifier",
         "vllm_handler",
         "trt_llm_handler",
-        # modelserve's own built-in: the generic tensor handler of quick deploy
+        # modelserve's own built-ins: the generic tensor handler of quick deploy, and the
+        # handler of Triton Python-backend models (model.py) from a model repository
         "tensor",
+        "triton_python",
     }
 )
 LSP_BUILTIN_HANDLERS: frozenset[str] = frozenset({"BaseHandler", "TorchScriptHandler"})

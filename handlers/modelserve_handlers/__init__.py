@@ -12,4 +12,5 @@ BUILTIN_HANDLERS: tuple[str, ...] = (
     "object_detector",
     "text_classifier",
     "tensor",
+    "triton_python",
 )

@@ -47,6 +47,14 @@ def bound_address(address: Address, sock: socket.socket) -> Address:
     return Address(address.scheme, address.host, sock.getsockname()[1])
 
 
+def local_url(address: Address, sock: socket.socket) -> str:
+    """The URL a process on this machine reaches the bound ``address`` at: a wildcard host
+    (0.0.0.0, ::) is reached on loopback."""
+    bound = bound_address(address, sock)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bound.host, bound.host)
+    return str(Address(bound.scheme, host, bound.port))
+
+
 def how_to_move(plane: str) -> str:
     flag = {"inference": "--port", "management": "--management-port"}.get(plane, f"--{plane}-port")
     return (

@@ -24,12 +24,13 @@ from modelserve.grpc.server import (
 from modelserve.http_planes import (
     bind_socket,
     how_to_move,
+    local_url,
     plane_accesses,
     plane_server,
 )
 from modelserve.instances import STARTED, InstanceFile
 from modelserve.repository.control import ModelControl, model_catalog, repository_settings
-from modelserve.security.exposure import AccessPolicy, access_policy
+from modelserve.security.exposure import AccessPolicy, access_policy, worker_token
 from modelserve.startup import (
     ServerEvents,
     claim_instance,
@@ -128,6 +129,9 @@ async def _serve(
 ) -> None:
     engine = Engine(settings, metrics, instance.record.name)
     engine.on_models_changed = lambda names: instance.update(models=names)
+    engine.set_server_endpoint(
+        local_url(settings.address("inference"), sockets["inference"]), worker_token(policy)
+    )
     data_plane = DataPlane(engine)
     model_control = None
     catalog = model_catalog(settings)

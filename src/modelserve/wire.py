@@ -310,3 +310,7 @@ class WorkerSpec:
     model_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Directories put first on the worker's PYTHONPATH (the model's own pip packages).
     python_path: list[str] = field(default_factory=list)
+    # Where code in the worker reaches this server's inference plane (Triton's BLS calls),
+    # and the token it presents there ("" when none is needed or none can be given).
+    server_url: str = ""
+    server_token: str = ""

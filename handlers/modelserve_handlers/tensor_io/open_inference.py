@@ -199,6 +199,14 @@ def _from_json(data: Any, datatype: str, where: str) -> np.ndarray:
     except ValueError as exc:  # numpy refuses ragged nested lists
         raise BadInputError(f"{where}: data rows of different lengths") from exc
     dtype = numpy_dtype(datatype)
+    if array.size and array.dtype.kind in "iu" and dtype.kind in "iu":
+        # JSON integers into any integer type (UINT8 included) when every value fits.
+        limits = np.iinfo(dtype)
+        if array.min() < limits.min or array.max() > limits.max:
+            raise BadInputError(
+                f"{where}: values from {array.min()} to {array.max()} do not fit {datatype}"
+            )
+        return array.astype(dtype, copy=False)
     # Same kind only: 1.5 sent as INT64 is a mistake to report, not a value to truncate.
     if array.size and (
         array.dtype.kind not in "biuf" or not np.can_cast(array.dtype, dtype, "same_kind")

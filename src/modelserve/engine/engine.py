@@ -51,6 +51,12 @@ class Engine:
         # Called with the registered model names after every successful management change.
         self.on_models_changed: Callable[[list[str]], None] = lambda _names: None
 
+    def set_server_endpoint(self, url: str, token: str | None) -> None:
+        """Where the workers spawned from now on reach the inference plane, and the token they
+        present there (a Triton Python model's BLS calls go through the server's front door)."""
+        self._registration.server_url = url
+        self._registration.server_token = token or ""
+
     # ----- lifecycle
 
     async def start(self) -> None:

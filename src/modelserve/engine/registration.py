@@ -108,6 +108,9 @@ class Registration:
         self._runtime_dir = runtime_dir
         self._registry = registry
         self._worker_ids = itertools.count(FIRST_WORKER_ID)
+        # How workers reach the inference plane (set once it is bound; see Engine).
+        self.server_url = ""
+        self.server_token = ""
         # Two registrations of one name must not both pass the 409 check.
         self._lock = asyncio.Lock()
         self.gpu_count = visible_gpu_count(settings.number_of_gpu, cuda_visible_devices())
@@ -217,6 +220,8 @@ class Registration:
                     model_yaml_config=model_config.raw,
                     model_metrics=self._metrics.declared_model_metrics(),
                     python_path=python_path,
+                    server_url=self.server_url,
+                    server_token=self.server_token,
                 ),
                 next_worker_id=lambda: str(next(self._worker_ids)),
                 spec_dir=self._runtime_dir / "specs",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from modelserve.repository.triton import RepositoryError, TritonModel, TritonVer
 
 log = logging.getLogger("modelserve.repository")
 HANDLER = "tensor"
+# Triton's Python backend models (model.py) run under their own handler.
+PYTHON_BACKEND = "python"
+PYTHON_HANDLER = "triton_python"
 # What a model config may say that modelserve does not act on yet: warned about, by name.
 NOT_ACTED_ON = (
     ("dynamic_batching.preferred_batch_size", lambda c: c.dynamic_batching.preferred_batch_size),
@@ -48,7 +52,7 @@ def pack_model(model: TritonModel, store: Path, tag: str) -> dict[str, Path]:
         if present(model.config):
             log.warning("model %s: %s in config.pbtxt is not acted on yet", model.name, what)
     document = model_yaml(model.config, model.backend)
-    if model.auto_completed:
+    if model.auto_completed and model.backend != PYTHON_BACKEND:
         # The config API then answers from the tensors the worker reports, as auto-complete.
         del document["tritonConfig"]
     if model.version_labels:
@@ -151,15 +155,25 @@ def _pack_version(
     model: TritonModel, version: TritonVersion, config_file: Path, store: Path, tag: str
 ) -> Path:
     path = version.model_path
+    handler = HANDLER
     inputs: dict[str, Any] = (
         {"extra_files": [str(path)]} if path.is_dir() else {"serialized_file": str(path)}
     )
+    staging = None
+    if model.backend == PYTHON_BACKEND:
+        # The whole version directory, as <version>/ in the model directory (a link the
+        # archiver follows): model.py may import its neighbours and open files beside it
+        # through args["model_repository"], as under Triton.
+        handler = PYTHON_HANDLER
+        staging = tempfile.TemporaryDirectory(prefix=".python-", dir=store)
+        (Path(staging.name) / version.version).symlink_to(path.parent.resolve())
+        inputs = {"extra_files": [staging.name]}
     destination = store / f".{model.name}-{version.version}-{tag}"
     destination.mkdir()
     options = ArchiveOptions(
         model_name=model.name,
         version=version.version,
-        handler=HANDLER,
+        handler=handler,
         export_path=destination,
         config_file=str(config_file),
         archive_format="zip-store",
@@ -169,6 +183,9 @@ def _pack_version(
         archive = build_archive(options)
     except ArchiverError as exc:
         raise RepositoryError(f"model {model.name} version {version.version}: {exc}") from exc
+    finally:
+        if staging is not None:
+            staging.cleanup()
     moved = store / f"{model.name}-{version.version}-{tag}.mar"
     archive.rename(moved)
     destination.rmdir()

@@ -31,6 +31,8 @@ BACKENDS = {
     "tensorflow": ("model.savedmodel", "tensorflow"),
     "tensorrt_plan": ("model.plan", "tensorrt"),
     "tensorrt": ("model.plan", "tensorrt"),
+    # Triton's Python backend: model.py with TritonPythonModel, run by its own handler.
+    "python": ("model.py", "python"),
 }
 
 
@@ -107,8 +109,11 @@ def read_model(
     if not config.platform and not config.backend:
         config.backend = _backend_from_files(name, directory, available)
     key = config.platform or config.backend
-    if key == "python":
-        raise RepositoryError(f"model {name}: Python models (backend: python) are not served yet")
+    if config.model_transaction_policy.decoupled:
+        raise RepositoryError(
+            f"model {name}: decoupled models (model_transaction_policy {{ decoupled: true }}) "
+            "answer in several responses, which is not served yet"
+        )
     if key not in BACKENDS:
         raise RepositoryError(
             f"model {name}: platform/backend {key!r} is not served (choose one of "

@@ -43,6 +43,14 @@ class AccessPolicy:
         return self.verifier if isinstance(self.verifier, GeneratedKeys) else None
 
 
+def worker_token(policy: AccessPolicy) -> str | None:
+    """The token the server's own workers present on its inference plane: the static token.
+    None with no authorization, and with the key file, whose keys expire and change (a
+    worker's BLS calls are then refused with 401)."""
+    verifier = policy.verifier
+    return verifier.token if isinstance(verifier, StaticToken) else None
+
+
 def token_auth_wanted(settings: Settings) -> bool:
     """Explicit ``disable_token_authorization`` wins; unset means on once a plane is public."""
     if settings.disable_token_authorization is not None:

@@ -151,6 +151,11 @@ class StaticToken:
         except OSError as exc:
             raise TokenError(f"cannot read {path}: {exc.strerror}") from exc
 
+    @property
+    def token(self) -> str:
+        """The token itself: what the server's own workers present (BLS)."""
+        return self._token
+
     def verify(self, kind: KeyKind, presented: str) -> bool:
         """True when ``presented`` is the token; ``kind`` does not matter."""
         return _same(presented, self._token)

@@ -71,6 +71,9 @@ class Context:
         gpu: int | None,
         server_version: str,
         model_yaml_config: dict[str, Any] | None = None,
+        worker_id: str = "",
+        server_url: str = "",
+        server_token: str = "",
     ) -> None:
         self.model_name = model_name
         self.manifest = manifest
@@ -81,6 +84,10 @@ class Context:
             "server_name": "MMS",
             "server_version": server_version,
             "limit_max_image_pixels": True,
+            # modelserve's own: the worker, and how its model reaches the server (BLS).
+            "worker_id": worker_id,
+            "server_url": server_url,
+            "server_token": server_token,
         }
         self.request_ids: dict[int, str] = {}
         self.request_processor: list[RequestProcessor] = []

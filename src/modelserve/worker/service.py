@@ -32,6 +32,9 @@ class ModelService:
             gpu=spec.gpu_id,
             server_version=__version__,
             model_yaml_config=spec.model_yaml_config,
+            worker_id=spec.worker_id,
+            server_url=spec.server_url,
+            server_token=spec.server_token,
         )
         self.metrics = MetricsCache(spec.model_name, spec.model_metrics)
         self.context.metrics = self.metrics
