@@ -172,6 +172,15 @@ def test_an_exception_in_execute_fails_the_batch(served: RunningServer) -> None:
     client.close()
 
 
+def test_a_response_sent_through_the_response_sender(served: RunningServer) -> None:
+    client = _http(served)
+    assert int(_x_request(client, 100).as_numpy("Y")[0][0]) == 200
+    twice = _x_request(client, 200)  # sent and returned: one response too many
+    assert isinstance(twice, InferenceServerException) and twice.status() == "500"
+    assert "cannot send more than one response" in twice.message()
+    client.close()
+
+
 def test_inputs_are_checked_against_the_config(served: RunningServer) -> None:
     wrong_type = {"inputs": [{"name": "X", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
     unknown = {"inputs": [{"name": "Z", "shape": [1, 1], "datatype": "INT32", "data": [1]}]}

@@ -94,6 +94,15 @@ class TritonPythonHandler:
             raise RuntimeError(f"model {name}: is_ready() answered False after initialize()")
         self.initialized = True
 
+    def close(self) -> None:
+        """The worker stops: the model's ``finalize()``, then the BLS client's connections."""
+        if self.model is not None and hasattr(self.model, "finalize"):
+            self._run(self.model.finalize())
+        if self.pb is not None:
+            self.pb.set_bls_executor(None)
+        if self.loop is not None:
+            self.loop.close()
+
     def tensor_metadata(self) -> dict[str, Any]:
         """The config's inputs and outputs as KServe v2 metadata, for the worker's READY."""
         batched = int(self.config.get("max_batch_size", 0)) > 0
@@ -140,9 +149,9 @@ class TritonPythonHandler:
                 f"execute() must return one InferenceResponse per request: it returned {count} "
                 f"for {len(requests)} requests"
             )
-        for index, response in zip(decoded, responses, strict=True):
+        for index, request, response in zip(decoded, requests, responses, strict=True):
             results[index] = self._answer(
-                context, index, decoded[index], response, protocols[index]
+                context, index, decoded[index], self._sent(request, response), protocols[index]
             )
         return results
 
@@ -183,6 +192,24 @@ class TritonPythonHandler:
             requested_output_names=wanted,
             parameters=parameters,
         )
+
+    def _sent(self, request: Any, returned: Any) -> Any:
+        """The request's one response: the one ``execute`` returned, delivered through its
+        response sender as Triton does (pruned to the outputs asked for), or the one the model
+        sent itself; an error response when it did both, or neither."""
+        if returned is not None and not hasattr(returned, "has_error"):
+            return returned  # not a response at all: _answer says so
+        sender = request.get_response_sender()
+        try:
+            if returned is not None:
+                sender.send(returned, self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except self.pb.TritonModelException as exc:
+            return self.pb.InferenceResponse(error=self.pb.TritonError(str(exc)))
+        response = sender.response()
+        if response is None:
+            message = "execute() returned None for a request and sent it no response"
+            return self.pb.InferenceResponse(error=self.pb.TritonError(message))
+        return response
 
     def _answer(
         self, context: Any, index: int, decoded: Decoded, response: Any, protocol: Any

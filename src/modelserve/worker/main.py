@@ -60,6 +60,7 @@ def serve(spec: WorkerSpec) -> int:
     socket.send_multipart(ready)
     log.info("model %s version %s loaded in %.0f ms", spec.model_name, spec.model_version, load_ms)
     exit_code = _serve_batches(socket, service, spec.parent_pid)
+    service.close()
     socket.close()
     zmq_context.term()
     return exit_code

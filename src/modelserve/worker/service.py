@@ -53,6 +53,17 @@ class ModelService:
             return None
         return metadata if isinstance(metadata, dict) else None
 
+    def close(self) -> None:
+        """Tell a handler object with a ``close()`` method that the worker stops (a Triton
+        Python model's ``finalize()`` runs there); a failure there is logged."""
+        close = getattr(getattr(self._handle, "__self__", None), "close", None)
+        if not callable(close):
+            return
+        try:
+            close()
+        except Exception:
+            log.warning("the handler's close() failed:\n%s", traceback.format_exc())
+
     def predict(
         self, requests: list[WireRequest]
     ) -> tuple[list[WireResponse] | BatchError, BatchTelemetry]:
