@@ -249,12 +249,18 @@ def test_a_bls_pipeline_under_200_concurrent_requests(
     images = digits.images[:200]
     expected = trained.predict(images.reshape(200, 64) / 16.0)
     client = _http(served)
-    answers = _classify_all(client, images)
+    # The classifier answers in well under a millisecond, so on a busy machine its BLS
+    # requests may trickle in one by one: a burst is sent again (at most three) until its
+    # statistics show BLS requests executed together.
+    for _ in range(3):
+        answers = _classify_all(client, images)
+        failures = [answer for answer in answers if isinstance(answer, Exception)]
+        assert not failures, failures[:3]
+        labels = [int(answer.as_numpy("LABEL")[0][0]) for answer in answers]
+        assert labels == expected.tolist()
+        if max(_classifier_batches(served)) > 1:
+            break
     client.close()
-    failures = [answer for answer in answers if isinstance(answer, Exception)]
-    assert not failures, failures[:3]
-    labels = [int(answer.as_numpy("LABEL")[0][0]) for answer in answers]
-    assert labels == expected.tolist()
     assert max(_classifier_batches(served)) > 1  # BLS requests batched with each other
 
 
