@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from loadtest import BATCH_SIZE, BENCH_DIR, MAX_BATCH_DELAY_MS, archives
+from loadtest import BATCH_SIZE, BENCH_DIR, MAX_BATCH_DELAY_MS, archives, grpc_load
 from loadtest import server as serving
 from loadtest.environment import describe_environment
 from loadtest.options import parse_load_args
@@ -36,7 +35,6 @@ MODEL = "digits_tensor"
 INPUT_SHAPE = [1, 1, 8, 8]
 CEILING_CONCURRENCY = 64
 POST_SCRIPT = BENCH_DIR / "post_body.lua"
-GRPC_EXIT_GRACE_S = 60
 
 
 @dataclass(frozen=True)
@@ -114,26 +112,7 @@ def check_route(server: serving.Server, route: RestRoute) -> None:
 
 def run_grpc(target: str, kind: str, concurrency: int, duration_s: int) -> dict:
     """The gRPC load generator's result, run in its own process."""
-    command = [
-        sys.executable,
-        "-m",
-        "loadtest.grpc_load",
-        target,
-        kind,
-        MODEL,
-        str(concurrency),
-        str(duration_s),
-    ]
-    completed = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=BENCH_DIR,
-        timeout=duration_s + GRPC_EXIT_GRACE_S,
-    )
-    if completed.returncode != 0:
-        raise WrkError(f"grpc_load exited with {completed.returncode}:\n{completed.stderr}")
-    return json.loads(completed.stdout)
+    return grpc_load.run_in_subprocess(target, kind, MODEL, concurrency, duration_s)
 
 
 def build_model(scratch: Path, store: Path) -> None:

@@ -19,6 +19,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODELS = {"noop", "digits"}
 SMOKE_CONCURRENCY = {1, 4}
 PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC"}
+PYTHON_BACKEND_PROTOCOLS = {"v2 REST JSON", "v2 gRPC"}
 BATCHING_DEPLOYMENTS = {"one", "shared"}
 BATCHING_DELAYS_MS = {0, 5, 20}
 # A smoke run takes 5-40 s on 2 cores (the comparison mostly builds models); the rest is
@@ -93,6 +94,35 @@ def test_batching_smoke_run_writes_results_without_errors(tmp_path: Path) -> Non
     report = results_file.with_suffix(".md").read_text()
     assert "### 1 worker" in report
     assert "### 4 workers, one shared device" in report
+
+
+@needs_wrk
+def test_python_backend_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
+    results_file, results = smoke_run("run_python_backend.py", tmp_path, "*-python-backend.json")
+    variants = {
+        (row["kind"], row["threads"], row["batch_size"]) for row in results["summary"]["in_process"]
+    }
+    # One thread with batches of 1 and of min(c, 8); c threads with one request each.
+    assert variants == {
+        ("batch", 1, 1),
+        ("batch", 1, 4),
+        ("threads", 4, 1),
+    }
+    for run in results["in_process_runs"]:
+        assert run["requests_per_s"] > 0, run
+    runs = {(run["protocol"], run["concurrency"]): run for run in results["server_runs"]}
+    assert set(runs) == {(p, c) for p in PYTHON_BACKEND_PROTOCOLS for c in SMOKE_CONCURRENCY}
+    for key, run in runs.items():
+        assert run["requests_per_s"] > 0, key
+        assert run["errors"] == 0, (key, run)
+        # The statistics extension saw every answered request in some execute() call.
+        executed = sum(int(size) * count for size, count in run["batches"].items())
+        assert executed >= run["requests"], (key, run)
+        if run["concurrency"] == 1:  # one client: one request per execute()
+            assert run["batches"] == {"1": run["executions"]}, key
+    report = results_file.with_suffix(".md").read_text()
+    assert "| v2 REST JSON | 4 |" in report
+    assert "| v2 gRPC | 4 |" in report
 
 
 def test_hot_reload_smoke_run_swaps_versions_without_a_failed_request(tmp_path: Path) -> None:

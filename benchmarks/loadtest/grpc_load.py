@@ -3,7 +3,8 @@
 wrk speaks only HTTP/1.1, so gRPC load comes from here: ``concurrency`` coroutines on one
 grpc.aio channel, each sending its next call as soon as the last one is answered, for
 ``duration_s`` seconds. Run as a separate process (``python -m loadtest.grpc_load``) so it
-does not share an interpreter with the runner; it prints one JSON object.
+does not share an interpreter with the runner; it prints one JSON object. ``--inputs`` gives
+the request's FP32 inputs as v2 JSON tensors (default: run_protocols.py's digits image).
 """
 
 from __future__ import annotations
@@ -11,24 +12,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import struct
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import grpc
 
+from loadtest import BENCH_DIR
+from loadtest.wrk import WrkError
 from modelserve.grpc.proto import open_inference_pb2 as pb
 from modelserve.grpc.proto import open_inference_pb2_grpc as pb_grpc
 
 PERCENTILES = (50, 75, 90, 99)
+EXIT_GRACE_S = 60
 
 
-def infer_request(model: str, shape: list[int], payload: bytes) -> pb.ModelInferRequest:
-    """A ModelInfer call with one FP32 input sent as raw bytes (what tritonclient sends)."""
+# run_protocols.py's request: one all-zero 8x8 image for the digits CNN.
+DIGITS_INPUTS = [
+    {"name": "input__0", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": [0.0] * 64}
+]
+
+
+def infer_request(model: str, inputs: list[dict]) -> pb.ModelInferRequest:
+    """A ModelInfer call with FP32 ``inputs`` (v2 JSON tensors: name, datatype, shape, data),
+    sent as raw bytes (what tritonclient sends)."""
     request = pb.ModelInferRequest(model_name=model)
-    tensor = request.inputs.add()
-    tensor.name, tensor.datatype = "input__0", "FP32"
-    tensor.shape.extend(shape)
-    request.raw_input_contents.append(payload)
+    for given in inputs:
+        if given["datatype"] != "FP32":
+            raise ValueError(f"input {given['name']}: only FP32 inputs are sent")
+        tensor = request.inputs.add()
+        tensor.name, tensor.datatype = given["name"], "FP32"
+        tensor.shape.extend(given["shape"])
+        data = given["data"]
+        request.raw_input_contents.append(struct.pack(f"<{len(data)}f", *data))
     return request
 
 
@@ -68,27 +86,59 @@ async def _load(
     }
 
 
-async def run(target: str, kind: str, model: str, concurrency: int, duration_s: float) -> dict:
+async def run(
+    target: str,
+    kind: str,
+    model: str,
+    concurrency: int,
+    duration_s: float,
+    inputs: list[dict] | None = None,
+) -> dict:
     """Load ``target`` with ModelInfer on ``model`` (kind "infer") or ServerLive ("live")."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         if kind == "live":
             live = pb.ServerLiveRequest()
             return await _load(lambda: stub.ServerLive(live), concurrency, duration_s)
-        request = infer_request(model, [1, 1, 8, 8], bytes(4 * 64))
+        request = infer_request(model, DIGITS_INPUTS if inputs is None else inputs)
         return await _load(lambda: stub.ModelInfer(request), concurrency, duration_s)
 
 
+def run_in_subprocess(
+    target: str,
+    kind: str,
+    model: str,
+    concurrency: int,
+    duration_s: int,
+    inputs: list[dict] | None = None,
+) -> dict:
+    """:func:`run`'s result from this module run in its own process, so that the client does
+    not share the caller's interpreter; WrkError when it fails."""
+    command = [sys.executable, "-m", "loadtest.grpc_load", target, kind, model]
+    command += [str(concurrency), str(duration_s)]
+    if inputs is not None:
+        command += ["--inputs", json.dumps(inputs)]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, cwd=BENCH_DIR, timeout=duration_s + EXIT_GRACE_S
+    )
+    if completed.returncode != 0:
+        raise WrkError(f"grpc_load exited with {completed.returncode}:\n{completed.stderr}")
+    return json.loads(completed.stdout)
+
+
 def main() -> None:
-    """``python -m loadtest.grpc_load TARGET KIND MODEL CONCURRENCY DURATION``."""
+    """``python -m loadtest.grpc_load TARGET KIND MODEL CONCURRENCY DURATION [--inputs JSON]``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("target")
     parser.add_argument("kind", choices=["infer", "live"])
     parser.add_argument("model")
     parser.add_argument("concurrency", type=int)
     parser.add_argument("duration", type=float)
+    parser.add_argument("--inputs", type=json.loads, help="the FP32 inputs as v2 JSON tensors")
     args = parser.parse_args()
-    result = asyncio.run(run(args.target, args.kind, args.model, args.concurrency, args.duration))
+    result = asyncio.run(
+        run(args.target, args.kind, args.model, args.concurrency, args.duration, args.inputs)
+    )
     print(json.dumps(result))
 
 

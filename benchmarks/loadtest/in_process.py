@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from array import array
 from collections.abc import Callable
@@ -106,3 +107,49 @@ def digits_limits(
         measure("digits", handler.handle, [{"body": sample}] * size, context, duration_s)
         for size in batch_sizes
     ]
+
+
+def measure_threads(call: Callable[[], Any], threads: int, duration_s: float) -> dict[str, Any]:
+    """``threads`` Python threads calling ``call()`` back to back for ``duration_s`` seconds,
+    started together: concurrent callers in one process, which the GIL runs one at a time.
+
+    Each call is timed on its own (two clock reads), so a thread's wait for the GIL between
+    calls is not charged to a call, while a wait in the middle of one is. Returns calls,
+    calls/s over the whole run, and per-call p50/p90/p99 in ms.
+    """
+    for _ in range(WARM_UP_CALLS):
+        call()
+    clock = time.perf_counter_ns
+    samples = [array("q") for _ in range(threads)]
+    ends = [0] * threads
+    start_line = threading.Barrier(threads + 1)
+    deadline = 0
+
+    def caller(index: int) -> None:
+        own = samples[index]
+        start_line.wait()
+        finished = clock()
+        while finished < deadline:
+            started = clock()
+            call()
+            finished = clock()
+            own.append(finished - started)
+        ends[index] = finished
+
+    workers = [threading.Thread(target=caller, args=(index,)) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+    start = clock()
+    deadline = start + int(duration_s * NS_PER_S)
+    start_line.wait()
+    for worker in workers:
+        worker.join()
+    latencies = np.concatenate([np.frombuffer(own, dtype=np.int64) for own in samples])
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+    return {
+        "calls": len(latencies),
+        "calls_per_s": len(latencies) * NS_PER_S / (max(ends) - start),
+        "p50_ms": p50 / NS_PER_MS,
+        "p90_ms": p90 / NS_PER_MS,
+        "p99_ms": p99 / NS_PER_MS,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -100,6 +101,36 @@ def _wait_for(server: Server, accept: set[str] | None, deadline_s: float, what: 
         if time.monotonic() > deadline:
             raise server.fail(f"server not {what} after {deadline_s} s (last /ping: {status})")
         time.sleep(POLL_S)
+
+
+def cpu_seconds(server: Server) -> tuple[float, float] | None:
+    """CPU time (user + system, s) the frontend and, summed, its worker processes have used so
+    far; None where /proc cannot tell (not Linux). A worker that exits takes its time along."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int) -> float:
+        # Fields after the command name, which may hold spaces, in parentheses: utime and
+        # stime are the 14th and 15th of the whole line.
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    pid = server.process.pid
+    try:
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+        frontend = used(pid)
+        workers = 0.0
+        for child in children:
+            try:
+                workers += used(child)
+            except FileNotFoundError:  # exited since it was listed
+                continue
+    except OSError:
+        return None
+    return frontend, workers
 
 
 def stop(server: Server) -> int:
