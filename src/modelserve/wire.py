@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import orjson
 
 from modelserve.protocol_contract import (
     Buffer,
@@ -84,6 +85,19 @@ class WireResponse:
         if self.tensors is None:
             return len(self.body)
         return len(self.body) + sum(len(tensor.data) for tensor in self.tensors.outputs)
+
+
+def failure_message(response: WireResponse) -> str:
+    """What a handler's refusal says: its JSON ``error`` or ``message``, else its body as text."""
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return response.body.decode("utf-8", errors="replace")
+    if isinstance(body, dict):
+        for key in ("error", "message"):
+            if isinstance(body.get(key), str):
+                return body[key]
+    return response.body.decode("utf-8", errors="replace")
 
 
 @dataclass(slots=True)

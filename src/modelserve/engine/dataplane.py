@@ -17,10 +17,17 @@ from typing import Any, Protocol
 
 from modelserve import __version__
 from modelserve.engine.engine import Engine
-from modelserve.engine.errors import BadRequestException, ModelVersionNotFoundException
+from modelserve.engine.errors import (
+    BadRequestException,
+    ConflictStatusException,
+    ModelVersionNotFoundException,
+    ServingError,
+)
 from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.outcomes import Outcome
+from modelserve.engine.pipeline_runner import run_pipeline
+from modelserve.engine.pipelines import Pipeline, check
 from modelserve.engine.registration import RegisterOptions
 from modelserve.engine.results import (
     ModelMetadata,
@@ -73,6 +80,8 @@ class DataPlane:
         self._registry = engine.registry
         # Set when the server serves model repositories (--model-repository).
         self.repository: ModelRepository | None = None
+        # Pipelines (Triton ensembles) by name: no worker of their own, answered here.
+        self._pipelines: dict[str, Pipeline] = {}
 
     # ----- the server
 
@@ -115,15 +124,29 @@ class DataPlane:
     def check_model(self, name: str, version: str | None) -> None:
         """404 unless the version (the default one when ``version`` is None) is registered:
         for routes that answer it before reading a request body."""
-        self._registry.get(name, version)
+        if self._pipeline(name, version) is None:
+            self._registry.get(name, version)
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        """Whether the version can take inference requests now; 404 when unknown."""
-        return self._registry.get(name, version).status().ready
+        """Whether the version can take inference requests now (a pipeline: every step
+        model can); 404 when unknown."""
+        return self.version_status(name, version).ready
 
     def version_status(self, name: str, version: str | None = None) -> VersionStatus:
-        """The serving state of one version (the default one when ``version`` is None)."""
-        return self._registry.get(name, version).status()
+        """The serving state of one version (the default one when ``version`` is None); a
+        pipeline's is its step models' (available when every one is)."""
+        pipeline = self._pipeline(name, version)
+        if pipeline is None:
+            return self._registry.get(name, version).status()
+        for step in pipeline.steps:
+            try:
+                ready = self.model_ready(step.model, step.version)
+            except ServingError:  # the step model went away since the pipeline was registered
+                ready = False
+            if not ready:
+                why = f"step {step.name}: model {step.model} is not ready"
+                return VersionStatus(pipeline.version, ServingState.LOADING, why)
+        return VersionStatus(pipeline.version, ServingState.AVAILABLE)
 
     def version_statuses(self, name: str) -> list[VersionStatus]:
         """The serving state of every version of ``name``, by version."""
@@ -132,7 +155,18 @@ class DataPlane:
 
     def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
         """The version's v2 metadata: its tensors, the platform its worker reported (else
-        ``DEFAULT_PLATFORM``) and every registered version of the model."""
+        ``DEFAULT_PLATFORM``) and every registered version of the model. A pipeline's come
+        from its definition."""
+        pipeline = self._pipeline(name, version)
+        if pipeline is not None:
+            return ModelMetadata(
+                name,
+                pipeline.version,
+                [pipeline.version],
+                pipeline.platform,
+                pipeline.inputs,
+                pipeline.outputs,
+            )
         model_version = self._registry.get(name, version)
         tensors = model_version.tensor_metadata()
         return ModelMetadata(
@@ -147,6 +181,9 @@ class DataPlane:
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """The version's Triton model configuration (JSON, proto field names): its
         config.pbtxt when it comes from a Triton repository, else what its metadata says."""
+        pipeline = self._pipeline(name, version)
+        if pipeline is not None:
+            return pipeline.config
         model_version = self._registry.get(name, version)
         if model_version.triton_config is not None:
             return model_version.triton_config
@@ -160,8 +197,17 @@ class DataPlane:
         }
 
     def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
-        """Every registered version, by name then version, with Triton's state."""
+        """Every registered version (and pipeline), by name then version, with Triton's
+        state."""
         entries = []
+        for name in self._pipelines:
+            status = self.version_status(name)
+            if status.ready:
+                entries.append(RepositoryEntry(name, status.version, "READY"))
+            elif not ready_only:
+                entries.append(
+                    RepositoryEntry(name, status.version, "UNAVAILABLE", status.error or "")
+                )
         for name in self._registry.names():
             versions = self._registry.entry(name).versions
             for key in sorted(versions):
@@ -172,7 +218,7 @@ class DataPlane:
                     state = "LOADING" if status.state is ServingState.LOADING else "UNAVAILABLE"
                     reason = status.error or ("loading" if state == "LOADING" else "no worker")
                     entries.append(RepositoryEntry(name, key, state, reason))
-        return entries
+        return sorted(entries, key=lambda entry: (entry.name, entry.version))
 
     def statistics(
         self, name: str | None = None, version: str | None = None
@@ -216,6 +262,30 @@ class DataPlane:
         """Triton's repository unload: stop serving every version of ``name``."""
         await self._model_repository().unload(name)
 
+    # ----- pipelines
+
+    def register_pipeline(self, pipeline: Pipeline) -> None:
+        """Serve ``pipeline`` under its name (replacing an earlier definition of it): 400
+        naming what is wrong with it (see ``pipelines.check``), 409 when a model has the name."""
+        if pipeline.name in self._registry.names():
+            raise ConflictStatusException(f"a model named {pipeline.name} is already registered")
+        check(pipeline, self)
+        self._pipelines[pipeline.name] = pipeline
+
+    def unregister_pipeline(self, name: str) -> None:
+        """Stop serving the pipeline ``name``, if it serves."""
+        self._pipelines.pop(name, None)
+
+    def _pipeline(self, name: str, version: str | None) -> Pipeline | None:
+        """The pipeline ``name`` (None when no pipeline has the name); 404 for a version
+        it does not have."""
+        pipeline = self._pipelines.get(name)
+        if pipeline is not None and version not in (None, pipeline.version):
+            raise ModelVersionNotFoundException(
+                f"Model version: {version} does not exist for model: {name}"
+            )
+        return pipeline
+
     def _model_repository(self) -> ModelRepository:
         if self.repository is None:
             raise BadRequestException(
@@ -245,7 +315,10 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """Queue one request on the version (the default one when ``version`` is None) and
         wait for the handler's answer; 404 for an unknown model or version, 503 when it has
-        no worker or its queue is full."""
+        no worker or its queue is full. A pipeline runs its steps, each such a request."""
+        pipeline = self._pipeline(name, version)
+        if pipeline is not None:
+            return await run_pipeline(pipeline, request, self)
         model_version = self._registry.get(name, version)
         explicit = version is not None
         metrics = model_version.metrics

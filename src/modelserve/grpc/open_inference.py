@@ -21,7 +21,7 @@ from modelserve.grpc.proto import open_inference_pb2 as pb
 from modelserve.grpc.proto import open_inference_pb2_grpc as pb_grpc
 from modelserve.grpc.status import abort_with, grpc_code
 from modelserve.repository.proto import model_config_pb2
-from modelserve.wire import WireRequest
+from modelserve.wire import WireRequest, failure_message
 
 
 class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -88,7 +88,7 @@ class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except ServingError as exc:
             await abort_with(context, exc)
         if response.status >= 400:
-            await context.abort(grpc_code(response.status), v2_tensors.failure_message(response))
+            await context.abort(grpc_code(response.status), failure_message(response))
         if response.tensors is None:
             what = response.content_type or "bytes"
             await context.abort(

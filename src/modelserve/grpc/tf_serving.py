@@ -18,12 +18,12 @@ import grpc
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.engine.results import ModelMetadata, ServingState, VersionStatus
-from modelserve.grpc import tf_tensors, v2_tensors
+from modelserve.grpc import tf_tensors
 from modelserve.grpc.proto import tf_serving_pb2 as pb
 from modelserve.grpc.proto import tf_serving_pb2_grpc as pb_grpc
 from modelserve.grpc.status import abort_with, grpc_code
 from modelserve.protocol_contract import RequestedOutput, TensorInferRequest
-from modelserve.wire import WireRequest
+from modelserve.wire import WireRequest, failure_message
 
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -122,7 +122,7 @@ class PredictionServicer(pb_grpc.PredictionServiceServicer):
         except ServingError as exc:
             await abort_with(context, exc)
         if response.status >= 400:
-            await context.abort(grpc_code(response.status), v2_tensors.failure_message(response))
+            await context.abort(grpc_code(response.status), failure_message(response))
         if response.tensors is None:
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"model {name}: the handler did not answer tensors"

@@ -25,7 +25,6 @@ from modelserve.protocol_contract import (
     TensorInferResponse,
     pack_bytes,
 )
-from modelserve.wire import WireResponse
 
 _INT64_MAX = 2**63 - 1
 
@@ -122,19 +121,6 @@ def tensor_request(request: pb.ModelInferRequest) -> TensorInferRequest:
     ]
     parameters = _parameter_values(request.parameters, "the request")
     return TensorInferRequest(inputs, request.id, parameters, outputs)
-
-
-def failure_message(response: WireResponse) -> str:
-    """What a handler's refusal says: its JSON ``error`` or ``message``, else its body as text."""
-    try:
-        body = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        return response.body.decode("utf-8", errors="replace")
-    if isinstance(body, dict):
-        for key in ("error", "message"):
-            if isinstance(body.get(key), str):
-                return body[key]
-    return response.body.decode("utf-8", errors="replace")
 
 
 def infer_response(

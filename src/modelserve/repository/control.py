@@ -14,6 +14,9 @@ with what serves:
   first, then the old versions go and the new ones come; if the new ones fail to load, the
   old archives are registered again, so a broken change leaves the model serving as it was;
 * a model gone from the repositories (poll) is unloaded.
+
+An ensemble has no archive: it is registered as a pipeline of the data plane, after the
+models it runs (the step models load first, at start and on every rescan).
 """
 
 from __future__ import annotations
@@ -44,9 +47,10 @@ from modelserve.repository.catalogs import (
     TfServingCatalog,
     catalog_for,
 )
+from modelserve.repository.ensembles import ensemble_pipeline
 from modelserve.repository.packing import config_json, instance_count, pack_model
 from modelserve.repository.proto.model_server_config_pb2 import ModelServerConfig
-from modelserve.repository.triton import RepositoryError, TritonModel, read_model
+from modelserve.repository.triton import ENSEMBLE, RepositoryError, TritonModel, read_model
 from modelserve.repository.uploads import write_model_directory
 
 log = logging.getLogger("modelserve.repository")
@@ -117,6 +121,8 @@ class ModelControl:
         self._startup = startup
         self._store = store
         self._served: dict[str, dict[str, Served]] = {}
+        # The ensembles served as pipelines: name → fingerprint of their config.
+        self._ensembles: dict[str, str] = {}
         self._tags = itertools.count(1)
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
@@ -176,11 +182,10 @@ class ModelControl:
     async def unload(self, name: str) -> None:
         """Unload every version of ``name`` on request (explicit mode)."""
         self._require_explicit("unload")
-        if not self._plane.registered_versions(name):
+        if not self._plane.registered_versions(name) and name not in self._ensembles:
             raise ModelNotFoundException(f"Model not found: {name}")
         async with self._lock:
-            await self._unregister_all(name)
-            self._served.pop(name, None)
+            await self._forget(name)
 
     async def reload_config(self, serialized: bytes) -> None:
         """TF Serving's HandleReloadConfigRequest: serve what the serialized ModelServerConfig
@@ -221,10 +226,18 @@ class ModelControl:
         return available if "*" in wanted else list(dict.fromkeys(wanted))
 
     def _repository_names(self) -> list[str]:
+        """The catalog's models, ensembles last: they are checked against their steps."""
         try:
-            return self._catalog.names()
+            names = self._catalog.names()
         except RepositoryError as exc:
             raise BadRequestException(str(exc)) from exc
+        return sorted(names, key=self._is_ensemble)
+
+    def _is_ensemble(self, name: str) -> bool:
+        try:
+            return self._catalog.read(name, None).backend == ENSEMBLE
+        except RepositoryError:  # its load says why
+            return False
 
     async def _load_locked(self, name: str, config: str | None) -> None:
         async with self._lock:
@@ -241,6 +254,9 @@ class ModelControl:
 
     async def _serve(self, name: str, model: TritonModel) -> None:
         """Serve ``model``'s versions as ``name``: new ones added, changed ones reloaded."""
+        if model.backend == ENSEMBLE:
+            await self._serve_ensemble(name, model)
+            return
         wanted = {v.version: _fingerprint(model, v.model_path) for v in model.versions}
         current = self._served.get(name, {})
         if {v: s.fingerprint for v, s in current.items()} == wanted:
@@ -268,6 +284,31 @@ class ModelControl:
         self._remove_unused_archives()
         self._startup.registered(name)
         log.info("model %s serves versions %s", name, ", ".join(sorted(fresh, key=int)))
+
+    async def _serve_ensemble(self, name: str, model: TritonModel) -> None:
+        """Register the ensemble as a pipeline (again when its config changed); a bad one is
+        a 400 naming the problem, and leaves what served before serving."""
+        fingerprint = _fingerprint(model, model.versions[-1].model_path)
+        if self._ensembles.get(name) == fingerprint:
+            return
+        if self._plane.registered_versions(name):
+            await self._unregister_all(name)  # a model became an ensemble
+            self._served.pop(name, None)
+        try:
+            pipeline = ensemble_pipeline(model, self._settings.default_response_timeout)
+        except RepositoryError as exc:
+            raise BadRequestException(str(exc)) from exc
+        self._plane.register_pipeline(pipeline)
+        self._ensembles[name] = fingerprint
+        self._startup.registered(name)
+        log.info("ensemble %s serves version %s", name, pipeline.version)
+
+    async def _forget(self, name: str) -> None:
+        """Stop serving ``name``: its versions, or its pipeline."""
+        await self._unregister_all(name)
+        self._served.pop(name, None)
+        if self._ensembles.pop(name, None) is not None:
+            self._plane.unregister_pipeline(name)
 
     async def _add_and_retire(
         self, name: str, current: dict[str, Served], fresh: dict[str, Served]
@@ -374,10 +415,9 @@ class ModelControl:
             except ServingError as exc:
                 self._tell(name, exc.message)
                 failures[name] = exc.message
-        for name in sorted(set(self._served) - present):
+        for name in sorted((set(self._served) | set(self._ensembles)) - present):
             async with self._lock:
-                await self._unregister_all(name)
-                self._served.pop(name, None)
+                await self._forget(name)
             log.info("model %s left the repository: unloaded", name)
         return failures
 

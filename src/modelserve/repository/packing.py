@@ -93,18 +93,27 @@ def model_yaml(config: ModelConfig, backend: str) -> dict[str, Any]:
     if groups:
         document["minWorkers"] = document["maxWorkers"] = instance_count(config)
         document.update(_placement(config.name, groups))
-    batch_dim = [-1] if config.max_batch_size > 0 else []
-    for key, tensors in (("inputs", config.input), ("outputs", config.output)):
+    for key, tensors in metadata_tensors(config).items():
         if tensors:
-            document[key] = [
-                {
-                    "name": tensor.name,
-                    "datatype": v2_datatype(tensor.data_type),
-                    "shape": batch_dim + list(tensor.dims),
-                }
-                for tensor in tensors
-            ]
+            document[key] = tensors
     return document
+
+
+def metadata_tensors(config: ModelConfig) -> dict[str, list[dict[str, Any]]]:
+    """The config's ``inputs`` and ``outputs`` as v2 metadata tensors (``[-1]`` + ``dims``
+    when ``max_batch_size`` > 0)."""
+    batch_dim = [-1] if config.max_batch_size > 0 else []
+    return {
+        key: [
+            {
+                "name": tensor.name,
+                "datatype": v2_datatype(tensor.data_type),
+                "shape": batch_dim + list(tensor.dims),
+            }
+            for tensor in tensors
+        ]
+        for key, tensors in (("inputs", config.input), ("outputs", config.output))
+    }
 
 
 def config_json(message: Message) -> dict[str, Any]:

@@ -36,6 +36,10 @@ BACKENDS = {
 }
 
 
+# An ensemble: no model file and no worker; its steps run as a pipeline (``ensembles``).
+ENSEMBLE = "ensemble"
+
+
 # The backends a model without config.pbtxt is told apart by, from their default file names.
 AUTO_COMPLETED = ("onnxruntime", "pytorch", "tensorflow", "tensorrt")
 
@@ -114,10 +118,15 @@ def read_model(
             f"model {name}: decoupled models (model_transaction_policy {{ decoupled: true }}) "
             "answer in several responses, which is not served yet"
         )
+    if key == ENSEMBLE:
+        # Its version directories hold nothing (Triton wants them all the same).
+        versions = served_versions(config.version_policy, available, name)
+        entries = [TritonVersion(version, directory / version) for version in versions]
+        return TritonModel(name, directory, config, ENSEMBLE, entries)
     if key not in BACKENDS:
         raise RepositoryError(
             f"model {name}: platform/backend {key!r} is not served (choose one of "
-            f"{', '.join(sorted(BACKENDS))})"
+            f"{', '.join(sorted([*BACKENDS, ENSEMBLE]))})"
         )
     default_file, backend = BACKENDS[key]
     file_name = config.default_model_filename or default_file
