@@ -46,9 +46,11 @@ async def run_pipeline(
         )
     tensors = _inputs(pipeline, request.tensors, where)
     try:
-        async with asyncio.timeout(pipeline.timeout_s):
-            await _run_steps(pipeline, request.request_id, tensors, models)
-    except TimeoutError as exc:
+        # wait_for, not asyncio.timeout: the server supports Python 3.10.
+        await asyncio.wait_for(
+            _run_steps(pipeline, request.request_id, tensors, models), pipeline.timeout_s
+        )
+    except (TimeoutError, asyncio.TimeoutError) as exc:
         raise PipelineTimeoutError(
             f"{where}: not finished within {pipeline.timeout_s:g} s"
         ) from exc
