@@ -1,9 +1,10 @@
 """Triton ensembles served from a model repository as pipelines of the frontend's DAG engine:
 pre-processing (Python) → an ONNX model → post-processing (Python) answers tritonclient over
-gRPC exactly as the three steps called one after another; metadata, config, readiness and the
-repository index answer for it as for any model; a broken ensemble (an unknown step model, a
-cycle, a tensor nothing produces, a tensor produced twice) is a load error naming the problem
-while the rest of the repository serves; a failing step fails the request naming the step."""
+gRPC exactly as the three steps called one after another, and over REST (JSON or binary) as
+over gRPC; metadata, config, readiness and the repository index answer for it as for any model;
+a broken ensemble (an unknown step model, a cycle, a tensor nothing produces, a tensor produced
+twice) is a load error naming the problem while the rest of the repository serves; a failing
+step fails the request naming the step."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
 from framework_models import save_onnx_linear
 from support import RunningServer, start_server, wait_until
 from tritonclient.utils import InferenceServerException
@@ -126,8 +128,40 @@ def test_a_failing_step_fails_the_request_naming_it(
     assert failure.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
-def test_rest_infer_is_refused_clearly(served: RunningServer) -> None:
-    body = {"inputs": [{"name": "RAW", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+def test_rest_answers_as_grpc(
+    client: triton_grpc.InferenceServerClient, served: RunningServer
+) -> None:
+    over_grpc = _infer(client, "classify", "RAW", RAW)
+    http = triton_http.InferenceServerClient(served.inference.removeprefix("http://"))
+    tensor = triton_http.InferInput("RAW", list(RAW.shape), "FP32")
+    tensor.set_data_from_numpy(RAW, binary_data=True)  # binary in, binary out
+    over_http = http.infer("classify", [tensor])
+    http.close()
+    for name in ("LABEL", "SCORES"):
+        np.testing.assert_array_equal(over_http.as_numpy(name), over_grpc.as_numpy(name))
+    # Plain JSON in and out, as curl sends it.
+    body = {
+        "id": "42",
+        "inputs": [{"name": "RAW", "shape": [3, 4], "datatype": "FP32", "data": RAW.tolist()}],
+        "outputs": [{"name": "LABEL"}],
+    }
     answer = httpx.post(f"{served.inference}/v2/models/classify/infer", json=body, timeout=30)
-    assert answer.status_code == 400
-    assert "gRPC ModelInfer" in answer.text
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert (document["model_name"], document["id"]) == ("classify", "42")
+    assert [output["name"] for output in document["outputs"]] == ["LABEL"]
+    assert document["outputs"][0]["data"] == over_grpc.as_numpy("LABEL").reshape(-1).tolist()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([{"name": "RAW", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3]}], "needs 4"),
+        ([{"name": "OTHER", "shape": [1], "datatype": "FP32", "data": [1]}], "'RAW' is missing"),
+        ([{"name": "RAW", "shape": [1, 4], "datatype": "FP32", "data": ["a"] * 4}], "fit"),
+    ],
+)
+def test_a_bad_rest_body_is_refused(served: RunningServer, inputs: list, message: str) -> None:
+    url = f"{served.inference}/v2/models/classify/infer"
+    answer = httpx.post(url, json={"inputs": inputs}, timeout=30)
+    assert answer.status_code == 400 and message in answer.json()["error"]

@@ -110,6 +110,39 @@ def unpack_bytes(raw: bytes) -> list[bytes]:
     return items
 
 
+def pack_values(values: list[Any], datatype: str) -> bytes:
+    """Elements as raw tensor data (BYTES: text as UTF-8). ValueError when ``datatype`` cannot
+    be packed from values (BF16) or a value does not fit it."""
+    if datatype == BYTES:
+        try:
+            return pack_bytes(v.encode() if isinstance(v, str) else bytes(v) for v in values)
+        except TypeError as exc:
+            raise ValueError("BYTES elements must be text or bytes") from exc
+    row = DATATYPES.get(datatype)
+    if row is None or row.struct_format is None:
+        raise ValueError(f"datatype {datatype!r} cannot be sent as values")
+    try:
+        return struct.pack(f"<{len(values)}{row.struct_format}", *values)
+    except (struct.error, TypeError) as exc:
+        raise ValueError(f"values do not fit datatype {datatype}") from exc
+
+
+def unpack_values(data: Buffer, datatype: str) -> list[Any]:
+    """Raw tensor data as a flat list of elements (BYTES: ``bytes``). ValueError when the
+    data does not hold whole elements of ``datatype``, or it cannot be read (BF16)."""
+    if datatype == BYTES:
+        try:
+            return list(unpack_bytes(bytes(data)))
+        except BytesFormatError as exc:
+            raise ValueError(str(exc)) from exc
+    row = DATATYPES.get(datatype)
+    if row is None or row.struct_format is None or row.size is None:
+        raise ValueError(f"datatype {datatype!r} cannot be read as values")
+    if len(data) % row.size:
+        raise ValueError(f"{len(data)} bytes are not whole {datatype} elements")
+    return list(struct.unpack(f"<{len(data) // row.size}{row.struct_format}", data))
+
+
 # The tensor handler's backends as v2 ``platform`` names (Triton's where Triton has one).
 PLATFORMS = {
     "torchscript": "pytorch_libtorch",

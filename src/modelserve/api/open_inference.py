@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from typing import Any
 
 import orjson
@@ -30,9 +31,11 @@ from modelserve.api.protocol_routes import (
     protocol_request,
 )
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, handler_response
+from modelserve.api.tensor_bodies import decode_infer_body, encode_infer_body
 from modelserve.engine.dataplane import FILE_PARAMETER_PREFIX, DataPlane
 from modelserve.engine.errors import BadRequestException
 from modelserve.protocol_contract import HEADER_LENGTH, V2
+from modelserve.wire import WireRequest
 
 
 def check_header_length(request: Request, body_length: int) -> None:
@@ -119,10 +122,26 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         name = request.path_params["model_name"]
         version = request.path_params.get("version")
         plane.check_model(name, version)  # 404 before reading the body
+        if plane.is_pipeline(name, version) and not explain:
+            return await run_pipeline(request, name, version)
         wire = await protocol_request(request, V2)
         check_header_length(request, len(wire.parameters[0].value))
         call = plane.explain if explain else plane.infer
         return handler_response(await call(name, version, wire), wire.request_id)
+
+    async def run_pipeline(request: Request, name: str, version: str | None) -> Response:
+        # No handler reads a pipeline's body: the frontend decodes it, and encodes the answer.
+        asked = decode_infer_body(await request.body(), request.headers.get(HEADER_LENGTH))
+        wire = WireRequest(str(uuid.uuid4()), {}, [], asked.tensors)
+        answer = await plane.infer(name, version, wire)
+        if answer.tensors is None:
+            return handler_response(answer, wire.request_id)
+        encoded = encode_infer_body(answer.tensors, asked)
+        headers = {"x-request-id": wire.request_id}
+        if encoded.json_length is None:
+            return Response(encoded.body, media_type="application/json", headers=headers)
+        headers[HEADER_LENGTH] = str(encoded.json_length)
+        return Response(encoded.body, media_type="application/octet-stream", headers=headers)
 
     async def model_config(request: Request) -> Response:
         path = request.path_params

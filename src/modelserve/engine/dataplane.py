@@ -276,6 +276,11 @@ class DataPlane:
         """Stop serving the pipeline ``name``, if it serves."""
         self._pipelines.pop(name, None)
 
+    def is_pipeline(self, name: str, version: str | None = None) -> bool:
+        """Whether ``name`` is a pipeline, which takes tensor requests only (the frontend
+        decodes a REST body for it); 404 for a version it does not have."""
+        return self._pipeline(name, version) is not None
+
     def _pipeline(self, name: str, version: str | None) -> Pipeline | None:
         """The pipeline ``name`` (None when no pipeline has the name); 404 for a version
         it does not have."""

@@ -41,8 +41,7 @@ async def run_pipeline(
     where = f"{pipeline.platform} {pipeline.name}"
     if request.tensors is None:
         raise BadRequestException(
-            f"{where} answers over gRPC ModelInfer in this version (its REST v2 body is not "
-            "decoded in the frontend yet)"
+            f"{where} answers KServe v2 infer requests only (REST or gRPC), not this protocol"
         )
     tensors = _inputs(pipeline, request.tensors, where)
     try:

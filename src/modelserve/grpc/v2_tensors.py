@@ -9,7 +9,6 @@ JSON is built or parsed on the way, and no numpy is needed: tensor bytes are not
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import orjson
@@ -24,6 +23,7 @@ from modelserve.protocol_contract import (
     TensorInferRequest,
     TensorInferResponse,
     pack_bytes,
+    pack_values,
 )
 
 _INT64_MAX = 2**63 - 1
@@ -70,14 +70,11 @@ def _set_parameters(target: Any, values: dict[str, Any]) -> None:
 
 
 def packed(values: list[Any], datatype: str, where: str) -> bytes:
-    """Elements of a fixed-size ``datatype`` as little-endian raw bytes."""
-    row = DATATYPES.get(datatype)
-    if row is None or row.struct_format is None:
-        raise BadRequestException(f"{where}: datatype {datatype!r} cannot be sent as contents")
+    """Elements of ``datatype`` as raw bytes; 400 naming ``where`` when they do not fit."""
     try:
-        return struct.pack(f"<{len(values)}{row.struct_format}", *values)
-    except (struct.error, TypeError) as exc:
-        raise BadRequestException(f"{where}: values do not fit datatype {datatype}") from exc
+        return pack_values(values, datatype)
+    except ValueError as exc:
+        raise BadRequestException(f"{where}: {exc}") from exc
 
 
 def _contents_bytes(tensor: pb.ModelInferRequest.InferInputTensor) -> bytes:

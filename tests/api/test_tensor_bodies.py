@@ -1,0 +1,80 @@
+"""KServe v2 REST bodies ↔ protocol-neutral tensors, as the frontend reads and writes them for
+pipelines: JSON values packed little-endian, binary data after the JSON, BYTES as UTF-8 text
+(binary where it is not), and bodies that do not add up refused naming the input."""
+
+from __future__ import annotations
+
+import struct
+
+import orjson
+import pytest
+
+from modelserve.api.tensor_bodies import decode_infer_body, encode_infer_body
+from modelserve.engine.errors import BadRequestException
+from modelserve.protocol_contract import Tensor, TensorInferResponse, pack_bytes
+
+
+def test_json_and_binary_inputs_decode_to_raw_data() -> None:
+    header = orjson.dumps(
+        {
+            "id": "7",
+            "inputs": [
+                {"name": "a", "shape": [2], "datatype": "UINT8", "data": [1, 255]},
+                {"name": "b", "shape": [2], "datatype": "BYTES", "data": ["é", ""]},
+                {
+                    "name": "c",
+                    "shape": [1],
+                    "datatype": "INT64",
+                    "parameters": {"binary_data_size": 8},
+                },
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+            "parameters": {"binary_data_output": False, "priority": 2},
+        }
+    )
+    body = decode_infer_body(header + struct.pack("<q", -5), str(len(header)))
+    a, b, c = body.tensors.inputs
+    assert a.data == bytes([1, 255]) and b.data == pack_bytes(["é".encode(), b""])
+    assert struct.unpack("<q", c.data) == (-5,) and c.parameters == {}
+    assert body.tensors.id == "7" and body.tensors.parameters == {"priority": 2}
+    assert [output.name for output in body.tensors.outputs] == ["y"]
+    assert body.binary == {"y": True} and not body.binary_output
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "a", "shape": [3], "datatype": "FP32", "data": [1, 2]}, "needs 3 elements"),
+        ({"name": "a", "shape": [1], "datatype": "UINT8", "data": [256]}, "do not fit"),
+        ({"name": "a", "shape": [1], "datatype": "FP99", "data": [1]}, "unknown datatype"),
+        ({"name": "a", "shape": [-1], "datatype": "FP32", "data": [1]}, "non-negative"),
+    ],
+)
+def test_a_body_that_does_not_add_up_names_the_input(entry: dict, message: str) -> None:
+    with pytest.raises(BadRequestException, match=message) as refused:
+        decode_infer_body(orjson.dumps({"inputs": [entry]}), None)
+    assert 'input "a"' in refused.value.message
+
+
+def test_outputs_are_json_unless_binary_is_asked_or_needed() -> None:
+    answer = TensorInferResponse(
+        [
+            Tensor("y", "FP32", [2], struct.pack("<2f", 1.5, -2.0)),
+            Tensor("text", "BYTES", [1], pack_bytes([b"ok"])),
+            Tensor("raw", "BYTES", [1], pack_bytes([b"\xff"])),  # not UTF-8: binary
+        ],
+        "m",
+        "1",
+        "7",
+    )
+    asked = decode_infer_body(
+        orjson.dumps({"inputs": [{"name": "x", "shape": [0], "datatype": "FP32", "data": []}]}),
+        None,
+    )
+    encoded = encode_infer_body(answer, asked)
+    document = orjson.loads(encoded.body[: encoded.json_length])
+    assert (document["model_name"], document["model_version"], document["id"]) == ("m", "1", "7")
+    y, text, raw = document["outputs"]
+    assert y["data"] == [1.5, -2.0] and text["data"] == ["ok"]
+    assert raw["parameters"] == {"binary_data_size": 5}
+    assert encoded.body[encoded.json_length :] == pack_bytes([b"\xff"])
