@@ -44,11 +44,14 @@ class AccessPolicy:
 
 
 def worker_token(policy: AccessPolicy) -> str | None:
-    """The token the server's own workers present on its inference plane: the static token.
-    None with no authorization, and with the key file, whose keys expire and change (a
-    worker's BLS calls are then refused with 401)."""
+    """The token the server's own workers present on its inference plane: the static token,
+    or the key file's workers' key (which does not expire); None with no authorization."""
     verifier = policy.verifier
-    return verifier.token if isinstance(verifier, StaticToken) else None
+    if isinstance(verifier, StaticToken):
+        return verifier.token
+    if isinstance(verifier, GeneratedKeys):
+        return verifier.worker_key
+    return None
 
 
 def token_auth_wanted(settings: Settings) -> bool:

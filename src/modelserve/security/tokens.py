@@ -82,13 +82,19 @@ class GeneratedKeys:
         self.lifetime_s = lifetime_s
         self._clock = clock
         self._keys = {kind: self._fresh(kind) for kind in KeyKind}
+        # The server's own workers' key (a Python model's BLS calls): it opens the inference
+        # plane, never expires and is never written to the key file.
+        self.worker_key = _new_key()
 
     def _fresh(self, kind: KeyKind) -> _Key:
         expires = None if kind is KeyKind.API else self._clock() + self.lifetime_s
         return _Key(_new_key(), expires)
 
     def verify(self, kind: KeyKind, presented: str) -> bool:
-        """True when ``presented`` is the current key of ``kind`` and has not expired."""
+        """True when ``presented`` is the current key of ``kind`` and has not expired, or the
+        workers' key at the inference plane."""
+        if kind is KeyKind.INFERENCE and _same(presented, self.worker_key):
+            return True
         key = self._keys[kind]
         if not _same(presented, key.value):
             return False
