@@ -17,7 +17,7 @@ USAGE_ERROR = 2
 INPUT_ERROR = 1
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """Reports usage mistakes on a single stderr line instead of usage text plus message."""
 
     def error(self, message: str) -> NoReturn:
@@ -26,7 +26,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; every flag of torch-model-archiver 0.12 with its short forms."""
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog=PROG,
         description="Package a model's files into a TorchServe-compatible model archive (.mar).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -125,15 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         build_archive(options_from_args(args), progress_stream=sys.stderr)
-    except ArchiverError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        return _fail(f"{exc.strerror or exc}{where}")
+    except (ArchiverError, OSError) as exc:
+        return fail(PROG, exc)
     return 0
 
 
-def _fail(message: str) -> int:
-    # one line per failure keeps the output readable in logs and CI
-    print(f"{PROG}: error: {' '.join(message.splitlines())}", file=sys.stderr)
+def fail(prog: str, exc: ArchiverError | OSError) -> int:
+    """Report a failed build on one stderr line (readable in logs and CI); the exit code."""
+    if isinstance(exc, ArchiverError):
+        message = str(exc)
+    else:
+        message = f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+    print(f"{prog}: error: {' '.join(message.splitlines())}", file=sys.stderr)
     return INPUT_ERROR

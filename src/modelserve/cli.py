@@ -15,11 +15,11 @@ from modelserve.engine.settings import VersionSettings
 
 DEFAULT_LOG_DIR = Path("logs")
 # TorchServe's start flags modelserve accepts but has no use for: log4j and C++ log configs,
-# workflow store and plugin jars (workflows come with a later release).
+# workflow store (workflows are read from the model store) and plugin jars.
 TORCHSERVE_UNUSED_FLAGS = {
     ("--log-config",): "a log4j file; modelserve's logs follow the log_* keys (see --help)",
     ("--cpp-log-config",): "the C++ backend's log config; modelserve has no C++ backend",
-    ("--workflow-store",): "workflows are not served yet",
+    ("--workflow-store",): "workflows are read from the model store",
     ("--plugins-path", "--ppath"): "Java plugins do not apply to modelserve",
 }
 

@@ -190,6 +190,25 @@ REGISTER = Operation(
     Parameter("s3_sse_kms", "boolean", "TorchServe's signed S3 download.", ignored=True),
 )
 
+# POST /workflows (query parameters, or a JSON body with the same keys)
+REGISTER_WORKFLOW = Operation(
+    Parameter("url", "string", "Workflow archive (.war) name in the model store.", required=True),
+    Parameter(
+        "workflow_name",
+        "string",
+        "Overrides the manifest's workflow name.",
+        pattern=PATH_SEGMENT_PATTERN,
+    ),
+    Parameter(
+        "response_timeout",
+        "integer",
+        "TorchServe's; node timeouts come from the spec.",
+        ignored=True,
+    ),
+    Parameter("startup_timeout", "integer", "TorchServe's; accepted and unused.", ignored=True),
+    Parameter("s3_sse_kms", "boolean", "TorchServe's signed S3 download.", ignored=True),
+)
+
 # GET /models/{model_name}[/{version}]
 DESCRIBE = Operation(
     Parameter(

@@ -98,6 +98,11 @@ def build_inference_app(
     async def explanations(request: Request) -> Response:
         return await run(request, explain)
 
+    async def workflow_predictions(request: Request) -> Response:
+        wire = await wire_request(request, "", max_request_size)
+        response = await plane.predict_workflow(request.path_params["workflow_name"], wire)
+        return handler_response(response, wire.request_id)
+
     async def ping(_request: Request) -> Response:
         health = plane.health()
         unhealthy = health.status is HealthStatus.UNHEALTHY
@@ -121,6 +126,7 @@ def build_inference_app(
                 methods=INFERENCE_METHODS,
             ),
         ]
+    routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
     # KServe v2 (Open Inference Protocol) and TF Serving / KServe v1 REST.
     routes += v2_routes(plane) + tf_serving_routes(plane)
     return build_plane(routes, count_response, max_request_size, access)

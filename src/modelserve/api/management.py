@@ -19,7 +19,15 @@ from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException, MethodNotAllowedException
 from modelserve.engine.outcomes import Outcome
 from modelserve.engine.registration import RegisterOptions
-from modelserve.parameters import DESCRIBE, LIST, REGISTER, SCALE, SET_DEFAULT, UNREGISTER
+from modelserve.parameters import (
+    DESCRIBE,
+    LIST,
+    REGISTER,
+    REGISTER_WORKFLOW,
+    SCALE,
+    SET_DEFAULT,
+    UNREGISTER,
+)
 
 
 async def register_params(request: Request) -> Mapping[str, Any]:
@@ -91,6 +99,22 @@ def build_management_app(
         path = request.path_params
         return outcome_response(await plane.set_default(path["model_name"], path["version"]))
 
+    async def workflows(request: Request) -> Response:
+        if request.method == "POST":
+            require_model_api()
+            params = REGISTER_WORKFLOW.parse(await register_params(request))
+            outcome = await plane.register_workflow(params["url"], params["workflow_name"])
+            return outcome_response(outcome)
+        values = LIST.parse(request.query_params)
+        return json_response(plane.list_workflows(values["limit"], values["next_page_token"]))
+
+    async def workflow(request: Request) -> Response:
+        name = request.path_params["workflow_name"]
+        if request.method == "GET":
+            return json_response(plane.describe_workflow(name))
+        require_model_api()
+        return outcome_response(await plane.unregister_workflow(name))
+
     model_methods = ["GET", "PUT", "DELETE", "OPTIONS"]
     routes = [
         *description_routes(management_openapi),
@@ -98,6 +122,8 @@ def build_management_app(
         Route("/models/{model_name}", model, methods=model_methods),
         Route("/models/{model_name}/{version}", model, methods=model_methods),
         Route("/models/{model_name}/{version}/set-default", set_default, methods=["PUT"]),
+        Route("/workflows", workflows, methods=["GET", "POST"]),
+        Route("/workflows/{workflow_name}", workflow, methods=["GET", "DELETE"]),
     ]
     if access is not None and access.verifier is not None:
         routes.append(Route(TOKEN_API_PATH, token_endpoint(access.verifier), methods=["GET"]))

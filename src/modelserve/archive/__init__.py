@@ -13,7 +13,13 @@ from .errors import (
     UnsafeUrlError,
 )
 from .manifest import MANIFEST_PATH, Manifest
-from .reader import DEFAULT_MAX_UNCOMPRESSED_BYTES, check_handler, extract_archive, read_manifest
+from .reader import (
+    DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    check_handler,
+    extract_archive,
+    read_manifest,
+    unpack_archive,
+)
 from .resolver import default_model_name, list_model_store, resolve_archive
 
 __all__ = [
@@ -35,4 +41,5 @@ __all__ = [
     "list_model_store",
     "read_manifest",
     "resolve_archive",
+    "unpack_archive",
 ]

@@ -61,6 +61,20 @@ def extract_archive(
     ``max_uncompressed_bytes`` would be written, and the errors of :func:`read_manifest`.
     """
     source, target = Path(source), Path(target_dir)
+    kind = unpack_archive(source, target, max_uncompressed_bytes)
+    try:
+        manifest_file = target / MANIFEST_PATH
+        data = _read_capped_file(manifest_file, source) if manifest_file.is_file() else None
+        return _checked_manifest(data, kind, source, model_name, handler, _file_lookup(target))
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def unpack_archive(source: Path, target: Path, max_uncompressed_bytes: int) -> SourceKind:
+    """Unpack (or copy) ``source`` into ``target`` as :func:`extract_archive` does, reading
+    no manifest (a workflow archive's is not MAR-INF's); what it is. ``target`` is removed
+    again on any error."""
     _prepare_target(target)
     try:
         with open_entries(source, max_bytes=max_uncompressed_bytes) as (kind, entries):
@@ -72,12 +86,10 @@ def extract_archive(
             extractor.finish()
         hoist_single_directory(target)
         verify_symlinks(target, source)
-        manifest_file = target / MANIFEST_PATH
-        data = _read_capped_file(manifest_file, source) if manifest_file.is_file() else None
-        return _checked_manifest(data, kind, source, model_name, handler, _file_lookup(target))
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
+    return kind
 
 
 def check_handler(manifest: Manifest, has_file: Callable[[str], bool], where: str) -> None:

@@ -37,6 +37,8 @@ from modelserve.engine.results import (
     ServingState,
     VersionStatus,
 )
+from modelserve.engine.workflow_runner import run_workflow
+from modelserve.engine.workflows import Workflows
 from modelserve.telemetry.frontend_metrics import VersionState
 from modelserve.wire import WireRequest, WireResponse
 
@@ -82,6 +84,7 @@ class DataPlane:
         self.repository: ModelRepository | None = None
         # Pipelines (Triton ensembles) by name: no worker of their own, answered here.
         self._pipelines: dict[str, Pipeline] = {}
+        self._workflows = Workflows(engine)
 
     # ----- the server
 
@@ -390,19 +393,48 @@ class DataPlane:
         """TorchServe's listing: default versions sorted by name, ``limit`` (at most
         ``LIST_LIMIT_MAX``; out of range: that) from ``page_token`` on, with the next token
         while more follow."""
-        if limit > LIST_LIMIT_MAX or limit < 0:
-            limit = LIST_LIMIT_MAX
-        page_token = max(page_token, 0)
-        names = self._registry.names()
-        last = page_token + limit
+        names, next_token = _page(self._registry.names(), limit, page_token)
         body: dict[str, Any] = {}
-        if last <= len(names):
-            body["nextPageToken"] = str(last)
+        if next_token is not None:
+            body["nextPageToken"] = next_token
         body["models"] = [
-            {"modelName": name, "modelUrl": self._registry.get(name).url}
-            for name in names[page_token:last]
+            {"modelName": name, "modelUrl": self._registry.get(name).url} for name in names
         ]
         return body
+
+    # ----- TorchServe workflows
+
+    async def register_workflow(self, url: str | None, name: str | None) -> Outcome:
+        """Serve the .war at ``url`` (under ``name``, else its manifest's) with its node
+        models; 404 for no such archive, 400 for a bad spec, a node's failure naming it."""
+        return await self._workflows.register(url, name)
+
+    async def unregister_workflow(self, name: str) -> Outcome:
+        """Stop serving the workflow and its node models; 404 when unknown."""
+        return await self._workflows.unregister(name)
+
+    def list_workflows(self, limit: int, page_token: int) -> dict[str, Any]:
+        """TorchServe's workflow listing, paged as ``list_models``."""
+        names, next_token = _page(self._workflows.names(), limit, page_token)
+        return self._workflows.listing(names, next_token)
+
+    def describe_workflow(self, name: str) -> list[dict[str, Any]]:
+        """TorchServe's workflow description; 404 when unknown."""
+        return self._workflows.describe(name)
+
+    async def predict_workflow(self, name: str, request: WireRequest) -> WireResponse:
+        """Run ``request`` through the workflow's nodes; 404 when unknown."""
+        return await run_workflow(self._workflows.get(name), request, self)
+
+
+def _page(names: list[str], limit: int, page_token: int) -> tuple[list[str], str | None]:
+    """TorchServe's paging of a sorted listing: ``limit`` names (at most ``LIST_LIMIT_MAX``;
+    out of range: that) from ``page_token`` on, and the next token while more may follow."""
+    if limit > LIST_LIMIT_MAX or limit < 0:
+        limit = LIST_LIMIT_MAX
+    page_token = max(page_token, 0)
+    last = page_token + limit
+    return names[page_token:last], str(last) if last <= len(names) else None
 
 
 def _config_tensor(tensor: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,12 @@ class ModelNotFoundException(ServingError):
     status = 404
 
 
+class WorkflowNotFoundException(ServingError):
+    """No workflow of that name is registered, or no workflow archive is at that url."""
+
+    status = 404
+
+
 class ModelVersionNotFoundException(ServingError):
     """The model exists but not this version."""
 

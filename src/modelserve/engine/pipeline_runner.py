@@ -12,6 +12,8 @@ client went away). The pipeline's timeout bounds the whole request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.engine.pipelines import Pipeline, PipelineStep, StepModels
@@ -22,6 +24,9 @@ from modelserve.protocol_contract import (
     TensorInferResponse,
 )
 from modelserve.wire import WireRequest, WireResponse, failure_message
+
+# What flows between steps: protocol-neutral tensors, or a workflow's request bodies.
+V = TypeVar("V")
 
 
 class PipelineStepError(ServingError):
@@ -47,7 +52,12 @@ async def run_pipeline(
     try:
         # wait_for, not asyncio.timeout: the server supports Python 3.10.
         await asyncio.wait_for(
-            _run_steps(pipeline, request.request_id, tensors, models), pipeline.timeout_s
+            run_steps(
+                pipeline.steps,
+                tensors,
+                lambda step: _call_step(pipeline, step, request.request_id, tensors, models),
+            ),
+            pipeline.timeout_s,
         )
     except (TimeoutError, asyncio.TimeoutError) as exc:
         raise PipelineTimeoutError(
@@ -78,22 +88,24 @@ def _inputs(pipeline: Pipeline, request: TensorInferRequest, where: str) -> dict
     return given
 
 
-async def _run_steps(
-    pipeline: Pipeline, request_id: str, tensors: dict[str, Tensor], models: StepModels
+async def run_steps(
+    steps: list[PipelineStep],
+    values: dict[str, V],
+    call: Callable[[PipelineStep], Awaitable[dict[str, V]]],
 ) -> None:
-    """Run every step, each once its inputs exist; ``tensors`` gains their outputs."""
-    waiting = list(pipeline.steps)
-    running: dict[asyncio.Task[dict[str, Tensor]], PipelineStep] = {}
+    """Run every step through ``call``, each once the values it reads exist; ``values``
+    gains what each produces. Front doors differ only in ``call`` (tensors, request bodies)."""
+    waiting = list(steps)
+    running: dict[asyncio.Task[dict[str, V]], PipelineStep] = {}
     try:
         while waiting or running:
-            for step in [s for s in waiting if set(s.inputs.values()) <= tensors.keys()]:
+            for step in [s for s in waiting if set(s.inputs.values()) <= values.keys()]:
                 waiting.remove(step)
-                call = _call_step(pipeline, step, request_id, tensors, models)
-                running[asyncio.create_task(call, name=f"step {step.name}")] = step
+                running[asyncio.create_task(call(step), name=f"step {step.name}")] = step
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 running.pop(task)
-                tensors.update(task.result())  # a failed step raises here
+                values.update(task.result())  # a failed step raises here
     finally:
         # A failure, a timeout or a cancelled request: the steps still running are not needed.
         for task in running:

@@ -66,6 +66,13 @@ def check(pipeline: Pipeline, models: StepModels) -> None:
     where = f"{pipeline.platform} {pipeline.name}"
     for step in pipeline.steps:
         _check_model(where, step, models)
+    check_graph(pipeline)
+
+
+def check_graph(pipeline: Pipeline) -> None:
+    """``check`` without the step models (a front door that registers them itself checks
+    its graph first): 400 for a tensor produced twice, a tensor nothing produces, a cycle."""
+    where = f"{pipeline.platform} {pipeline.name}"
     _check_produced_once(where, pipeline)
     produced = {tensor["name"] for tensor in pipeline.inputs} | set(pipeline.producers())
     for step in pipeline.steps:

@@ -72,6 +72,10 @@ class RegisterOptions:
     loaded_at_startup: bool = False
     # The knobs the call gives (batch_size, timeouts …); min/max workers are not read.
     settings: VersionSettings = field(default_factory=VersionSettings)
+    # An archive or directory the server prepared itself (a workflow's function nodes,
+    # from its unpacked .war): registered from there, not looked up in the model store by
+    # ``url``, which describe still shows.
+    source: Path | None = None
 
     @classmethod
     def from_parameters(cls, values: Mapping[str, Any]) -> RegisterOptions:
@@ -154,7 +158,7 @@ class Registration:
     ) -> ModelVersion:
         """Resolve ``url`` in the model store, check and unpack the archive, set up its pool."""
         try:
-            archive_path = archive.resolve_archive(
+            archive_path = options.source or archive.resolve_archive(
                 url, self._settings.model_store, self._settings.allowed_urls
             )
             # Overrides apply before validation: a manifest without a name or handler is fine

@@ -1,0 +1,196 @@
+"""TorchServe workflows end to end: .war archives built by our ``workflow-archiver`` and by the
+real ``torch-workflow-archiver`` 0.2.15 (same MANIFEST apart from the date), registered on a
+real server, answering ``/wfpredict`` through a pre-processing function, two node models in
+parallel and an aggregating function (TorchServe's dog-breed example shape); listing,
+describing and unregistering; bad archives and failing nodes as clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support import RunningServer, build_test_archive, start_server
+
+FIXTURES = Path(__file__).parent / "fixtures" / "workflow"
+REAL = Path(sys.executable).parent / "torch-workflow-archiver"
+OURS = [sys.executable, "-m", "modelserve_archiver.workflow_cli"]
+MANIFEST = "WAR-INF/MANIFEST.json"
+
+
+def _archive(command: list[str], store: Path, name: str, spec: str) -> Path:
+    """Build ``<name>.war`` from a fixture spec and the fixture handler."""
+    subprocess.run(
+        [
+            *command,
+            "--workflow-name",
+            name,
+            "--spec-file",
+            str(FIXTURES / spec),
+            "--handler",
+            str(FIXTURES / "workflow_handler.py"),
+            "--export-path",
+            str(store),
+            "-f",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return store / f"{name}.war"
+
+
+def _manifest_text(war: Path) -> str:
+    with zipfile.ZipFile(war) as archive:
+        return archive.read(MANIFEST).decode()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Node model archives and workflow archives of every fixture spec."""
+    store = tmp_path_factory.mktemp("workflow_store")
+    for model in ("cat_dog", "breed"):
+        handler = shutil.copy(FIXTURES / f"{model}.py", store / f"wf_{model}.py")
+        build_test_archive(store, f"wf_{model}", str(handler))
+    _archive(OURS, store, "dogs", "dog_breed.yaml")
+    for spec in ("cycle", "unknown_node", "missing_mar"):
+        _archive(OURS, store, spec, f"{spec}.yaml")
+    if REAL.exists():  # named as ours, so that the manifests compare whole
+        real = _archive([str(REAL)], tmp_path_factory.mktemp("real"), "dogs", "dog_breed.yaml")
+        shutil.move(real, store / "dogs_real.war")
+    return store
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, store: Path) -> Iterator[RunningServer]:
+    server = start_server(tmp_path_factory.mktemp("server"), store)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(served: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.management, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture
+def infer(served: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.inference, timeout=120) as client:
+        yield client
+
+
+def test_our_manifest_equals_the_real_archivers_apart_from_the_date(store: Path) -> None:
+    if not REAL.exists():
+        pytest.skip("torch-workflow-archiver (a dev dependency) is not installed")
+    ours, real = (_manifest_text(store / name) for name in ("dogs.war", "dogs_real.war"))
+    dates = (json.loads(ours)["createdOn"], json.loads(real)["createdOn"])
+    assert ours.replace(*dates) == real
+    with zipfile.ZipFile(store / "dogs.war") as a, zipfile.ZipFile(store / "dogs_real.war") as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+
+
+def test_an_existing_war_is_kept_without_force(store: Path) -> None:
+    command = [*OURS, "--workflow-name", "dogs", "--spec-file", str(FIXTURES / "dog_breed.yaml")]
+    command += ["--handler", str(FIXTURES / "workflow_handler.py"), "--export-path", str(store)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "already exists" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("war", ["dogs", "dogs_real"])
+def test_a_workflow_registers_answers_and_unregisters(
+    war: str, store: Path, api: httpx.Client, infer: httpx.Client
+) -> None:
+    if not (store / f"{war}.war").exists():
+        pytest.skip("torch-workflow-archiver (a dev dependency) is not installed")
+    reply = api.post("/workflows", params={"url": f"{war}.war", "workflow_name": war})
+    assert reply.status_code == 200, reply.text
+    registered = f"Workflow {war} has been registered and scaled successfully."
+    assert reply.json() == {"status": registered}
+    models = {m["modelName"] for m in api.get("/models").json()["models"]}
+    nodes = ("pre_processing", "cat_dog", "breed", "aggregate")
+    assert {f"{war}__{node}" for node in nodes} <= models
+    batch = api.get(f"/models/{war}__breed").json()[0]
+    assert (batch["batchSize"], batch["maxBatchDelay"]) == (4, 20)
+
+    answer = infer.post(f"/wfpredict/{war}", content=b"my dog")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"animal": "dog", "breed": "breed of MY DOG"}
+
+    described = api.get(f"/workflows/{war}").json()
+    assert described == [
+        {
+            "workflowName": war,
+            "workflowUrl": f"{war}.war",
+            "minWorkers": 1,
+            "maxWorkers": 1,
+            "batchSize": 4,
+            "maxBatchDelay": 20,
+            "workflowDag": "{pre_processing=[cat_dog, breed], cat_dog=[aggregate], "
+            "breed=[aggregate], aggregate=[]}",
+        }
+    ]
+    assert api.delete(f"/workflows/{war}").json() == {"status": f'Workflow "{war}" unregistered'}
+    assert api.get(f"/workflows/{war}").status_code == 404
+    assert infer.post(f"/wfpredict/{war}", content=b"x").status_code == 404
+    models = {m["modelName"] for m in api.get("/models").json()["models"]}
+    assert not any(name.startswith(f"{war}__") for name in models)
+
+
+def test_workflows_are_listed_in_pages(api: httpx.Client) -> None:
+    for name in ("a_dogs", "b_dogs"):
+        assert api.post("/workflows", params={"url": "dogs.war", "workflow_name": name}).is_success
+    try:
+        first = api.get("/workflows", params={"limit": 1}).json()
+        assert first == {
+            "nextPageToken": "1",
+            "workflows": [{"workflowName": "a_dogs", "workflowUrl": "dogs.war"}],
+        }
+        rest = api.get("/workflows", params={"limit": 5, "next_page_token": 1}).json()
+        assert rest == {"workflows": [{"workflowName": "b_dogs", "workflowUrl": "dogs.war"}]}
+        again = api.post("/workflows", params={"url": "dogs.war", "workflow_name": "a_dogs"})
+        assert again.status_code == 409
+    finally:
+        for name in ("a_dogs", "b_dogs"):
+            api.delete(f"/workflows/{name}")
+
+
+def test_a_failing_node_model_names_the_node(api: httpx.Client, infer: httpx.Client) -> None:
+    assert api.post("/workflows", params={"url": "dogs.war", "workflow_name": "fails"}).is_success
+    try:
+        reply = infer.post("/wfpredict/fails", content=b"FAIL")
+        assert reply.status_code >= 500
+        message = reply.json()["message"]
+        assert "node cat_dog" in message and "fails__cat_dog" in message
+        assert "after 1 attempt" in message  # the spec's retry-attempts: 0 for this node
+        ok = infer.post("/wfpredict/fails", content=b"a cat")
+        assert ok.json() == {"animal": "cat", "breed": "breed of A CAT"}
+    finally:
+        api.delete("/workflows/fails")
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("no_such.war", 404, ["no_such.war"]),
+        ("cycle.war", 400, ["cycle"]),
+        ("unknown_node.war", 400, ["no_such_function", "workflow_handler.py"]),
+        ("missing_mar.war", 404, ["node breed", "no_such_model.mar"]),
+    ],
+)
+def test_bad_workflows_are_refused_naming_why(
+    url: str, status: int, words: list[str], api: httpx.Client
+) -> None:
+    reply = api.post("/workflows", params={"url": url})
+    assert reply.status_code == status, reply.text
+    for word in words:
+        assert word in reply.json()["message"]
+    assert api.get("/workflows").json() == {"workflows": []}
+    models = {m["modelName"] for m in api.get("/models").json()["models"]}
+    assert not any("__" in name for name in models)  # a refused workflow keeps no node model
