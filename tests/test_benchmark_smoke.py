@@ -1,4 +1,5 @@
-"""The benchmark scripts end to end at smoke size: real servers, real wrk, their result files.
+"""The benchmark scripts end to end at smoke size: real servers, real load (wrk or Python
+clients), their result files.
 
 ``make bench`` (compare_servers.py) runs modelserve and the in-process limit only here: with an
 empty venv cache no competitor is installed, so nothing needs the network.
@@ -21,6 +22,7 @@ SMOKE_CONCURRENCY = {1, 4}
 PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC"}
 PYTHON_BACKEND_PROTOCOLS = {"v2 REST JSON", "v2 gRPC"}
 BATCHING_DEPLOYMENTS = {"one", "shared"}
+PIPELINE_WAYS = {"pipeline", "client chain"}
 BATCHING_DELAYS_MS = {0, 5, 20}
 # A smoke run takes 5-40 s on 2 cores (the comparison mostly builds models); the rest is
 # headroom for a busy machine.
@@ -173,3 +175,20 @@ def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     for name in plots:
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
         assert f"]({name})" in report
+
+
+def test_pipeline_overhead_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
+    results_file, results = smoke_run(
+        "run_pipeline_overhead.py", tmp_path, "*-pipeline-overhead.json"
+    )
+    runs = {(run["protocol"], run["concurrency"], run["way"]) for run in results["runs"]}
+    assert runs == {
+        (protocol, c, way)
+        for protocol in PYTHON_BACKEND_PROTOCOLS
+        for c in SMOKE_CONCURRENCY
+        for way in PIPELINE_WAYS
+    }
+    for run in results["runs"]:
+        assert run["requests_per_s"] > 0, run
+        assert run["errors"] == 0, run
+    assert "| pipeline / chain req/s |" in results_file.with_suffix(".md").read_text()

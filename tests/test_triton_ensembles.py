@@ -2,14 +2,21 @@
 pre-processing (Python) → an ONNX model → post-processing (Python) answers tritonclient over
 gRPC exactly as the three steps called one after another, and over REST (JSON or binary) as
 over gRPC; metadata, config, readiness and the repository index answer for it as for any model;
-a broken ensemble (an unknown step model, a cycle, a tensor nothing produces, a tensor produced
-twice) is a load error naming the problem while the rest of the repository serves; a failing
-step fails the request naming the step."""
+every step batches its requests under 32 concurrent clients; a broken ensemble (an unknown step
+model, a cycle, a tensor nothing produces, a tensor produced twice, a map naming an input the
+step model does not have) is a load error naming the problem while the rest of the repository
+serves; a failing step fails the request naming the step, a step whose worker is killed fails
+the requests it held naming the step, and a step past the pipeline's timeout is a 504 naming
+the ensemble, answered within that bound."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -22,24 +29,78 @@ from support import RunningServer, start_server, wait_until
 from tritonclient.utils import InferenceServerException
 
 FIXTURES = Path(__file__).parent / "fixtures" / "triton_ensemble"
-ENSEMBLES = ("classify", "bad_unknown", "bad_cycle", "bad_unmapped", "bad_twice")
+ENSEMBLES = (
+    "classify",
+    "napping",
+    "bad_unknown",
+    "bad_cycle",
+    "bad_unmapped",
+    "bad_twice",
+    "bad_map",
+)
 RAW = np.arange(12, dtype=np.float32).reshape(3, 4)
+STEPS = ("pre", "linear", "post")
+# A burst of single-row requests from 32 clients, sent again (at most this often) until every
+# step's statistics show requests executed together: each step answers in about a millisecond,
+# so on a busy machine one burst's requests may trickle through a step one by one.
+CLIENTS = 32
+BURST = 256
+BURSTS = 5
+# The impatient server's pipeline timeout (default_response_timeout), and how long its nap
+# step would sleep: far past it, so that an answer before then shows the timeout cut it short.
+TIMEOUT_S = 2
+LONG_NAP_S = 60.0
+
+
+def _repository(tmp_path_factory: pytest.TempPathFactory, models: tuple[str, ...]) -> Path:
+    """A repository holding the fixture ``models`` (linear's model.onnx written here)."""
+    repository = tmp_path_factory.mktemp("repository")
+    for name in models:
+        shutil.copytree(FIXTURES / name, repository / name)
+        if name in ENSEMBLES:
+            (repository / name / "1").mkdir()  # an ensemble's version directory holds nothing
+    if "linear" in models:
+        (repository / "linear" / "1").mkdir()
+        onnx_file, _ = save_onnx_linear(tmp_path_factory.mktemp("onnx"))
+        shutil.copy(onnx_file, repository / "linear" / "1" / "model.onnx")
+    return repository
+
+
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory,
+    model_store: Path,
+    repository: Path,
+    config: dict[str, str] | None = None,
+) -> RunningServer:
+    """A server of ``repository`` once it has loaded it; nap marks its batches in NAP_MARKER."""
+    workdir = tmp_path_factory.mktemp("server")
+    server = start_server(
+        workdir,
+        model_store,
+        config=config,
+        args=["--model-repository", str(repository)],
+        env={"NAP_MARKER": str(workdir / "nap-started")},
+    )
+    wait_until(lambda: "Ready:" in server.log() or "Not serving" in server.log(), 120)
+    return server
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> Iterator[RunningServer]:
-    repository = tmp_path_factory.mktemp("repository")
-    shutil.copytree(FIXTURES, repository, dirs_exist_ok=True)
-    (repository / "README.md").unlink()
-    for name in ENSEMBLES:
-        (repository / name / "1").mkdir()  # an ensemble's version directory holds nothing
-    (repository / "linear" / "1").mkdir()
-    onnx_file, _ = save_onnx_linear(tmp_path_factory.mktemp("onnx"))
-    shutil.copy(onnx_file, repository / "linear" / "1" / "model.onnx")
-    server = start_server(
-        tmp_path_factory.mktemp("server"), model_store, args=["--model-repository", str(repository)]
-    )
-    wait_until(lambda: "Ready:" in server.log() or "Not serving" in server.log(), 120)
+    models = tuple(path.name for path in FIXTURES.iterdir() if path.is_dir())
+    server = _serve(tmp_path_factory, model_store, _repository(tmp_path_factory, models))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def impatient(
+    tmp_path_factory: pytest.TempPathFactory, model_store: Path
+) -> Iterator[RunningServer]:
+    """A server whose pipelines time out after TIMEOUT_S."""
+    repository = _repository(tmp_path_factory, ("nap", "pre", "napping"))
+    config = {"default_response_timeout": str(TIMEOUT_S)}
+    server = _serve(tmp_path_factory, model_store, repository, config)
     yield server
     server.stop()
 
@@ -103,6 +164,7 @@ def test_metadata_config_readiness_and_index(
         ("bad_cycle", "a cycle: steps pre, linear#1"),
         ("bad_unmapped", "tensor 'ghost', which no step produces"),
         ("bad_twice", "tensor 'logits' is produced twice"),
+        ("bad_map", "step linear maps input 'z', which model linear does not have"),
     ],
 )
 def test_a_broken_ensemble_is_a_load_error_naming_it(
@@ -165,3 +227,77 @@ def test_a_bad_rest_body_is_refused(served: RunningServer, inputs: list, message
     url = f"{served.inference}/v2/models/classify/infer"
     answer = httpx.post(url, json={"inputs": inputs}, timeout=30)
     assert answer.status_code == 400 and message in answer.json()["error"]
+
+
+def _max_batch(served: RunningServer, model: str) -> int:
+    """The largest batch ``model`` has executed, from its statistics."""
+    stats = httpx.get(f"{served.inference}/v2/models/{model}/stats", timeout=30).json()
+    return max(entry["batch_size"] for entry in stats["model_stats"][0]["batch_stats"])
+
+
+def test_every_step_batches_under_32_concurrent_clients(
+    client: triton_grpc.InferenceServerClient, served: RunningServer
+) -> None:
+    distinct = (np.arange(16).reshape(4, 1, 4) * [1, -1, 1, -1]).astype(np.float32)
+    # Each row answered alone first: what it must be answered in a batch.
+    alone = [_infer(client, "classify", "RAW", row).as_numpy("LABEL").tolist() for row in distinct]
+    rows = [distinct[i % len(distinct)] for i in range(BURST)]
+    expected = [alone[i % len(distinct)] for i in range(BURST)]
+    http = triton_http.InferenceServerClient(
+        served.inference.removeprefix("http://"), concurrency=CLIENTS, network_timeout=60
+    )
+    for _ in range(BURSTS):
+        pending = []
+        for row in rows:
+            tensor = triton_http.InferInput("RAW", [1, 4], "FP32")
+            tensor.set_data_from_numpy(row)
+            pending.append(http.async_infer("classify", [tensor]))
+        answers = [each.get_result() for each in pending]
+        assert [answer.as_numpy("LABEL").tolist() for answer in answers] == expected
+        if all(_max_batch(served, step) > 1 for step in STEPS):
+            break
+    http.close()
+    assert {step: _max_batch(served, step) > 1 for step in STEPS} == dict.fromkeys(STEPS, True)
+
+
+def _nap(served: RunningServer, seconds: float) -> httpx.Response:
+    """napping over REST: its nap step sleeps ``seconds``."""
+    body = {"inputs": [{"name": "RAW", "shape": [1, 4], "datatype": "FP32", "data": [seconds] * 4}]}
+    return httpx.post(f"{served.inference}/v2/models/napping/infer", json=body, timeout=120)
+
+
+def test_a_step_whose_worker_is_killed_fails_its_requests_naming_it(
+    served: RunningServer,
+) -> None:
+    marker = served.log_path.parent / "nap-started"
+    marker.unlink(missing_ok=True)
+    (worker,) = httpx.get(f"{served.management}/models/nap", timeout=30).json()[0]["workers"]
+    with ThreadPoolExecutor(8) as pool:
+        running = [pool.submit(_nap, served, 3.0) for _ in range(8)]
+        wait_until(marker.exists, 60)  # a batch sleeps in nap's worker
+        os.kill(worker["pid"], signal.SIGKILL)
+        answers = [future.result(timeout=120) for future in running]  # none hangs
+    failed = [answer for answer in answers if answer.status_code != 200]
+    assert failed, "the batch in the killed worker was answered"
+    for answer in failed:
+        assert answer.status_code in (500, 503), answer.text
+        assert "ensemble napping: step nap (model nap): " in answer.json()["error"]
+    assert any("Worker died (killed by signal 9)" in answer.text for answer in failed)
+    # The others were answered by nap's next worker, and the ensemble serves again.
+    for answer in answers:
+        if answer.status_code == 200:
+            assert answer.json()["outputs"][0]["data"] == [(3.0 - 3.5) / 2] * 4
+    wait_until(lambda: _nap(served, 0).status_code == 200, 120)
+
+
+def test_a_step_past_the_pipeline_timeout_is_a_504_naming_the_ensemble(
+    impatient: RunningServer,
+) -> None:
+    started = time.monotonic()
+    answer = _nap(impatient, LONG_NAP_S)
+    waited = time.monotonic() - started
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["error"] == f"ensemble napping: not finished within {TIMEOUT_S} s"
+    assert waited < LONG_NAP_S / 2  # the step's nap was not waited for
+    # nap's worker, cut short by its own response_timeout, is replaced: the ensemble serves.
+    wait_until(lambda: _nap(impatient, 0).status_code == 200, 120)

@@ -50,9 +50,14 @@ def infer_request(model: str, inputs: list[dict]) -> pb.ModelInferRequest:
     return request
 
 
-async def _load(
-    call: Callable[[], Awaitable[object]], concurrency: int, duration_s: float
+async def load_calls(
+    call: Callable[[], Awaitable[object]],
+    concurrency: int,
+    duration_s: float,
+    failures: tuple[type[Exception], ...] = (grpc.aio.AioRpcError,),
 ) -> dict[str, object]:
+    """``concurrency`` coroutines awaiting ``call`` back to back for ``duration_s`` seconds:
+    answers per second, latency percentiles, and how many calls raised one of ``failures``."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration_s
@@ -63,7 +68,7 @@ async def _load(
             started = time.perf_counter()
             try:
                 await call()
-            except grpc.aio.AioRpcError:
+            except failures:
                 errors += 1
                 continue
             latencies.append(time.perf_counter() - started)
@@ -99,9 +104,9 @@ async def run(
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         if kind == "live":
             live = pb.ServerLiveRequest()
-            return await _load(lambda: stub.ServerLive(live), concurrency, duration_s)
+            return await load_calls(lambda: stub.ServerLive(live), concurrency, duration_s)
         request = infer_request(model, DIGITS_INPUTS if inputs is None else inputs)
-        return await _load(lambda: stub.ModelInfer(request), concurrency, duration_s)
+        return await load_calls(lambda: stub.ModelInfer(request), concurrency, duration_s)
 
 
 def run_in_subprocess(
