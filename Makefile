@@ -38,11 +38,12 @@ constraints:
 
 # The archives the README and docs use, in one model store: digits (trained the first time,
 # about 10 s on 2 cores), and the ONNX models pair, tiny and examples/onnx/model.onnx; the
-# Triton examples' ONNX digit classifier.
+# Triton examples' ONNX digit classifier; the TorchServe workflow example's archives.
 example: $(STAMP)
 	$(BIN)/python examples/digits/build.py
 	$(BIN)/python examples/onnx/build.py
 	$(BIN)/python examples/triton/build.py
+	$(BIN)/python examples/workflows/build.py
 
 run: example
 	@echo "Serving the digits model; once the server says it is ready, try in another shell:"

@@ -18,23 +18,27 @@ import httpx
 import pytest
 from support import RunningServer, build_test_archive, start_server
 
+from modelserve.engine import snapshot
+
 FIXTURES = Path(__file__).parent / "fixtures" / "workflow"
+# The dog-breed workflow itself is the documented example's.
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "workflows"
 REAL = Path(sys.executable).parent / "torch-workflow-archiver"
 OURS = [sys.executable, "-m", "modelserve_archiver.workflow_cli"]
 MANIFEST = "WAR-INF/MANIFEST.json"
 
 
-def _archive(command: list[str], store: Path, name: str, spec: str) -> Path:
-    """Build ``<name>.war`` from a fixture spec and the fixture handler."""
+def _archive(command: list[str], store: Path, name: str, spec: Path) -> Path:
+    """Build ``<name>.war`` from ``spec`` and the example's handler file."""
     subprocess.run(
         [
             *command,
             "--workflow-name",
             name,
             "--spec-file",
-            str(FIXTURES / spec),
+            str(spec),
             "--handler",
-            str(FIXTURES / "workflow_handler.py"),
+            str(EXAMPLE / "workflow_handler.py"),
             "--export-path",
             str(store),
             "-f",
@@ -55,13 +59,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Node model archives and workflow archives of every fixture spec."""
     store = tmp_path_factory.mktemp("workflow_store")
     for model in ("cat_dog", "breed"):
-        handler = shutil.copy(FIXTURES / f"{model}.py", store / f"wf_{model}.py")
-        build_test_archive(store, f"wf_{model}", str(handler))
-    _archive(OURS, store, "dogs", "dog_breed.yaml")
-    for spec in ("cycle", "unknown_node", "missing_mar"):
-        _archive(OURS, store, spec, f"{spec}.yaml")
+        build_test_archive(store, model, str(EXAMPLE / f"{model}.py"))
+    spec = EXAMPLE / "dog_breed.yaml"
+    _archive(OURS, store, "dogs", spec)
+    for bad in ("cycle", "unknown_node", "missing_mar"):
+        _archive(OURS, store, bad, FIXTURES / f"{bad}.yaml")
     if REAL.exists():  # named as ours, so that the manifests compare whole
-        real = _archive([str(REAL)], tmp_path_factory.mktemp("real"), "dogs", "dog_breed.yaml")
+        real = _archive([str(REAL)], tmp_path_factory.mktemp("real"), "dogs", spec)
         shutil.move(real, store / "dogs_real.war")
     return store
 
@@ -96,8 +100,8 @@ def test_our_manifest_equals_the_real_archivers_apart_from_the_date(store: Path)
 
 
 def test_an_existing_war_is_kept_without_force(store: Path) -> None:
-    command = [*OURS, "--workflow-name", "dogs", "--spec-file", str(FIXTURES / "dog_breed.yaml")]
-    command += ["--handler", str(FIXTURES / "workflow_handler.py"), "--export-path", str(store)]
+    command = [*OURS, "--workflow-name", "dogs", "--spec-file", str(EXAMPLE / "dog_breed.yaml")]
+    command += ["--handler", str(EXAMPLE / "workflow_handler.py"), "--export-path", str(store)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 1
     assert "already exists" in result.stderr and len(result.stderr.splitlines()) == 1
@@ -105,7 +109,7 @@ def test_an_existing_war_is_kept_without_force(store: Path) -> None:
 
 @pytest.mark.parametrize("war", ["dogs", "dogs_real"])
 def test_a_workflow_registers_answers_and_unregisters(
-    war: str, store: Path, api: httpx.Client, infer: httpx.Client
+    war: str, store: Path, served: RunningServer, api: httpx.Client, infer: httpx.Client
 ) -> None:
     if not (store / f"{war}.war").exists():
         pytest.skip("torch-workflow-archiver (a dev dependency) is not installed")
@@ -122,6 +126,14 @@ def test_a_workflow_registers_answers_and_unregisters(
     answer = infer.post(f"/wfpredict/{war}", content=b"my dog")
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"animal": "dog", "breed": "breed of MY DOG"}
+    # Snapshots leave the node models out, as TorchServe's do: restored without their
+    # workflow they would serve alone.
+    port = served.inference.rsplit(":", 1)[1]
+    written = sorted((served.log_path.parent / "logs" / "config" / port).glob("*-snapshot.cfg"))
+    assert written, "registering the node models wrote no snapshot"
+    for path in written:
+        names = {entry.name for entry in snapshot.read_snapshot(path)}
+        assert not any(name.startswith(f"{war}__") for name in names), (path, names)
 
     described = api.get(f"/workflows/{war}").json()
     assert described == [

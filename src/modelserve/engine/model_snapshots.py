@@ -27,11 +27,14 @@ log = logging.getLogger("modelserve.snapshot")
 
 
 def snapshot_of(registry: ModelRegistry) -> list[VersionSnapshot]:
-    """The snapshot entries of every registered version."""
+    """The snapshot entries of every registered version snapshots keep (not a workflow's
+    node models)."""
     entries = []
     for name in registry.names():
         entry = registry.entry(name)
         for version in entry.versions.values():
+            if not version.in_snapshots:
+                continue
             entries.append(
                 VersionSnapshot(
                     name=name,

@@ -36,6 +36,7 @@ class ModelVersion:
         declared_tensors: dict[str, list[dict[str, Any]] | None] | None = None,
         version_labels: dict[str, str] | None = None,
         triton_config: dict[str, Any] | None = None,
+        in_snapshots: bool = True,
     ) -> None:
         self.name = name
         self.version = version
@@ -47,6 +48,8 @@ class ModelVersion:
         self.runtime = runtime
         self.settings = settings
         self.loaded_at_startup = loaded_at_startup
+        # False for a workflow's node models: snapshots leave them out.
+        self.in_snapshots = in_snapshots
         self.pool = pool
         self.metrics = metrics
         # From the model-config yaml: {"inputs": [...] or None, "outputs": [...] or None}.

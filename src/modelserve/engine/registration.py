@@ -72,6 +72,10 @@ class RegisterOptions:
     loaded_at_startup: bool = False
     # The knobs the call gives (batch_size, timeouts …); min/max workers are not read.
     settings: VersionSettings = field(default_factory=VersionSettings)
+    # Whether snapshots keep the version: a workflow's node models are not kept, as in
+    # TorchServe (the workflow registers them again; restored alone they would serve
+    # without it).
+    in_snapshots: bool = True
     # An archive or directory the server prepared itself (a workflow's function nodes,
     # from its unpacked .war): registered from there, not looked up in the model store by
     # ``url``, which describe still shows.
@@ -247,6 +251,7 @@ class Registration:
             runtime=options.runtime or manifest.runtime or "python",
             settings=settings,
             loaded_at_startup=options.loaded_at_startup,
+            in_snapshots=options.in_snapshots,
             pool=pool,
             metrics=version_metrics,
             declared_tensors={"inputs": model_config.inputs, "outputs": model_config.outputs},

@@ -196,12 +196,14 @@ def _node_options(workflow: Workflow, node: WorkflowNode, directory: Path) -> Re
             initial_workers=node.knobs["max-workers"],
             settings=settings,
             source=directory,
+            in_snapshots=False,
         )
     return RegisterOptions(
         url=node.url or "",
         model_name=node.model,
         initial_workers=node.knobs["max-workers"],
         settings=settings,
+        in_snapshots=False,
     )
 
 
