@@ -9,7 +9,7 @@ work. No numpy: the frontend does not look into tensors beyond their element lay
 
 from __future__ import annotations
 
-import struct
+import math
 from typing import Any
 
 from modelserve.engine.errors import BadRequestException
@@ -18,10 +18,9 @@ from modelserve.grpc.v2_tensors import packed
 from modelserve.protocol_contract import (
     BYTES,
     DATATYPES,
-    BytesFormatError,
     Tensor,
     pack_bytes,
-    unpack_bytes,
+    unpack_values,
 )
 
 # v2 datatype by TensorFlow DataType name (DT_FLOAT → FP32).
@@ -61,13 +60,6 @@ def tf_dtype(datatype: str) -> int:
     return pb.DataType.Value(row.tf_name) if row is not None else pb.DT_INVALID
 
 
-def _element_count(shape: list[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
 def _raw_values(values: list[Any], datatype: str, where: str) -> bytes:
     """Typed values as raw bytes (FP16 / BF16: their bits as given)."""
     if datatype == BYTES:
@@ -92,7 +84,7 @@ def input_tensor(name: str, proto: pb.TensorProto) -> Tensor:
             raise BadRequestException(f"{where}: DT_STRING values go in string_val")
         return Tensor(name, datatype, shape, proto.tensor_content)
     values = list(getattr(proto, VALUE_FIELDS[datatype]))
-    count = _element_count(shape)
+    count = math.prod(shape)
     if len(values) == 1 and count != 1:
         values *= count
     if len(values) != count:
@@ -110,20 +102,16 @@ def output_proto(tensor: Tensor) -> pb.TensorProto:
     field = VALUE_FIELDS.get(tensor.datatype)
     if field is None:
         raise ValueError(f'output "{tensor.name}": datatype {tensor.datatype} has no TF dtype')
-    data = bytes(tensor.data)
-    if tensor.datatype == BYTES:
-        try:
-            values: list[Any] = unpack_bytes(data)
-        except BytesFormatError as exc:
-            raise ValueError(f'output "{tensor.name}": {exc}') from exc
-    else:
-        element = "H" if field == "half_val" else DATATYPES[tensor.datatype].struct_format
-        count = _element_count(tensor.shape)
-        try:
-            values = list(struct.unpack(f"<{count}{element}", data))
-        except struct.error as exc:
-            raise ValueError(
-                f'output "{tensor.name}": {len(data)} bytes do not hold shape {tensor.shape}'
-            ) from exc
+    # FP16 and BF16 travel as their bits: read them as 16-bit unsigned integers.
+    layout = "UINT16" if field == "half_val" else tensor.datatype
+    try:
+        values = unpack_values(tensor.data, layout)
+    except ValueError as exc:
+        raise ValueError(f'output "{tensor.name}": {exc}') from exc
+    count = math.prod(tensor.shape)
+    if len(values) != count:
+        raise ValueError(
+            f'output "{tensor.name}": {len(values)} elements do not fill shape {tensor.shape}'
+        )
     getattr(proto, field).extend(values)
     return proto
