@@ -59,7 +59,7 @@ def test_a_body_that_does_not_add_up_names_the_input(entry: dict, message: str) 
 def test_outputs_are_json_unless_binary_is_asked_or_needed() -> None:
     answer = TensorInferResponse(
         [
-            Tensor("y", "FP32", [2], struct.pack("<2f", 1.5, -2.0)),
+            Tensor("y", "FP32", [3], struct.pack("<3f", 1.5, -2.0, 0.1)),
             Tensor("text", "BYTES", [1], pack_bytes([b"ok"])),
             Tensor("raw", "BYTES", [1], pack_bytes([b"\xff"])),  # not UTF-8: binary
         ],
@@ -75,6 +75,7 @@ def test_outputs_are_json_unless_binary_is_asked_or_needed() -> None:
     document = orjson.loads(encoded.body[: encoded.json_length])
     assert (document["model_name"], document["model_version"], document["id"]) == ("m", "1", "7")
     y, text, raw = document["outputs"]
-    assert y["data"] == [1.5, -2.0] and text["data"] == ["ok"]
+    # 0.1 as FP32 is written as numpy writes it, not as its widened double 0.10000000149…
+    assert y["data"] == [1.5, -2.0, 0.1] and text["data"] == ["ok"]
     assert raw["parameters"] == {"binary_data_size": 5}
     assert encoded.body[encoded.json_length :] == pack_bytes([b"\xff"])

@@ -11,6 +11,8 @@ packed and unpacked.
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,9 @@ from modelserve.protocol_contract import (
     pack_values,
     unpack_values,
 )
+
+# The float datatypes narrower than Python's float, and their element layout.
+SHORT_FLOATS = {"FP32": struct.Struct("<f"), "FP16": struct.Struct("<e")}
 
 
 @dataclass
@@ -143,9 +148,7 @@ def _input(entry: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
         elements = _element_count(data, datatype)
     except ValueError as exc:
         raise BadRequestException(f"{where}: {exc}") from exc
-    count = 1
-    for dimension in shape:
-        count *= dimension
+    count = math.prod(shape)
     if elements != count:
         raise BadRequestException(f"{where}: shape {shape} needs {count} elements, got {elements}")
     return Tensor(name, datatype, shape, data, parameters), offset
@@ -206,9 +209,21 @@ def _json_values(tensor: Tensor) -> list[Any] | None:
         values = unpack_values(tensor.data, tensor.datatype)
     except ValueError:
         return None
+    if tensor.datatype in SHORT_FLOATS:
+        return [_shortest(value, SHORT_FLOATS[tensor.datatype]) for value in values]
     if tensor.datatype != BYTES:
         return values
     try:
         return [value.decode() for value in values]
     except UnicodeDecodeError:
         return None
+
+
+def _shortest(value: float, element: struct.Struct) -> float:
+    """The shortest decimal that reads back as the same FP32 / FP16 element, as numpy writes
+    it (Python's repr of the widened double would print digits the element does not have)."""
+    for digits in range(1, 10):
+        shorter = float(f"{value:.{digits}g}")
+        if element.unpack(element.pack(shorter))[0] == value:
+            return shorter
+    return value
