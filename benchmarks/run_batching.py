@@ -28,7 +28,7 @@ from typing import Any
 from loadtest import BENCH_DIR
 from loadtest import server as serving
 from loadtest.environment import describe_environment
-from loadtest.options import parse_load_args
+from loadtest.options import add_rounds_option, parse_load_args
 from loadtest.report import write_named
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from modelserve_archiver.builder import build_archive
@@ -264,9 +264,7 @@ def measure(scratch: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This script's own options."""
-    parser.add_argument(
-        "--rounds", type=int, help=f"rounds of every run (default {DEFAULT_ROUNDS}, smoke 1)"
-    )
+    add_rounds_option(parser, DEFAULT_ROUNDS)
     parser.add_argument(
         "--delays",
         type=int,

@@ -25,7 +25,6 @@ other before anything is measured. Each way, protocol and concurrency runs ``--r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import shutil
 import statistics
@@ -33,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from loadtest import REPO_ROOT
 from loadtest import server as serving
 from loadtest.environment import describe_environment
 from loadtest.grpc_load import infer_request, load_calls
-from loadtest.options import parse_load_args
+from loadtest.options import add_rounds_option, parse_load_args
 from loadtest.report import write_named
 from onnx import TensorProto, helper
 
@@ -299,17 +299,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This script's own option."""
-    parser.add_argument(
-        "--rounds", type=int, help=f"rounds of every run (default {DEFAULT_ROUNDS}, smoke 1)"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 1 with a message when the server misbehaves."""
     args = parse_load_args(
-        __doc__.splitlines()[0], argv, concurrency=DEFAULT_CONCURRENCY, add_arguments=add_arguments
+        __doc__.splitlines()[0],
+        argv,
+        concurrency=DEFAULT_CONCURRENCY,
+        add_arguments=partial(add_rounds_option, default=DEFAULT_ROUNDS),
     )
     if args.rounds is None:
         args.rounds = 1 if args.smoke else DEFAULT_ROUNDS

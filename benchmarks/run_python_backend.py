@@ -26,7 +26,6 @@ min-max of req/s. Writes ``<out>/<date>-<host>-python-backend.md`` and ``.json``
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import shutil
@@ -36,6 +35,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ import numpy as np
 from loadtest import BENCH_DIR, REPO_ROOT, grpc_load, in_process
 from loadtest import server as serving
 from loadtest.environment import describe_environment
-from loadtest.options import parse_load_args
+from loadtest.options import add_rounds_option, parse_load_args
 from loadtest.report import write_named
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 
@@ -483,16 +483,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This script's own option."""
-    parser.add_argument(
-        "--rounds", type=int, help=f"rounds of every run (default {DEFAULT_ROUNDS}, smoke 1)"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 1 with a message when the server or wrk misbehaves."""
-    args = parse_load_args(__doc__.splitlines()[0], argv, add_arguments=add_arguments)
+    args = parse_load_args(
+        __doc__.splitlines()[0],
+        argv,
+        add_arguments=partial(add_rounds_option, default=DEFAULT_ROUNDS),
+    )
     if args.rounds is None:
         args.rounds = 1 if args.smoke else DEFAULT_ROUNDS
     if args.rounds < 1:

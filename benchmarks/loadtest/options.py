@@ -49,3 +49,10 @@ def parse_load_args(
     if args.duration < 1 or min(args.concurrency) < 1:
         parser.error("--duration and --concurrency must be at least 1")
     return args
+
+
+def add_rounds_option(parser: argparse.ArgumentParser, default: int) -> None:
+    """``--rounds``: how many times every run is repeated (the report gives medians)."""
+    parser.add_argument(
+        "--rounds", type=int, help=f"rounds of every run (default {default}, smoke 1)"
+    )
