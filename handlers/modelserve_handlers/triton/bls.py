@@ -53,10 +53,8 @@ class BlsClient:
         if refusal is not None:
             return refusal
         url, body, headers, timeout = self._infer_call(request)
-        if self._client is None:
-            self._client = httpx.Client(headers=self._headers)
         try:
-            answer = self._client.post(url, content=body, headers=headers, timeout=timeout)
+            answer = self._sync().post(url, content=body, headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
             return self._failure(f"BLS request to model {_name(request)} failed: {exc!r}")
         return self._response(request, answer)
