@@ -62,6 +62,10 @@ def test_a_model_loads_and_unloads_another(served: RunningServer) -> None:
     }
     answer = httpx.post(f"{served.inference}/v2/models/add_sub/infer", json=body, timeout=60)
     assert answer.json()["outputs"][0]["data"] == [2, 3, 4, 5]
+    # A blocking BLS request (exec) to it, and one to the calling model itself (refused).
+    assert json.loads(_command(served, "infer", "add_sub")["NOTE"][0]) == [[2, 2, 2, 2]]
+    refused = _command(served, "infer", "controller")["NOTE"][0]
+    assert "from model controller to itself is refused" in refused
     assert _command(served, "unload", "add_sub")["READY"] == [False]
     wait_until(lambda: "add_sub unloaded" in served.log())  # its finalize() ran
 
