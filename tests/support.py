@@ -17,6 +17,7 @@ import httpx
 import psutil
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
+from prometheus_client.parser import text_string_to_metric_families
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HANDLERS = FIXTURES / "handlers"
@@ -190,6 +191,16 @@ def ready_workers(server: RunningServer, model: str, version: str | None = None)
     if response.status_code != 200:
         return 0
     return sum(worker["status"] == "READY" for worker in response.json()[0]["workers"])
+
+
+def queue_depth(server: RunningServer, model: str) -> float | None:
+    """A model's ``modelserve_queue_depth`` gauge (requests waiting for a worker), per /metrics."""
+    text = httpx.get(server.metrics + "/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "modelserve_queue_depth" and sample.labels["model_name"] == model:
+                return sample.value
+    return None
 
 
 def process_alive(pid: int) -> bool:

@@ -23,8 +23,14 @@ import pytest
 import tritonclient.grpc as triton
 from framework_models import SAMPLE, save_onnx_pair, save_onnx_strings, tensor_archive
 from modelserve_handlers.tensor_io.neutral import decode_tensor_request
-from prometheus_client.parser import text_string_to_metric_families
-from support import RunningServer, build_test_archive, start_server, wait_until, worker_processes
+from support import (
+    RunningServer,
+    build_test_archive,
+    queue_depth,
+    start_server,
+    wait_until,
+    worker_processes,
+)
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from modelserve import wire
@@ -168,15 +174,6 @@ def test_a_handler_answers_tensor_requests_itself(
     ]
     assert list(response.raw_output_contents) == data
     assert response.parameters["batch"].int64_param == 1
-
-
-def queue_depth(server: RunningServer, model: str) -> float | None:
-    text = httpx.get(server.metrics + "/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "modelserve_queue_depth" and sample.labels["model_name"] == model:
-                return sample.value
-    return None
 
 
 def test_a_batch_of_tensor_and_rest_requests(

@@ -25,7 +25,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from framework_models import save_onnx_linear
-from support import RunningServer, start_server, wait_until
+from support import RunningServer, queue_depth, start_server, wait_until
 from tritonclient.utils import InferenceServerException
 
 FIXTURES = Path(__file__).parent / "fixtures" / "triton_ensemble"
@@ -40,12 +40,9 @@ ENSEMBLES = (
 )
 RAW = np.arange(12, dtype=np.float32).reshape(3, 4)
 STEPS = ("pre", "linear", "post")
-# A burst of single-row requests from 32 clients, sent again (at most this often) until every
-# step's statistics show requests executed together: each step answers in about a millisecond,
-# so on a busy machine one burst's requests may trickle through a step one by one.
+# A burst of single-row requests from 32 clients.
 CLIENTS = 32
 BURST = 256
-BURSTS = 5
 # The impatient server's pipeline timeout (default_response_timeout), and how long its nap
 # step would sleep: far past it, so that an answer before then shows the timeout cut it short.
 TIMEOUT_S = 2
@@ -235,6 +232,11 @@ def _max_batch(served: RunningServer, model: str) -> int:
     return max(entry["batch_size"] for entry in stats["model_stats"][0]["batch_stats"])
 
 
+def _worker_pids(served: RunningServer, model: str) -> list[int]:
+    workers = httpx.get(f"{served.management}/models/{model}", timeout=30).json()[0]["workers"]
+    return [worker["pid"] for worker in workers]
+
+
 def test_every_step_batches_under_32_concurrent_clients(
     client: triton_grpc.InferenceServerClient, served: RunningServer
 ) -> None:
@@ -243,20 +245,26 @@ def test_every_step_batches_under_32_concurrent_clients(
     alone = [_infer(client, "classify", "RAW", row).as_numpy("LABEL").tolist() for row in distinct]
     rows = [distinct[i % len(distinct)] for i in range(BURST)]
     expected = [alone[i % len(distinct)] for i in range(BURST)]
-    http = triton_http.InferenceServerClient(
-        served.inference.removeprefix("http://"), concurrency=CLIENTS, network_timeout=60
-    )
-    for _ in range(BURSTS):
-        pending = []
-        for row in rows:
-            tensor = triton_http.InferInput("RAW", [1, 4], "FP32")
-            tensor.set_data_from_numpy(row)
-            pending.append(http.async_infer("classify", [tensor]))
-        answers = [each.get_result() for each in pending]
-        assert [answer.as_numpy("LABEL").tolist() for answer in answers] == expected
-        if all(_max_batch(served, step) > 1 for step in STEPS):
-            break
-    http.close()
+    # Each step answers in about a millisecond, so on a busy machine requests could trickle
+    # through a step one by one. Every step's workers are stopped, and let go in step order
+    # once requests wait in that step's queue: those must then be executed together.
+    stopped = {step: _worker_pids(served, step) for step in STEPS}
+    for pids in stopped.values():
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        try:
+            running = [pool.submit(_infer, client, "classify", "RAW", row) for row in rows]
+            for step, pids in stopped.items():
+                wait_until(lambda step=step: (queue_depth(served, step) or 0) >= 2, 60)
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+        finally:
+            for pids in stopped.values():
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+        answers = [future.result() for future in running]
+    assert [answer.as_numpy("LABEL").tolist() for answer in answers] == expected
     assert {step: _max_batch(served, step) > 1 for step in STEPS} == dict.fromkeys(STEPS, True)
 
 

@@ -23,13 +23,19 @@ import onnx
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from google.protobuf import text_format
 from sklearn.datasets import load_digits
-from support import RunningServer, start_server, wait_until
+from support import RunningServer, queue_depth, start_server, wait_until
 from tritonclient.utils import InferenceServerException
+
+from modelserve.repository.proto import model_config_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "triton"
 FIXTURES = Path(__file__).parent / "fixtures" / "triton_models"
+# The BLS pipeline runs as several instances here, so that its BLS requests can be made to
+# meet in the classifier's queue (one instance awaits its batch's BLS answers before the next).
+PIPELINE_INSTANCES = 3
 
 
 def _example_build() -> Any:
@@ -47,6 +53,12 @@ def classifier() -> Any:
     return build, build.train()
 
 
+def _set_instance_count(config_path: Path, count: int) -> None:
+    config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+    config.instance_group[0].count = count
+    config_path.write_text(text_format.MessageToString(config))
+
+
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, classifier: Any, model_store: Path
@@ -55,6 +67,7 @@ def served(
     repository = tmp_path_factory.mktemp("repository")
     for name in ("add_sub", "digits_pipeline"):
         shutil.copytree(EXAMPLES / "model_repository" / name, repository / name)
+    _set_instance_count(repository / "digits_pipeline" / "config.pbtxt", PIPELINE_INSTANCES)
     (repository / "digits_classifier" / "1").mkdir(parents=True)
     shutil.copy(
         EXAMPLES / "model_repository" / "digits_classifier" / "config.pbtxt",
@@ -224,16 +237,14 @@ def test_bytes_requested_outputs_and_parameters(served: RunningServer, protocol:
 # ----- BLS
 
 
-def _image_input(image: np.ndarray) -> triton_http.InferInput:
-    tensor = triton_http.InferInput("IMAGE", [1, 8, 8], "UINT8")
+def _classify(client: triton_grpc.InferenceServerClient, image: np.ndarray) -> Any:
+    """One image through the pipeline: its answer, or the exception the client raised."""
+    tensor = triton_grpc.InferInput("IMAGE", [1, 8, 8], "UINT8")
     tensor.set_data_from_numpy(image.astype(np.uint8).reshape(1, 8, 8))
-    return tensor
-
-
-def _classify_all(client: triton_http.InferenceServerClient, images: np.ndarray) -> list[Any]:
-    """Every image through the pipeline at once (the client's 32 connections)."""
-    pending = [client.async_infer("digits_pipeline", [_image_input(i)]) for i in images]
-    return [_outcome(each) for each in pending]
+    try:
+        return client.infer("digits_pipeline", [tensor], client_timeout=120)
+    except InferenceServerException as exc:
+        return exc
 
 
 def _classifier_batches(served: RunningServer) -> list[int]:
@@ -248,19 +259,27 @@ def test_a_bls_pipeline_under_200_concurrent_requests(
     digits = load_digits()
     images = digits.images[:200]
     expected = trained.predict(images.reshape(200, 64) / 16.0)
-    client = _http(served)
-    # The classifier answers in well under a millisecond, so on a busy machine its BLS
-    # requests may trickle in one by one: a burst is sent again (at most three) until its
-    # statistics show BLS requests executed together.
-    for _ in range(3):
-        answers = _classify_all(client, images)
-        failures = [answer for answer in answers if isinstance(answer, Exception)]
-        assert not failures, failures[:3]
-        labels = [int(answer.as_numpy("LABEL")[0][0]) for answer in answers]
-        assert labels == expected.tolist()
-        if max(_classifier_batches(served)) > 1:
-            break
+    workers = httpx.get(f"{served.management}/models/digits_classifier").json()[0]["workers"]
+    # The gRPC client, as it is safe to share between threads (the HTTP one is gevent's).
+    client = triton_grpc.InferenceServerClient(served.grpc_inference)
+    # The classifier answers in well under a millisecond, so on a busy machine its BLS requests
+    # could each find it idle. Its workers are stopped until BLS requests (from the pipeline's
+    # several instances) wait in its queue: those must then be executed together.
+    for worker in workers:
+        os.kill(worker["pid"], signal.SIGSTOP)
+    with ThreadPoolExecutor(32) as pool:
+        try:
+            running = [pool.submit(_classify, client, image) for image in images]
+            wait_until(lambda: (queue_depth(served, "digits_classifier") or 0) >= 2, 60)
+        finally:
+            for worker in workers:
+                os.kill(worker["pid"], signal.SIGCONT)
+        answers = [future.result() for future in running]
     client.close()
+    failures = [answer for answer in answers if isinstance(answer, Exception)]
+    assert not failures, failures[:3]
+    labels = [int(answer.as_numpy("LABEL")[0][0]) for answer in answers]
+    assert labels == expected.tolist()
     assert max(_classifier_batches(served)) > 1  # BLS requests batched with each other
 
 
