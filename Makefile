@@ -17,7 +17,7 @@ CONSTRAINTS := docker/constraints.txt
 # The tensorflow-serving-api the tests call TF Serving's gRPC API with.
 TF_SERVING_API := 2.21.0
 
-.PHONY: venv run test lint example clean tools bench constraints
+.PHONY: venv run test lint example clean tools bench constraints gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,7 +80,19 @@ test: $(STAMP) tools
 bench: $(STAMP) tools
 	$(BIN)/python benchmarks/compare_servers.py
 
+# The GPU check (docs/performance.md, "GPU check"). gpu-wheels, run here with network, fills
+# .gpu-wheels/ with the wheels a GPU machine without network lacks beside its CUDA torch;
+# gpu-check runs there with that machine's Python (no .venv), or here with .venv's, where
+# without a GPU it is a smoke test.
+GPU_CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+
+gpu-wheels: $(STAMP)
+	$(BIN)/python benchmarks/gpu_wheels.py
+
+gpu-check:
+	$(GPU_CHECK_PYTHON) benchmarks/gpu_check.py
+
 # logs/: background servers' console logs and the snapshots of registered models.
 clean:
 	rm -rf $(VENV) examples/model_store examples/digits/build examples/onnx/build \
-		examples/onnx/model.onnx logs
+		examples/onnx/model.onnx logs .gpu-wheels

@@ -32,6 +32,7 @@ RAW_CONTENT_TYPE = "application/octet-stream"
 DIGITS_SHAPE = (1, 8, 8)
 RESNET_SHAPE = (3, 224, 224)
 RESNET_CLASSES = 1000
+RESNET_WIDTH = 64
 SEED = 0
 # Random weights leave the winning logit close to the runner-up for some inputs; the answer
 # check must not flip with batch composition or thread count, so insist on a clear margin.
@@ -96,20 +97,25 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18's layout (basic blocks 2-2-2-2, 64..512 channels), 11.7M parameters."""
+    """ResNet-18's layout (basic blocks 2-2-2-2, 64..512 channels), 11.7M parameters.
 
-    def __init__(self, classes: int = RESNET_CLASSES) -> None:
+    ``width`` scales the channels (``width``..8 ``width``): the GPU check's CPU smoke pass
+    runs the same network in miniature.
+    """
+
+    def __init__(self, classes: int = RESNET_CLASSES, width: int = RESNET_WIDTH) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(64),
+            nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
         ]
-        channels = 64
-        for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            layers += [BasicBlock(channels, width, stride), BasicBlock(width, width, 1)]
-            channels = width
+        channels = width
+        for scale, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
+            outputs = width * scale
+            layers += [BasicBlock(channels, outputs, stride), BasicBlock(outputs, outputs, 1)]
+            channels = outputs
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes)]
         self.layers = nn.Sequential(*layers)
 
@@ -178,16 +184,19 @@ def digits_files(serialized: Path, sample: torch.Tensor, predicted: int) -> Mode
     )
 
 
-def prepare_resnet(models_dir: Path) -> ModelFiles:
-    """A seeded random ResNet-18 traced at batch 1, and a random image it classifies clearly."""
+def prepare_resnet(
+    models_dir: Path, shape: tuple[int, int, int] = RESNET_SHAPE, width: int = RESNET_WIDTH
+) -> ModelFiles:
+    """A seeded random ResNet-18 traced at batch 1, and a random image it classifies clearly;
+    ``shape`` and ``width`` make it smaller (see :class:`ResNet18`)."""
     torch.manual_seed(SEED)
-    net = ResNet18().eval()
+    net = ResNet18(width=width).eval()
     with quiet_torchscript(), torch.no_grad():
-        traced = torch.jit.trace(net, torch.randn(1, *RESNET_SHAPE))
-    model = save_flat(traced, RESNET_SHAPE, models_dir / "resnet.pt")
+        traced = torch.jit.trace(net, torch.randn(1, *shape))
+    model = save_flat(traced, shape, models_dir / "resnet.pt")
     generator = torch.Generator().manual_seed(SEED)
     while True:
-        sample = torch.randn(RESNET_SHAPE, generator=generator).flatten()
+        sample = torch.randn(shape, generator=generator).flatten()
         predicted, margin = predict(model, sample)
         if margin >= MIN_LOGIT_MARGIN:
             break
@@ -198,7 +207,7 @@ def prepare_resnet(models_dir: Path) -> ModelFiles:
         body=sample.numpy().tobytes(),
         content_type=RAW_CONTENT_TYPE,
         expected=str(predicted).encode(),
-        input_shape=RESNET_SHAPE,
+        input_shape=shape,
         expected_class=predicted,
     )
 
@@ -218,9 +227,12 @@ def worker_payload(files: ModelFiles) -> Any:
     return bytearray(files.body)
 
 
-def in_process_limit(files: ModelFiles, batch_size: int, duration_s: float) -> dict[str, Any]:
+def in_process_limit(
+    files: ModelFiles, batch_size: int, duration_s: float, gpu_id: int | None = None
+) -> dict[str, Any]:
     """Call the model's handler in this process, as a worker would, on batches of
-    ``batch_size`` copies of its body back to back for ``duration_s`` seconds.
+    ``batch_size`` copies of its body back to back for ``duration_s`` seconds; on GPU
+    ``gpu_id`` when given, as a worker placed there.
 
     Returns ``calls_per_s``, ``requests_per_s`` and ``p50_ms``/``p90_ms``/``p99_ms`` per call
     (plus ``model``, ``batch_size`` and ``calls``).
@@ -228,7 +240,8 @@ def in_process_limit(files: ModelFiles, batch_size: int, duration_s: float) -> d
     module = load_module(files.handler, f"bench_{files.name}_handler")
     serialized = files.serialized
     model_dir = serialized.parent if serialized else files.handler.parent
-    context = handler_context(model_dir, files.name, serialized.name if serialized else None)
+    serialized_name = serialized.name if serialized else None
+    context = handler_context(model_dir, files.name, serialized_name, gpu_id)
     module.handle(None, context)  # a function handler's load-time call
     batch = [{"body": worker_payload(files)} for _ in range(batch_size)]
     answers = module.handle(batch, context)

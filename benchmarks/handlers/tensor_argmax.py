@@ -3,7 +3,8 @@
 The benchmark's TorchScript models reshape flat samples to their input shape themselves, so
 this one handler serves every classifier of the comparison. It imports only torch and the
 standard library, so the same file runs in TorchServe's python worker and in modelserve's.
-Torch's thread count is left to whatever the serving process set.
+Torch's thread count is left to whatever the serving process set. A worker given a GPU
+(``gpu_id``) runs the model there, as TorchServe's own handlers do.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import torch
 _state: dict[str, torch.jit.ScriptModule] = {}
 
 
+def _device(context: Any) -> torch.device:
+    """The GPU the worker was given, or the CPU."""
+    gpu_id = context.system_properties.get("gpu_id")
+    return torch.device("cpu" if gpu_id is None else f"cuda:{gpu_id}")
+
+
 def _load(context: Any) -> torch.jit.ScriptModule:
-    """Load the archive's serialized TorchScript model onto the CPU."""
+    """Load the archive's serialized TorchScript model onto the worker's device."""
     model_dir = Path(context.system_properties["model_dir"])
     path = model_dir / context.manifest["model"]["serializedFile"]
     with warnings.catch_warnings():
         # Recent torch flags TorchScript as deprecated; the notice would fill every worker log.
         warnings.filterwarnings("ignore", category=FutureWarning)
-        model = torch.jit.load(str(path), map_location="cpu")
+        model = torch.jit.load(str(path), map_location=_device(context))
     return model.eval()
 
 
@@ -47,5 +54,6 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[str] | None:
     # which torch.frombuffer wants.
     batch = torch.frombuffer(bytearray().join(payloads), dtype=torch.float32)
     with torch.inference_mode():
-        classes = _state["model"](batch.view(len(payloads), -1)).argmax(dim=1).tolist()
+        logits = _state["model"](batch.view(len(payloads), -1).to(_device(context)))
+        classes = logits.argmax(dim=1).tolist()
     return [str(index) for index in classes]

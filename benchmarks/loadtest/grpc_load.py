@@ -119,15 +119,24 @@ def run_in_subprocess(
 ) -> dict:
     """:func:`run`'s result from this module run in its own process, so that the client does
     not share the caller's interpreter; WrkError when it fails."""
-    command = [sys.executable, "-m", "loadtest.grpc_load", target, kind, model]
-    command += [str(concurrency), str(duration_s)]
+    arguments = [target, kind, model, str(concurrency), str(duration_s)]
     if inputs is not None:
-        command += ["--inputs", json.dumps(inputs)]
+        arguments += ["--inputs", json.dumps(inputs)]
+    return run_generator("grpc_load", arguments, duration_s)
+
+
+def run_generator(module: str, arguments: list[str], duration_s: float) -> dict:
+    """The JSON object ``python -m loadtest.<module> <arguments>`` prints, a load generator
+    running for ``duration_s`` seconds in its own process; WrkError when it fails."""
     completed = subprocess.run(
-        command, capture_output=True, text=True, cwd=BENCH_DIR, timeout=duration_s + EXIT_GRACE_S
+        [sys.executable, "-m", f"loadtest.{module}", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=BENCH_DIR,
+        timeout=duration_s + EXIT_GRACE_S,
     )
     if completed.returncode != 0:
-        raise WrkError(f"grpc_load exited with {completed.returncode}:\n{completed.stderr}")
+        raise WrkError(f"{module} exited with {completed.returncode}:\n{completed.stderr}")
     return json.loads(completed.stdout)
 
 

@@ -45,13 +45,17 @@ class InProcessResult:
         return {**asdict(self), "requests_per_s": self.requests_per_s}
 
 
-def handler_context(model_dir: Path, model_name: str, serialized_file: str | None) -> Any:
-    """The parts of TorchServe's Context that the benchmarked handlers read at load time."""
+def handler_context(
+    model_dir: Path, model_name: str, serialized_file: str | None, gpu_id: int | None = None
+) -> Any:
+    """The parts of TorchServe's Context that the benchmarked handlers read at load time; a
+    ``gpu_id`` places the handler on that GPU, as a worker there would be."""
     model: dict[str, str] = {"modelName": model_name}
     if serialized_file:
         model["serializedFile"] = serialized_file
+    properties = {"model_dir": str(model_dir), "gpu_id": gpu_id, "batch_size": BATCH_SIZE}
     return SimpleNamespace(
-        system_properties={"model_dir": str(model_dir), "gpu_id": None, "batch_size": BATCH_SIZE},
+        system_properties=properties,
         manifest={"model": model},
     )
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadtest import BATCH_SIZE, MAX_BATCH_DELAY_MS, WORKERS
-from loadtest.in_process import InProcessResult
 from loadtest.wrk import WrkResult
+
+if TYPE_CHECKING:  # numpy-free when run: the GPU check writes its report with a bare Python
+    from loadtest.in_process import InProcessResult
 
 OVERHEAD_CONCURRENCY = 1
 
