@@ -4,7 +4,8 @@ request Paddle's own pipeline_http_client.py sends as the model called in-proces
 with the op's model batching the requests of the op's workers; a DAG that branches and joins
 (tests/fixtures/paddle/branches); Paddle's error format for a bad body, an unknown service,
 an op's err_code, an exception in an op, a model that refuses its feed and one that does not
-answer in time; config.yml checked key by key; the DAG read in a process of its own."""
+answer in time; Paddle's gRPC PipelineService; config.yml checked key by key; the DAG read
+in a process of its own; Paddle inference models."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import onnx
@@ -35,8 +37,10 @@ from sklearn.datasets import load_digits
 from support import RunningServer, queue_depth, ready_workers, run_cli, start_server, wait_until
 
 from modelserve.config import ConfigError
+from modelserve.grpc.proto import paddle_pipeline_pb2, paddle_pipeline_pb2_grpc
 from modelserve.paddle.config import load_config
 from modelserve.paddle.dag import read_dag
+from modelserve.quick_deploy import servable_in
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "paddle"
@@ -171,6 +175,8 @@ def test_bad_requests_are_answered_in_paddles_format(digits: RunningServer) -> N
     }
     missing = httpx.post(url, json={"key": ["image", "more"], "value": ["x"]}).json()
     assert missing["err_no"] == 8000 and "2 keys but 1 values" in missing["err_msg"]
+    tensors = httpx.post(url, json={"tensors": [{"name": "image", "elem_type": 12}]}).json()
+    assert tensors["err_no"] == 8000 and "tensors are not supported yet" in tensors["err_msg"]
     # The op's preprocess answers an error code of its own (51) for what is not an image.
     bad_image = _paddle_http_client(url, b"not an image")
     assert bad_image.status_code == 200
@@ -178,6 +184,24 @@ def test_bad_requests_are_answered_in_paddles_format(digits: RunningServer) -> N
     assert bad_image.json()["err_msg"].startswith("image: not a base64 PNG or JPEG")
     # ...and serves on.
     assert _paddle_http_client(url, _png(_digit_images()[0])).json()["err_no"] == 0
+
+
+def test_paddles_grpc_pipeline_service_answers_as_http(
+    digits: RunningServer, classifier: Any
+) -> None:
+    pixels = _digit_images()[5]
+    image = base64.b64encode(_png(pixels)).decode("utf8")
+    with grpc.insecure_channel(digits.grpc_inference) as channel:
+        stub = paddle_pipeline_pb2_grpc.PipelineServiceStub(channel)
+        # As Paddle's PipelineClient packs a feed dict: no service name, a logid, its address.
+        request = paddle_pipeline_pb2.Request(
+            key=["image"], value=[image], logid=3, clientip="127.0.0.1"
+        )
+        answer = stub.inference(request, timeout=120)
+        unknown = stub.inference(paddle_pipeline_pb2.Request(name="other"), timeout=120)
+    assert (answer.err_no, answer.err_msg, list(answer.key)) == (0, "", ["label", "prob"])
+    assert int(answer.value[0]) == int(_in_process(classifier, pixels).argmax())
+    assert (unknown.err_no, unknown.err_msg) == (3002, "Failed to inference: Service name error.")
 
 
 def _model_batches(server: RunningServer, model: str) -> list[int]:
@@ -322,6 +346,19 @@ def test_an_op_model_directory_must_hold_one_model(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "op.classify.local_service_conf.model_config" in refused.stderr
     assert "must hold exactly one model" in refused.stderr
+
+
+def test_a_paddle_inference_model_runs_on_paddle_inference(tmp_path: Path) -> None:
+    paddle = pytest.importorskip("paddle")
+    layer = paddle.nn.Linear(4, 2)
+    layer.eval()
+    spec = [paddle.static.InputSpec([None, 4], "float32", "x")]
+    paddle.jit.save(layer, str(tmp_path / "inference"), input_spec=spec)
+    program = servable_in(tmp_path)  # .pdmodel, or the .json of Paddle 3
+    model = load_model(tmp_path, {"model": {"serializedFile": program.name}}, "cpu")
+    features = np.arange(8, dtype=np.float32).reshape(2, 4)
+    (output,) = model({"x": features}).values()
+    np.testing.assert_allclose(output, layer(paddle.to_tensor(features)).numpy(), rtol=1e-6)
 
 
 def test_a_paddle_inference_model_needs_paddlepaddle(tmp_path: Path) -> None:

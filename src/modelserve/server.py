@@ -169,7 +169,7 @@ async def _serve(
             collectors.append(triton_collector(data_plane))
         apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"])
     servers = {plane: plane_server(app, settings, plane) for plane, app in apps.items()}
-    grpc_planes = build_grpc_planes(settings, data_plane, policy)
+    grpc_planes = build_grpc_planes(settings, data_plane, policy, paddle=bool(paddle_services))
     _announce(policy, settings)
     if policy.generated_keys is not None:
         try:

@@ -51,7 +51,19 @@ def load(model_dir: Path, manifest: dict[str, Any], device: str) -> LoadedModel:
     return LoadedModel(
         "paddle",
         predictor,
-        tuple(TensorSpec(name) for name in input_names),
-        tuple(TensorSpec(name) for name in output_names),
+        tuple(_spec(name, predictor.get_input_handle(name)) for name in input_names),
+        tuple(_spec(name, predictor.get_output_handle(name)) for name in output_names),
         run,
     )
+
+
+def _spec(name: str, handle: Any) -> TensorSpec:
+    """The tensor's dtype (``PaddleDType.FLOAT32`` → float32); its shape is known only once
+    it has run."""
+    import numpy as np
+
+    try:
+        dtype = np.dtype(str(handle.type()).rpartition(".")[2].lower())
+    except TypeError:  # BF16 and other types numpy has no dtype for
+        dtype = None
+    return TensorSpec(name, None, dtype)

@@ -58,12 +58,14 @@ def parse_request(service: str, body: bytes) -> PaddleRequest:
     if not isinstance(document, dict):
         raise BadPaddleRequest(f"the body must be a JSON object, not {_json_type(document)}")
     tensors = document.get("tensors")
-    if tensors:
-        raise BadPaddleRequest(
-            "tensors: modelserve takes key/value requests only (tensors are not supported yet)"
-        )
+    if tensors is not None and not isinstance(tensors, list):
+        raise BadPaddleRequest(f"tensors must be a list, not {_json_type(tensors)}")
     return PaddleRequest(
-        service, _strings(document, "key"), _strings(document, "value"), _int64(document)
+        service,
+        _strings(document, "key"),
+        _strings(document, "value"),
+        _int64(document),
+        has_tensors=bool(tensors),
     )
 
 

@@ -73,12 +73,14 @@ class PaddleService:
 
 @dataclass(frozen=True, slots=True)
 class PaddleRequest:
-    """What a client sent: the service's name, ``key``/``value`` pairs and its ``logid``."""
+    """What a client sent: the service's name, ``key``/``value`` pairs, its ``logid``, and
+    whether it sent tensors (not supported yet)."""
 
     name: str
     keys: list[str] = field(default_factory=list)
     values: list[str] = field(default_factory=list)
     logid: int = 0
+    has_tensors: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,12 @@ async def run_paddle(
 ) -> PaddleResponse:
     """The service's answer to ``request``, tried again while it times out (the DAG's
     ``retry``)."""
+    if request.has_tensors:
+        return PaddleResponse(
+            PaddleErrors.RPC_PACKAGE_ERROR,
+            "rpc package error: modelserve takes key/value requests only (tensors are not "
+            "supported yet)",
+        )
     if len(request.values) < len(request.keys):
         return PaddleResponse(
             PaddleErrors.RPC_PACKAGE_ERROR,
