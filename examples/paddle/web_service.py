@@ -24,10 +24,12 @@ class DigitsOp(Op):
 
     def preprocess(self, input_dicts, data_id, log_id):
         ((_, input_dict),) = input_dicts.items()
+        if "image" not in input_dict:
+            return None, False, BAD_IMAGE, "no image: send it under the key 'image'"
         try:
             image = Image.open(io.BytesIO(base64.b64decode(input_dict["image"])))
-        except (KeyError, ValueError, UnidentifiedImageError) as exc:
-            return None, False, BAD_IMAGE, f"image: not a base64 PNG or JPEG ({exc})"
+        except (ValueError, UnidentifiedImageError):
+            return None, False, BAD_IMAGE, "image: not a base64 PNG or JPEG"
         # The digits model reads 8x8 grey levels from 0 to 1, ink light on dark.
         pixels = image.convert("L").resize(self.grid, Image.Resampling.BOX)
         feed = np.asarray(pixels, dtype=np.float32).reshape(1, 64) / 255.0
