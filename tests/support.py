@@ -109,11 +109,12 @@ def start_server(
     config: dict[str, str] | None = None,
     args: list[str] | None = None,
     env: dict[str, str] | None = None,
+    command: tuple[str, ...] = ("start", "--foreground"),
 ) -> RunningServer:
-    """Start ``modelserve start --foreground`` on free loopback ports and wait until it serves.
+    """Start ``modelserve start --foreground`` (or another serving ``command``, e.g.
+    ``("paddle", "web_service.py")``) on free loopback ports and wait until it serves.
 
-    ``args`` are further ``modelserve start`` flags, e.g. ``["--ncs"]``; ``env`` adds
-    environment variables.
+    ``args`` are further flags, e.g. ``["--ncs"]``; ``env`` adds environment variables.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ports = free_ports(5)
@@ -134,14 +135,14 @@ def start_server(
     ]
     config_path = workdir / "config.properties"
     config_path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-    command = [sys.executable, "-m", "modelserve.cli", "start", "--foreground"]
-    command += ["--ts-config", str(config_path), *(args or [])]
+    argv = [sys.executable, "-m", "modelserve.cli", *command]
+    argv += ["--ts-config", str(config_path), *(args or [])]
     if models:
-        command += ["--models", *models]
+        argv += ["--models", *models]
     log_path = workdir / "server.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            command,
+            argv,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=workdir,

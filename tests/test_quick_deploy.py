@@ -23,12 +23,19 @@ from modelserve_handlers.backends import detect_backend
 from support import free_ports, wait_until
 
 from modelserve import archive
-from modelserve.quick_deploy import ServeRequest, prepare
+from modelserve.quick_deploy import (
+    QuickDeployError,
+    ServeRequest,
+    archive_inputs,
+    prepare,
+    servable_in,
+)
 
 X = (np.arange(8, dtype=np.float32).reshape(2, 4) - 3.5) / 2
 FORMATS_LINE = (
     "expected a TorchScript .pt/.pth file, an .onnx file, a TensorFlow SavedModel directory "
-    "(with saved_model.pb) or a TensorRT .engine/.plan/.trt file"
+    "(with saved_model.pb), a TensorRT .engine/.plan/.trt file or a Paddle inference model "
+    "(.pdmodel, or Paddle 3's .json, with its .pdiparams beside it)"
 )
 
 
@@ -185,6 +192,29 @@ def test_saved_model_directory_is_packed_where_the_backend_looks(tmp_path: Path)
     assert (model_dir / "variables" / "variables.index").read_bytes() == b"index"
     manifest = archive.read_manifest(output).to_dict()
     assert detect_backend(model_dir, manifest) == "tensorflow"
+
+
+@pytest.mark.parametrize("program", ["inference.pdmodel", "inference.json"])
+def test_a_paddle_inference_model_is_packed_with_its_parameters(
+    tmp_path: Path, program: str
+) -> None:
+    (tmp_path / program).write_bytes(b"program")
+    (tmp_path / "labels.json").write_text("{}")
+    with pytest.raises(QuickDeployError, match="found none"):  # no parameters: no model
+        servable_in(tmp_path)
+    (tmp_path / "inference.pdiparams").write_bytes(b"weights")
+    assert servable_in(tmp_path) == tmp_path / program
+    with prepare(ServeRequest(tmp_path / program)) as deployment:
+        store = Path(deployment.settings.model_store)
+        assert deployment.startup_models == ["inference=inference.mar"]
+        model_dir = tmp_path / "extracted"
+        archive.extract_archive(store / "inference.mar", model_dir)
+    assert (model_dir / "inference.pdiparams").read_bytes() == b"weights"
+    manifest = archive.read_manifest(model_dir).to_dict()
+    assert detect_backend(model_dir, manifest) == "paddle"
+    assert archive_inputs(tmp_path / program)["extra_files"] == [
+        str(tmp_path / "inference.pdiparams")
+    ]
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "weights.bin", "empty_dir"])

@@ -27,10 +27,12 @@ BUILTIN_HANDLERS: frozenset[str] = frozenset(
         "dali_image_classifier",
         "vllm_handler",
         "trt_llm_handler",
-        # modelserve's own built-ins: the generic tensor handler of quick deploy, and the
-        # handler of Triton Python-backend models (model.py) from a model repository
+        # modelserve's own built-ins: the generic tensor handler of quick deploy, the handler
+        # of Triton Python-backend models (model.py) from a model repository, and the one of
+        # Paddle Serving pipeline ops
         "tensor",
         "triton_python",
+        "paddle_op",
     }
 )
 LSP_BUILTIN_HANDLERS: frozenset[str] = frozenset({"BaseHandler", "TorchScriptHandler"})

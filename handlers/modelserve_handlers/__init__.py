@@ -2,7 +2,8 @@
 
 ``base_handler`` is TorchServe 0.12's ``BaseHandler`` (to subclass); the task handlers follow
 TorchServe's built-ins of the same names; ``tensor`` serves raw tensors for a model of any
-framework. Each module defines exactly one class, as handler loading requires.
+framework; ``triton_python`` and ``paddle_op`` run Triton Python models and Paddle Serving
+ops. Each module defines exactly one class, as handler loading requires.
 """
 
 BUILTIN_HANDLERS: tuple[str, ...] = (
@@ -10,6 +11,7 @@ BUILTIN_HANDLERS: tuple[str, ...] = (
     "image_classifier",
     "image_segmenter",
     "object_detector",
+    "paddle_op",
     "text_classifier",
     "tensor",
     "triton_python",

@@ -1,5 +1,5 @@
-"""``modelserve start | serve | stop | status | ps | container``: argument parsing only
-(control.py does what each command means, container.py what the image runs)."""
+"""``modelserve start | serve | paddle | stop | status | ps | container``: argument parsing
+only (control.py does what each command means, container.py what the image runs)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from modelserve import __version__, container, control, quick_deploy, repository
 from modelserve.cli_flags import DEVICE_HELP, add_listen_flags, whole_number
 from modelserve.config import ConfigError, PortFlags, Settings, load_settings
 from modelserve.engine.settings import VersionSettings
+from modelserve.paddle import deploy as paddle_deploy
 
 DEFAULT_LOG_DIR = Path("logs")
 # TorchServe's start flags modelserve accepts but has no use for: log4j and C++ log configs,
@@ -120,6 +121,25 @@ def _serve(args: argparse.Namespace) -> int:
         return 130
 
 
+def _paddle(args: argparse.Namespace) -> int:
+    try:
+        with paddle_deploy.prepare(
+            args.service_file, _port_flags(args), args.ts_config, args.instance
+        ) as deployment:
+            for notice in deployment.notices:
+                print(f"modelserve: {notice}", file=sys.stderr)
+            if control.name_in_use(deployment.settings):
+                return 1
+            return control.run_foreground(
+                deployment.settings,
+                deployment.startup_models,
+                deployment.usage,
+                paddle_services=[deployment.service],
+            )
+    except KeyboardInterrupt:  # Ctrl-C while the service file runs or packing
+        return 130
+
+
 def _console_log(args: argparse.Namespace, settings: Settings) -> Path:
     if args.log_file is not None:
         return args.log_file
@@ -195,6 +215,29 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
         help="also write the model archive here, for a later modelserve start",
     )
     serve.set_defaults(handler=_serve)
+
+
+PADDLE_HELP = "serve a Paddle Serving pipeline service (web_service.py), in the foreground"
+
+
+def _add_paddle_command(paddle: argparse.ArgumentParser) -> None:
+    paddle.description = (
+        "Serve a Paddle Serving pipeline service unchanged, in the foreground until Ctrl-C or "
+        "SIGTERM. SERVICE (its WebService and Op classes, prepare_pipeline_config, "
+        "run_service) runs up to run_service() in a process of its own to give its DAG; its "
+        "config.yml is read as Paddle reads it. Each op's init_op, preprocess and postprocess "
+        "run in workers of their own (op.NAME.concurrency of them), each op's model "
+        "(local_service_conf.model_config: the ONNX, TorchScript, SavedModel or Paddle "
+        "inference model in that directory) serves as a model of its own, with the op's "
+        "batch_size. Clients call POST /SERVICE_NAME/prediction on http_port with "
+        '{"key": [...], "value": [...]}, or PipelineClient on rpc_port (gRPC); the answer is '
+        "Paddle's {err_no, err_msg, key, value}. The flags below win over config.yml's ports."
+    )
+    paddle.add_argument(
+        "service_file", type=Path, metavar="SERVICE", help="the service's web_service.py"
+    )
+    add_listen_flags(paddle)
+    paddle.set_defaults(handler=_paddle)
 
 
 def _add_start_command(start: argparse.ArgumentParser) -> None:
@@ -274,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_start_command(with_config(commands.add_parser("start", help="start a server")))
     _add_serve_command(with_config(commands.add_parser("serve", help=SERVE_HELP)))
+    _add_paddle_command(with_config(commands.add_parser("paddle", help=PADDLE_HELP)))
     stop = with_config(commands.add_parser("stop", help="stop a running server"))
     stop.add_argument("name", nargs="?", metavar="NAME", help="which one, when several run")
     stop.add_argument("--all", action="store_true", help="stop every running server")

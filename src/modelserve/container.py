@@ -32,7 +32,7 @@ from pathlib import Path
 
 from modelserve.config import ConfigError, parse_properties
 from modelserve.config.loading import ENV_PREFIX
-from modelserve.quick_deploy import is_servable
+from modelserve.quick_deploy import QuickDeployError, servable_in
 
 MODEL_DIR = Path("/mnt/models")
 # TF Serving's image serves ${MODEL_BASE_PATH}/${MODEL_NAME}; their defaults there.
@@ -131,17 +131,13 @@ def _by_layout(model_dir: Path, name: str | None, environ: Mapping[str, str]) ->
 
 def _bare_model(model_dir: Path) -> Path:
     """The one model ``modelserve serve`` can serve in ``model_dir``."""
-    if is_servable(model_dir):
-        return model_dir
-    found = sorted(path for path in model_dir.rglob("*") if is_servable(path))
-    if len(found) != 1:
-        what = ", ".join(str(path) for path in found) if found else "none"
+    try:
+        return servable_in(model_dir)
+    except QuickDeployError as exc:
         raise ConfigError(
             f"container: {model_dir} holds no config/config.properties and no .mar archive, so "
-            f"it must hold exactly one model file (.pt, .onnx, .engine …) or SavedModel; "
-            f"found {what}"
-        )
-    return found[0]
+            f"it must hold exactly one model file (.pt, .onnx, .engine …) or SavedModel ({exc})"
+        ) from None
 
 
 def _config_file(argv: list[str], environ: Mapping[str, str]) -> Path | None:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -19,6 +19,7 @@ import uvloop
 
 from modelserve import console_text
 from modelserve.config import ConfigError, Settings, config_notices
+from modelserve.engine.paddle_pipelines import PaddleService
 from modelserve.instances import STARTED, InstanceRecord, find_instance, running_instances
 from modelserve.server import run_server
 from modelserve.telemetry.logs import configure_logging
@@ -75,15 +76,21 @@ def name_in_use(settings: Settings) -> bool:
 
 
 def run_foreground(
-    settings: Settings, models: list[str], note: str = "", console_log: Path | None = None
+    settings: Settings,
+    models: list[str],
+    note: str = "",
+    console_log: Path | None = None,
+    paddle_services: Sequence[PaddleService] = (),
 ) -> int:
-    """Serve until SIGTERM or Ctrl-C; 1 with one line on stderr when the start fails."""
+    """Serve until SIGTERM or Ctrl-C; 1 with one line on stderr when the start fails.
+    ``paddle_services``: Paddle Serving pipeline services over startup models."""
     configure_logging(settings)
     # Each plane's uvicorn would announce itself; the server logs one line per plane instead.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(run_server(settings, models, ConsoleEvents(note), console_log))
+            events = ConsoleEvents(note)
+            runner.run(run_server(settings, models, events, console_log, paddle_services))
     except ConfigError as exc:
         print(f"modelserve: {exc}", file=sys.stderr)
         return 1

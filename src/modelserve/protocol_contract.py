@@ -7,15 +7,18 @@ nothing else of ``modelserve``. So it is a leaf: standard library only, no numpy
 It holds the KServe v2 datatypes with their numpy, ``struct``, TensorFlow and gRPC
 ``InferTensorContents`` names; the request header that tells a handler which protocol a body
 is in; the binary tensor data extension's header and parameters; the BYTES element layout;
-the tensor handler's backends as v2 platform names; the model files it recognises; and the
-protocol-neutral tensor request and response that gRPC ModelInfer hands a handler.
+the tensor handler's backends as v2 platform names; the model files it recognises; how a
+Paddle Serving op request and its answer look; and the protocol-neutral tensor request and
+response that gRPC ModelInfer hands a handler.
 """
 
 from __future__ import annotations
 
+import enum
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 
@@ -150,6 +153,7 @@ PLATFORMS = {
     "onnx": "onnxruntime_onnx",
     "tensorflow": "tensorflow_savedmodel",
     "tensorrt": "tensorrt_plan",
+    "paddle": "paddle_inference",
 }
 
 # The model files the tensor handler recognises (``modelserve serve`` takes the same).
@@ -157,6 +161,44 @@ TORCHSCRIPT_SUFFIXES = (".pt", ".pth")
 ONNX_SUFFIXES = (".onnx",)
 TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
 SAVED_MODEL_FILE = "saved_model.pb"  # what makes a directory a TensorFlow SavedModel
+# A Paddle inference model: its program (.pdmodel; Paddle 3 writes .json) and, beside it
+# under the same stem, its parameters.
+PADDLE_SUFFIXES = (".pdmodel", ".json")
+PADDLE_PARAMS_SUFFIX = ".pdiparams"
+
+
+def is_paddle_model(path: Path) -> bool:
+    """Whether ``path`` is a Paddle inference model's program, its parameters beside it."""
+    return (
+        path.suffix.lower() in PADDLE_SUFFIXES and path.with_suffix(PADDLE_PARAMS_SUFFIX).is_file()
+    )
+
+
+# ----- Paddle Serving pipeline ops (the frontend's paddle runner and the paddle_op handler)
+
+# An op request's inputs are parameters named after the op each comes from: the client's
+# ``{key: value}`` as JSON from the request op (Paddle's name for it), the output of any other
+# op as that op's worker pickled it (the frontend passes it on unread).
+PADDLE_REQUEST_OP = "@DAGExecutor"
+PADDLE_OP_OUTPUT = "application/x-modelserve-paddle-op"
+# Request headers: Paddle's per-request ids, handed to preprocess and postprocess.
+PADDLE_LOG_ID = "paddle-logid"
+PADDLE_DATA_ID = "paddle-data-id"
+# The section of an op's model config that names its service file, op and knobs.
+PADDLE_SETTINGS = "paddle"
+
+
+class PaddleErrors(enum.IntEnum):
+    """Paddle Serving's pipeline ``err_no`` values (its CustomExceptionCode) that modelserve
+    answers; an op's own product codes pass through as it returns them."""
+
+    OK = 0
+    NO_SERVICE = 3002
+    INPUT_PARAMS_ERROR = 5000
+    TIMEOUT = 6000
+    TYPE_ERROR = 7000
+    RPC_PACKAGE_ERROR = 8000
+    UNKNOW = 10000  # Paddle's spelling
 
 
 # ----- tensors in protocol-neutral form

@@ -26,9 +26,11 @@ from modelserve.config import PortFlags, Settings, load_settings
 from modelserve.engine.settings import VersionSettings
 from modelserve.protocol_contract import (
     ONNX_SUFFIXES,
+    PADDLE_PARAMS_SUFFIX,
     SAVED_MODEL_FILE,
     TENSORRT_SUFFIXES,
     TORCHSCRIPT_SUFFIXES,
+    is_paddle_model,
 )
 
 HANDLER = "tensor"
@@ -38,7 +40,8 @@ DEFAULT_MAX_BATCH_DELAY_MS = 5
 DEFAULT_WORKERS = 1
 SUPPORTED_FORMATS = (
     "a TorchScript .pt/.pth file, an .onnx file, a TensorFlow SavedModel directory "
-    f"(with {SAVED_MODEL_FILE}) or a TensorRT .engine/.plan/.trt file"
+    f"(with {SAVED_MODEL_FILE}), a TensorRT .engine/.plan/.trt file or a Paddle inference "
+    f"model (.pdmodel, or Paddle 3's .json, with its {PADDLE_PARAMS_SUFFIX} beside it)"
 )
 SERIALIZED_SUFFIXES = TORCHSCRIPT_SUFFIXES + ONNX_SUFFIXES + TENSORRT_SUFFIXES
 # Clients on this machine reach a server bound to every interface through loopback.
@@ -80,11 +83,25 @@ class Deployment:
 
 
 def is_servable(path: Path) -> bool:
-    """Whether ``path`` is a model ``modelserve serve`` takes: a SavedModel directory or a
-    file of one of ``SERIALIZED_SUFFIXES``."""
+    """Whether ``path`` is a model ``modelserve serve`` takes: a SavedModel directory, a
+    file of one of ``SERIALIZED_SUFFIXES`` or a Paddle inference model."""
     if path.is_dir():
         return (path / SAVED_MODEL_FILE).is_file()
-    return path.is_file() and path.suffix.lower() in SERIALIZED_SUFFIXES
+    return path.is_file() and (path.suffix.lower() in SERIALIZED_SUFFIXES or is_paddle_model(path))
+
+
+def servable_in(directory: Path) -> Path:
+    """The one model ``directory`` is or holds (at any depth); QuickDeployError naming what
+    it found when that is not exactly one."""
+    if is_servable(directory):
+        return directory
+    found = sorted(path for path in directory.rglob("*") if is_servable(path))
+    if len(found) != 1:
+        what = ", ".join(str(path) for path in found) if found else "none"
+        raise QuickDeployError(
+            f"{directory} must hold exactly one model: {SUPPORTED_FORMATS}; found {what}"
+        )
+    return found[0]
 
 
 def archive_inputs(path: Path) -> dict[str, Any]:
@@ -97,6 +114,11 @@ def archive_inputs(path: Path) -> dict[str, Any]:
         # The SavedModel's content becomes the model directory, where the tensorflow backend
         # looks for it when the manifest names no serialized file.
         return {"extra_files": [str(path)]}
+    if is_paddle_model(path):
+        return {
+            "serialized_file": str(path),
+            "extra_files": [str(path.with_suffix(PADDLE_PARAMS_SUFFIX))],
+        }
     return {"serialized_file": str(path)}
 
 
@@ -114,24 +136,35 @@ def model_name(request: ServeRequest) -> str:
     return name
 
 
+def pack(
+    name: str, inputs: dict[str, Any], store: Path, handler: str = HANDLER, **options: Any
+) -> Path:
+    """Pack ``inputs`` (see archive_inputs) for ``handler`` into ``store`` as the archive of
+    model ``name``; ``options`` are further ArchiveOptions (``config_file`` …)."""
+    try:
+        return build_archive(
+            ArchiveOptions(
+                model_name=name,
+                version=MODEL_VERSION,
+                handler=handler,
+                export_path=store,
+                # Uncompressed: weights barely shrink, and a large model is packed in seconds.
+                archive_format="zip-store",
+                **inputs,
+                **options,
+            )
+        )
+    except ArchiverError as exc:
+        what = inputs.get("serialized_file") or inputs.get("extra_files") or name
+        raise QuickDeployError(f"cannot pack {what}: {exc}") from exc
+
+
 def build_model_archive(
     request: ServeRequest, name: str, inputs: dict[str, Any], store: Path
 ) -> Path:
     """Pack ``inputs`` (see archive_inputs) for the ``tensor`` handler into ``store``, and
     copy the archive to ``--output``."""
-    options = ArchiveOptions(
-        model_name=name,
-        version=MODEL_VERSION,
-        handler=HANDLER,
-        export_path=store,
-        # Uncompressed: weights barely shrink, and a large model is packed in seconds.
-        archive_format="zip-store",
-        **inputs,
-    )
-    try:
-        archive = build_archive(options)
-    except ArchiverError as exc:
-        raise QuickDeployError(f"cannot pack {request.path}: {exc}") from exc
+    archive = pack(name, inputs, store)
     if request.output is not None:
         try:
             request.output.parent.mkdir(parents=True, exist_ok=True)
@@ -157,14 +190,18 @@ def server_settings(
     return request.ports.apply(load_settings(config_file, overrides))
 
 
-def usage(settings: Settings, name: str) -> str:
-    """A curl command line that asks the model for a prediction, and what it sends."""
+def client_url(settings: Settings) -> str:
+    """Where a client on this machine reaches the inference plane."""
     address = settings.address("inference")
     host = _LOOPBACK_FOR.get(address.host, address.host)
-    url = str(dataclasses.replace(address, host=host))
+    return str(dataclasses.replace(address, host=host))
+
+
+def usage(settings: Settings, name: str) -> str:
+    """A curl command line that asks the model for a prediction, and what it sends."""
     return (
-        f"curl -X POST {url}/predictions/{name} -H 'Content-Type: application/json' "
-        "-d @input.json\n"
+        f"curl -X POST {client_url(settings)}/predictions/{name} "
+        "-H 'Content-Type: application/json' -d @input.json\n"
         "  (input.json: the model's input as a JSON nested list, one row per item, "
         "e.g. [[0.5, 1.0, 1.5]])"
     )

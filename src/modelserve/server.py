@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from modelserve.api.inference import build_inference_app
@@ -16,6 +17,8 @@ from modelserve.api.statistics import triton_collector
 from modelserve.config import ConfigError, Settings, log_config_notices
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.engine import Engine
+from modelserve.engine.errors import ServingError
+from modelserve.engine.paddle_pipelines import PaddleService
 from modelserve.grpc.server import (
     build_grpc_planes,
     start_grpc_planes,
@@ -93,10 +96,12 @@ async def run_server(
     startup_models: list[str],
     events: ServerEvents,
     console_log: Path | None = None,
+    paddle_services: Sequence[PaddleService] = (),
 ) -> None:
     """Serve until SIGTERM or SIGINT; ``events`` hears when every plane listens and when the
     startup models have settled. ``console_log``: where a background server's output goes,
-    for its record."""
+    for its record. ``paddle_services``: Paddle Serving pipeline services whose op models
+    are among the startup models, served once those are registered."""
     log_config_notices(settings, log)
     # Configuration errors first: a bad token or metrics config is reported as such, whether
     # or not the ports are free.
@@ -112,7 +117,14 @@ async def run_server(
     try:
         with repository_settings(settings) as served_settings:
             await _serve(
-                served_settings, startup_models, events, sockets, instance, policy, metrics
+                served_settings,
+                startup_models,
+                events,
+                sockets,
+                instance,
+                policy,
+                metrics,
+                paddle_services,
             )
     finally:
         instance.release()
@@ -126,6 +138,7 @@ async def _serve(
     instance: InstanceFile,
     policy: AccessPolicy,
     metrics: ServerMetrics,
+    paddle_services: Sequence[PaddleService],
 ) -> None:
     engine = Engine(settings, metrics, instance.record.name)
     engine.on_models_changed = lambda names: instance.update(models=names)
@@ -143,7 +156,9 @@ async def _serve(
     limit = settings.max_request_size
     access = plane_accesses(settings, policy)
     apps = {
-        "inference": build_inference_app(data_plane, limit, count, access["inference"]),
+        "inference": build_inference_app(
+            data_plane, limit, count, access["inference"], paddle=bool(paddle_services)
+        ),
         "management": build_management_app(
             data_plane, limit, policy.model_control_refusal, count, access["management"]
         ),
@@ -154,7 +169,7 @@ async def _serve(
             collectors.append(triton_collector(data_plane))
         apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"])
     servers = {plane: plane_server(app, settings, plane) for plane, app in apps.items()}
-    grpc_planes = build_grpc_planes(settings, data_plane, policy)
+    grpc_planes = build_grpc_planes(settings, data_plane, policy, paddle=bool(paddle_services))
     _announce(policy, settings)
     if policy.generated_keys is not None:
         try:
@@ -183,6 +198,11 @@ async def _serve(
         if model_control is not None:
             await model_control.start()
         report = await load_models(engine, startup_models, settings)
+        for service in paddle_services:
+            try:
+                data_plane.register_paddle_service(service)
+            except ServingError as exc:
+                raise ConfigError(f"Paddle service {service.name}: {exc.message}") from exc
         instance.update(state=STARTED, models=engine.model_names(), startup=report.to_record())
         for plane in servers:
             log.info("%s API listening on %s", plane, addresses[plane])

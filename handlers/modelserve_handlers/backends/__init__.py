@@ -10,6 +10,8 @@ serializedFile (and modelFile), as ``detect_backend`` explains, or takes it expl
 ``onnx``         ``.onnx``: an ONNX Runtime InferenceSession
 ``tensorflow``   a SavedModel directory: its ``serving_default`` signature
 ``tensorrt``     ``.engine``/``.plan``/``.trt``: a TensorRT engine, on a GPU only
+``paddle``       ``.pdmodel`` (or Paddle 3's ``.json``) with its ``.pdiparams``:
+                 Paddle Inference
 ===============  ===============================================================
 """
 
@@ -40,6 +42,7 @@ _LOADER_MODULES = {
     "onnx": "onnx_runtime",
     "tensorflow": "tensorflow_saved_model",
     "tensorrt": "tensorrt_engine",
+    "paddle": "paddle_inference",
 }
 
 

@@ -10,11 +10,12 @@ from modelserve.protocol_contract import (
     SAVED_MODEL_FILE,
     TENSORRT_SUFFIXES,
     TORCHSCRIPT_SUFFIXES,
+    is_paddle_model,
 )
 
 from .model import ModelLoadError
 
-BACKENDS = ("torchscript", "eager", "onnx", "tensorflow", "tensorrt")
+BACKENDS = ("torchscript", "eager", "onnx", "tensorflow", "tensorrt", "paddle")
 
 
 def _model_entry(manifest: dict[str, Any], key: str) -> str | None:
@@ -73,6 +74,8 @@ def detect_backend(model_dir: Path, manifest: dict[str, Any]) -> str:
         return "onnx"
     if suffix in TENSORRT_SUFFIXES:
         return "tensorrt"
+    if serialized is not None and is_paddle_model(serialized):
+        return "paddle"
     if model_file(model_dir, manifest) is not None:
         return "eager"
     if suffix in TORCHSCRIPT_SUFFIXES:
@@ -81,8 +84,9 @@ def detect_backend(model_dir: Path, manifest: dict[str, Any]) -> str:
         serialized or "the model archive",
         "any backend",
         "cannot tell the framework: expected a .pt/.pth (TorchScript, or a state dict with "
-        "--model-file), an .onnx file, a TensorRT .engine/.plan/.trt, or a TensorFlow "
-        f"SavedModel directory (with {SAVED_MODEL_FILE})",
+        "--model-file), an .onnx file, a TensorRT .engine/.plan/.trt, a Paddle inference "
+        f"model (.pdmodel with its .pdiparams) or a TensorFlow SavedModel directory (with "
+        f"{SAVED_MODEL_FILE})",
     )
 
 

@@ -16,20 +16,15 @@ import json
 from typing import Any
 
 import httpx
-import numpy as np
 
-from modelserve.protocol_contract import BINARY_DATA_SIZE, BYTES, HEADER_LENGTH
 from modelserve_handlers.errors import BadInputError
-from modelserve_handlers.tensor_io.buffers import (
-    array_from_buffer,
-    element_count,
-    object_array,
-    raw_data,
+from modelserve_handlers.v2_client import (
+    DEFAULT_TIMEOUT_S,
+    decode_outputs,
+    error_text,
+    infer_call,
 )
-from modelserve_handlers.tensor_io.datatypes import as_bytes, datatype_of, numpy_dtype
 
-# A BLS call without a timeout of its own waits at most this long (Triton's waits forever).
-DEFAULT_TIMEOUT_S = 300.0
 # Triton's error codes by the HTTP status the server answered.
 CODES_BY_STATUS = {400: "INVALID_ARG", 404: "NOT_FOUND", 503: "UNAVAILABLE", 499: "CANCELLED"}
 
@@ -112,7 +107,7 @@ class BlsClient:
         except httpx.HTTPError as exc:
             raise self._pb.TritonModelException(f"{path}: {exc!r}") from exc
         if answer.status_code != 200:
-            raise self._pb.TritonModelException(_error_text(answer))
+            raise self._pb.TritonModelException(error_text(answer))
 
     def _refusal(self, request: Any) -> Any:
         if _name(request) == self._caller:
@@ -125,44 +120,24 @@ class BlsClient:
 
     def _infer_call(self, request: Any) -> tuple[str, bytes, dict[str, str], float]:
         """The URL, body, headers and timeout of the v2 infer request for ``request``."""
-        version = _version(request)
-        path = f"/v2/models/{_name(request)}" + (f"/versions/{version}" if version else "")
-        entries = []
-        buffers = []
-        for tensor in request.inputs():
-            array = np.asarray(tensor.as_numpy())
-            datatype = datatype_of(array.dtype)
-            data = bytes(raw_data(array, datatype))
-            buffers.append(data)
-            entries.append(
-                {
-                    "name": tensor.name(),
-                    "shape": list(array.shape),
-                    "datatype": datatype,
-                    "parameters": {BINARY_DATA_SIZE: len(data)},
-                }
-            )
-        document: dict[str, Any] = {"inputs": entries}
-        if request.request_id():
-            document["id"] = request.request_id()
-        parameters = json.loads(request.parameters() or "{}")
-        document["parameters"] = {**parameters, "binary_data_output": True}
-        wanted = sorted(request.requested_output_names())
-        if wanted:
-            document["outputs"] = [
-                {"name": name, "parameters": {"binary_data": True}} for name in wanted
-            ]
-        header = json.dumps(document).encode()
-        headers = {HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"}
-        return f"{self._url}{path}/infer", header + b"".join(buffers), headers, _timeout(request)
+        url, body, headers = infer_call(
+            self._url,
+            _name(request),
+            _version(request),
+            {tensor.name(): tensor.as_numpy() for tensor in request.inputs()},
+            sorted(request.requested_output_names()),
+            request.request_id(),
+            json.loads(request.parameters() or "{}"),
+        )
+        return url, body, headers, _timeout(request)
 
     def _response(self, request: Any, answer: httpx.Response) -> Any:
         if answer.status_code != 200:
             code = CODES_BY_STATUS.get(answer.status_code, "INTERNAL")
-            message = f"model {_name(request)}: {answer.status_code}: {_error_text(answer)}"
+            message = f"model {_name(request)}: {answer.status_code}: {error_text(answer)}"
             return self._failure(message, code)
         try:
-            tensors = _decode_outputs(answer)
+            tensors = decode_outputs(answer)
         except (ValueError, KeyError, TypeError, BadInputError) as exc:
             return self._failure(f"model {_name(request)}: unreadable response: {exc}")
         outputs = [self._pb.Tensor(name, array) for name, array in tensors.items()]
@@ -187,43 +162,3 @@ def _timeout(request: Any) -> float:
     """Triton's timeout is in microseconds, 0 meaning none (here: DEFAULT_TIMEOUT_S)."""
     microseconds = int(request.timeout())
     return microseconds / 1e6 if microseconds > 0 else DEFAULT_TIMEOUT_S
-
-
-def _error_text(answer: httpx.Response) -> str:
-    try:
-        body = answer.json()
-    except ValueError:
-        return answer.text
-    return str(body.get("error", body)) if isinstance(body, dict) else answer.text
-
-
-def _decode_outputs(answer: httpx.Response) -> dict[str, np.ndarray]:
-    """The output tensors of a v2 response, binary or JSON."""
-    raw = answer.content
-    length = answer.headers.get(HEADER_LENGTH)
-    split = int(length) if length is not None else len(raw)
-    document = json.loads(raw[:split])
-    binary = memoryview(raw)[split:]
-    offset = 0
-    outputs: dict[str, np.ndarray] = {}
-    for entry in document.get("outputs", []):
-        name, datatype, shape = entry["name"], entry["datatype"], entry["shape"]
-        where = f'output "{name}"'
-        count = element_count(shape, datatype, where)
-        size = (entry.get("parameters") or {}).get(BINARY_DATA_SIZE)
-        if size is None:  # a handler that answered JSON after all
-            array = _json_array(entry["data"], datatype)
-        else:
-            array = array_from_buffer(
-                bytes(binary[offset : offset + size]), datatype, count, where, BINARY_DATA_SIZE
-            )
-            offset += size
-        outputs[name] = array.reshape(shape)
-    return outputs
-
-
-def _json_array(data: Any, datatype: str) -> np.ndarray:
-    values = np.asarray(data).reshape(-1).tolist()
-    if datatype == BYTES:
-        return object_array([as_bytes(value) for value in values])
-    return np.asarray(values, dtype=numpy_dtype(datatype))

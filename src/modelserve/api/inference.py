@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
+from modelserve.api.paddle import paddle_routes
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import handler_response, json_response
 from modelserve.api.tf_serving import tf_serving_routes
@@ -79,8 +80,10 @@ def build_inference_app(
     max_request_size: int,
     count_response: Callable[[int], None],
     access: PlaneAccess | None = None,
+    paddle: bool = False,
 ) -> Starlette:
-    """The Starlette app of the inference plane."""
+    """The Starlette app of the inference plane; ``paddle``: with the route of Paddle Serving
+    pipeline services (``POST /{service}/{method}``), for a server that serves some."""
 
     infer, explain = plane.infer, plane.explain
 
@@ -129,4 +132,6 @@ def build_inference_app(
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
     # KServe v2 (Open Inference Protocol) and TF Serving / KServe v1 REST.
     routes += v2_routes(plane) + tf_serving_routes(plane)
+    if paddle:  # last: it takes any two-segment path the routes above leave
+        routes += paddle_routes(plane)
     return build_plane(routes, count_response, max_request_size, access)

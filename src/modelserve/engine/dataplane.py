@@ -26,6 +26,12 @@ from modelserve.engine.errors import (
 from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.outcomes import Outcome
+from modelserve.engine.paddle_pipelines import (
+    PaddleRequest,
+    PaddleResponse,
+    PaddleService,
+    run_paddle,
+)
 from modelserve.engine.pipeline_runner import run_pipeline
 from modelserve.engine.pipelines import Pipeline, check
 from modelserve.engine.registration import RegisterOptions
@@ -39,6 +45,7 @@ from modelserve.engine.results import (
 )
 from modelserve.engine.workflow_runner import run_workflow
 from modelserve.engine.workflows import Workflows
+from modelserve.protocol_contract import PaddleErrors
 from modelserve.telemetry.frontend_metrics import VersionState
 from modelserve.wire import WireRequest, WireResponse
 
@@ -85,6 +92,8 @@ class DataPlane:
         # Pipelines (Triton ensembles) by name: no worker of their own, answered here.
         self._pipelines: dict[str, Pipeline] = {}
         self._workflows = Workflows(engine)
+        # Paddle Serving pipeline services by name (their ops are models of the registry).
+        self._paddle_services: dict[str, PaddleService] = {}
 
     # ----- the server
 
@@ -425,6 +434,26 @@ class DataPlane:
     async def predict_workflow(self, name: str, request: WireRequest) -> WireResponse:
         """Run ``request`` through the workflow's nodes; 404 when unknown."""
         return await run_workflow(self._workflows.get(name), request, self)
+
+    # ----- Paddle Serving pipeline services
+
+    def register_paddle_service(self, service: PaddleService) -> None:
+        """Serve ``service`` under its name: 400 naming an op model that does not serve or a
+        cycle (see ``pipelines.check``)."""
+        check(service.pipeline, self)
+        self._paddle_services[service.name] = service
+
+    async def predict_paddle(self, request: PaddleRequest) -> PaddleResponse:
+        """Run ``request`` through the service it names (no name: the only one), answered
+        in Paddle's terms; an unknown name is Paddle's NO_SERVICE."""
+        service = self._paddle_services.get(request.name)
+        if not request.name and len(self._paddle_services) == 1:
+            service = next(iter(self._paddle_services.values()))
+        if service is None:
+            return PaddleResponse(
+                PaddleErrors.NO_SERVICE, "Failed to inference: Service name error."
+            )
+        return await run_paddle(service, request, self)
 
 
 def _page(names: list[str], limit: int, page_token: int) -> tuple[list[str], str | None]:

@@ -32,7 +32,7 @@ from google.protobuf.descriptor_pb2 import FileDescriptorProto
 
 PROTO_DIR = Path(__file__).resolve().parent / "proto"
 # Generated modules whose messages live in a descriptor pool of their own (no imports allowed).
-PRIVATE_POOL = ("open_inference", "tf_serving")
+PRIVATE_POOL = ("open_inference", "tf_serving", "paddle_pipeline")
 SOURCE_ROOT = PROTO_DIR.parents[2]  # .../src
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 PROTOBUF_STAMP = re.compile(r"^# Protobuf Python Version: (\S+)$", re.MULTILINE)

@@ -14,10 +14,12 @@ from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.dataplane import DataPlane
 from modelserve.grpc.auth import HEALTH_METHODS, RequireKey
 from modelserve.grpc.open_inference import OpenInferenceServicer
+from modelserve.grpc.paddle_pipeline import PipelineServicer
 from modelserve.grpc.proto import (
     inference_pb2_grpc,
     management_pb2_grpc,
     open_inference_pb2_grpc,
+    paddle_pipeline_pb2_grpc,
     tf_serving_pb2_grpc,
 )
 from modelserve.grpc.tf_serving import ModelServicer, PredictionServicer
@@ -122,10 +124,11 @@ def _bind(
 
 
 def build_grpc_planes(
-    settings: Settings, plane: DataPlane, policy: AccessPolicy
+    settings: Settings, plane: DataPlane, policy: AccessPolicy, paddle: bool = False
 ) -> list[GrpcPlane]:
     """The inference and management gRPC servers, bound but not started; none when
-    ``enable_grpc`` is false."""
+    ``enable_grpc`` is false. ``paddle``: with Paddle Serving's PipelineService, for a server
+    that serves pipeline services."""
     if not settings.enable_grpc:
         return []
     credentials = _credentials(settings)
@@ -142,6 +145,10 @@ def build_grpc_planes(
     tf_serving_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(plane, policy.model_control_refusal), inference
     )
+    if paddle:
+        paddle_pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(
+            PipelineServicer(plane), inference
+        )
     management = _server(settings, policy, KeyKind.MANAGEMENT)
     management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(
         ManagementServicer(plane, policy.model_control_refusal), management

@@ -21,6 +21,7 @@ import zmq
 
 from modelserve import wire
 from modelserve.wire import WorkerSpec
+from modelserve.worker.paddle_compat import enable_paddle_compat
 from modelserve.worker.service import ModelService
 from modelserve.worker.triton_compat import enable_triton_compat
 from modelserve.worker.ts_compat import enable_ts_compat
@@ -124,4 +125,5 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(spec.model_dir)  # handlers open relative paths from the model dir, as in TorchServe
     enable_ts_compat()
     enable_triton_compat()
+    enable_paddle_compat()
     return serve(spec)

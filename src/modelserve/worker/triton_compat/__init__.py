@@ -12,12 +12,9 @@ present, keeps precedence.
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import sys
 from pathlib import Path
 
-log = logging.getLogger("modelserve.worker")
+from modelserve.worker.compat_path import offer_compat_module
 
 # The directory that holds triton_python_backend_utils.py; enable_triton_compat puts it on
 # sys.path, where the module becomes top-level.
@@ -27,9 +24,4 @@ TRITON_COMPAT_DIR = Path(__file__).resolve().parent
 def enable_triton_compat() -> bool:
     """Make ``import triton_python_backend_utils`` resolve to modelserve's module unless a real
     one is importable; returns whether it did."""
-    if importlib.util.find_spec("triton_python_backend_utils") is not None:
-        return False
-    # Appended, not prepended: the model's own modules and installed packages still win.
-    sys.path.append(str(TRITON_COMPAT_DIR))
-    log.debug("models importing triton_python_backend_utils get modelserve's module")
-    return True
+    return offer_compat_module("triton_python_backend_utils", TRITON_COMPAT_DIR)

@@ -9,12 +9,9 @@ TorchServe installation, when present, keeps precedence.
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import sys
 from pathlib import Path
 
-log = logging.getLogger("modelserve.worker")
+from modelserve.worker.compat_path import offer_compat_module
 
 # The directory that holds the ``ts`` compatibility package; enable_ts_compat puts it on
 # sys.path, where ``ts`` becomes a top-level package.
@@ -24,9 +21,4 @@ TS_COMPAT_DIR = Path(__file__).resolve().parent
 def enable_ts_compat() -> bool:
     """Make ``import ts`` resolve to modelserve's compatibility package unless TorchServe is
     installed; returns whether it did."""
-    if importlib.util.find_spec("ts") is not None:
-        return False
-    # Appended, not prepended: the model's own modules and installed packages still win.
-    sys.path.append(str(TS_COMPAT_DIR))
-    log.debug("handlers importing ts.* get modelserve's compatibility modules")
-    return True
+    return offer_compat_module("ts", TS_COMPAT_DIR)
