@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psutil
 import pytest
+from nvml_fakes import UNSUPPORTED, fake_nvml, nvml_init_error
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -37,7 +37,6 @@ PERCENTS = frozenset(
 MB = 1024**2
 GB = 1024**3
 LOGGER = "modelserve.telemetry.system_metrics"
-UNSUPPORTED = object()
 
 
 @dataclass
@@ -64,50 +63,6 @@ def scrape(collector: SystemMetricsCollector) -> Scrape:
     text = generate_latest(registry).decode()
     families = text_string_to_metric_families(text)
     return Scrape(text, {family.name: family.samples for family in families})
-
-
-def fake_nvml(
-    devices: list[dict[str, object]], init_error: Exception | None = None
-) -> types.ModuleType:
-    """A stand-in for pynvml: each device is {"used", "total"} bytes and a "gpu" percent,
-    or UNSUPPORTED where NVML refuses to tell utilisation (as on MIG slices)."""
-    module = types.ModuleType("pynvml")
-    module.init_calls = 0
-
-    class NVMLError(Exception):
-        pass
-
-    def nvml_init() -> None:
-        module.init_calls += 1
-        if init_error is not None:
-            raise init_error
-
-    def utilization(handle: int) -> types.SimpleNamespace:
-        gpu = devices[handle]["gpu"]
-        if gpu is UNSUPPORTED:
-            raise NVMLError("Not Supported")
-        return types.SimpleNamespace(gpu=gpu)
-
-    module.NVMLError = NVMLError
-    module.nvmlInit = nvml_init
-    module.nvmlDeviceGetCount = lambda: len(devices)
-    module.nvmlDeviceGetHandleByIndex = lambda index: index
-    module.nvmlDeviceGetMemoryInfo = lambda handle: types.SimpleNamespace(
-        used=devices[handle]["used"], total=devices[handle]["total"]
-    )
-    module.nvmlDeviceGetUtilizationRates = utilization
-    return module
-
-
-def nvml_init_error() -> str | None:
-    """Why the real NVML cannot start here, or None when it can."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 @pytest.fixture

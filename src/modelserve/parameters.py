@@ -22,6 +22,7 @@ from modelserve.engine.registry import PATH_SEGMENT_PATTERN
 from modelserve.engine.worker_pool import MAX_WORKERS_PER_VERSION
 from modelserve.security.tokens import KeyKind
 from modelserve.suggestions import did_you_mean
+from modelserve.telemetry.dashboard_series import RESOLUTIONS
 
 # TorchServe reads its integer parameters as Java ints, so nothing larger is valid there either.
 # The bound also keeps values in range of what they feed: asyncio timers (a float of seconds),
@@ -271,4 +272,19 @@ TOKEN = Operation(Parameter("type", "string", "Which key.", enum=TOKEN_KINDS))
 NAME_FILTER = "name[]"
 METRICS = Operation(
     Parameter(NAME_FILTER, "array", "Render only these metric families (the parameter repeats).")
+)
+
+# GET / on the metrics plane: the dashboard's page.
+DASHBOARD_PAGE = Operation()
+
+# GET /dashboard/series on the metrics plane: the dashboard's charts as JSON.
+DASHBOARD_RANGES = tuple(RESOLUTIONS)
+DASHBOARD_SERIES = Operation(
+    Parameter(
+        "range",
+        "string",
+        "; ".join(f"{name}: {resolution.description}" for name, resolution in RESOLUTIONS.items()),
+        default=DASHBOARD_RANGES[0],
+        enum=DASHBOARD_RANGES,
+    )
 )

@@ -10,6 +10,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelserve.api.dashboard import dashboard_routes
 from modelserve.api.inference import build_inference_app
 from modelserve.api.management import build_management_app
 from modelserve.api.metrics import build_metrics_app
@@ -41,9 +42,11 @@ from modelserve.startup import (
     load_models,
     report_when_settled,
 )
+from modelserve.telemetry.dashboard_series import DashboardRecorder
 from modelserve.telemetry.frontend_metrics import ServerMetrics
 from modelserve.telemetry.logs import flush_access_log
 from modelserve.telemetry.metrics_config import MetricsConfigError, load_metrics_config
+from modelserve.telemetry.process_usage import ProcessUsage
 
 log = logging.getLogger("modelserve.server")
 # Each request allocates dozens of short-lived objects; the default first-generation threshold
@@ -163,11 +166,16 @@ async def _serve(
             data_plane, limit, policy.model_control_refusal, count, access["management"]
         ),
     }
+    recorder: DashboardRecorder | None = None
     if settings.enable_metrics_api:
         collectors = metrics.collectors(data_plane.version_states)
         if settings.metrics_mode == "prometheus":  # legacy: TorchServe's three; log: none
             collectors.append(triton_collector(data_plane))
-        apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"])
+        # Before any model registers: versions keep their latencies for the dashboard.
+        metrics.keep_latencies()
+        recorder = DashboardRecorder(data_plane.version_readouts, ProcessUsage())
+        dashboard = dashboard_routes(recorder, instance.record.name)
+        apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"], dashboard)
     servers = {plane: plane_server(app, settings, plane) for plane, app in apps.items()}
     grpc_planes = build_grpc_planes(settings, data_plane, policy, paddle=bool(paddle_services))
     _announce(policy, settings)
@@ -190,6 +198,7 @@ async def _serve(
         for plane, server in servers.items()
     ]
     flusher = asyncio.create_task(_flush_logs_periodically())
+    sampler = asyncio.create_task(recorder.run()) if recorder is not None else None
     settling: asyncio.Task | None = None
     try:
         await start_grpc_planes(grpc_planes)
@@ -231,4 +240,6 @@ async def _serve(
         if policy.generated_keys is not None:
             policy.generated_keys.remove()
         flusher.cancel()
+        if sampler is not None:
+            sampler.cancel()
         flush_access_log()

@@ -19,8 +19,11 @@ from starlette.routing import Route
 
 from modelserve import __version__
 from modelserve.api.auth import TOKEN_API_PATH
+from modelserve.api.dashboard import SERIES_PATH
 from modelserve.api.responses import json_response
 from modelserve.parameters import (
+    DASHBOARD_PAGE,
+    DASHBOARD_SERIES,
     DESCRIBE,
     LIST,
     METRICS,
@@ -199,6 +202,15 @@ def metrics_openapi() -> dict[str, Any]:
         "description": "The metrics, in the Prometheus text format.",
         "content": {"text/plain": {"schema": {"type": "string"}}},
     }
+    page = {
+        "description": "The dashboard's page (it loads its files from /dashboard/static/).",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+    series = _json(
+        {"type": "object"},
+        "Every chart's series (the times, the server's processes and GPUs, each model "
+        "version's series) and the model table.",
+    )
     return _document(
         "modelserve metrics API",
         {
@@ -206,7 +218,17 @@ def metrics_openapi() -> dict[str, Any]:
                 "get": _operation(
                     "Prometheus metrics.", METRICS, _answers({"200": exposition}, 400)
                 )
-            }
+            },
+            "/": {
+                "get": _operation(
+                    "The live dashboard.", DASHBOARD_PAGE, _answers({"200": page}, 400)
+                )
+            },
+            SERIES_PATH: {
+                "get": _operation(
+                    "The dashboard's series.", DASHBOARD_SERIES, _answers({"200": series}, 400)
+                )
+            },
         },
     )
 

@@ -46,6 +46,7 @@ from modelserve.engine.results import (
 from modelserve.engine.workflow_runner import run_workflow
 from modelserve.engine.workflows import Workflows
 from modelserve.protocol_contract import PaddleErrors
+from modelserve.telemetry.dashboard_readings import VersionReadout
 from modelserve.telemetry.frontend_metrics import VersionState
 from modelserve.wire import WireRequest, WireResponse
 
@@ -130,6 +131,13 @@ class DataPlane:
     def version_states(self) -> list[VersionState]:
         """Queue depth and worker states of every version, for the scrape-time gauges."""
         return [version.state() for version in self._registry.all_versions()]
+
+    def version_readouts(self) -> list[VersionReadout]:
+        """Every version's counters, gauges, latencies since the last call and model-table
+        row, by name then version: what the dashboard samples once a second."""
+        registry = self._registry
+        versions = sorted(registry.all_versions(), key=lambda v: (v.name, v.version))
+        return [version.readout(registry.get(version.name) is version) for version in versions]
 
     # ----- models
 

@@ -12,6 +12,7 @@ from modelserve.engine.settings import VersionSettings
 from modelserve.engine.statistics import VersionStatistics
 from modelserve.engine.worker_pool import WorkerPool
 from modelserve.engine.worker_process import READY
+from modelserve.telemetry.dashboard_readings import VersionReadout
 from modelserve.telemetry.frontend_metrics import VersionMetrics, VersionState
 
 
@@ -124,6 +125,32 @@ class ModelVersion:
             busy=busy,
             idle=ready - busy,
             starting=len(workers) - ready,
+        )
+
+    def readout(self, is_default: bool) -> VersionReadout:
+        """What the dashboard reads of this version each second; takes the latencies
+        recorded since the last readout."""
+        statistics = self.statistics
+        failure = self.pool.last_failure
+        return VersionReadout(
+            state=self.state(),
+            is_default=is_default,
+            status=self.serving_state().name,
+            target_workers=self.pool.target,
+            batch_size=self.settings.batch_size,
+            load_error=failure.summary() if failure else None,
+            requests=statistics.success.count + statistics.fail.count,
+            failures=statistics.fail.count,
+            latency_ns=statistics.success.ns + statistics.fail.ns,
+            batch_ns=statistics.compute_input.ns + statistics.compute_infer.ns,
+            executions_by_size={
+                size: batches.compute_infer.count for size, batches in statistics.batches.items()
+            },
+            worker_failures=self.pool.worker_failures,
+            worker_pids=tuple(
+                worker.pid for worker in self.pool.live_workers() if worker.pid is not None
+            ),
+            latencies=self.metrics.take_latencies(),
         )
 
     def describe(self) -> dict[str, Any]:

@@ -83,6 +83,9 @@ class WorkerPool:
         self.workers: dict[str, WorkerProcess] = {}
         self.statistics = VersionStatistics()
         self.target = 0
+        # Workers that ended without being asked to (crashed, killed, timed out, failed to
+        # load); each is restarted with TorchServe's back-off.
+        self.worker_failures = 0
         self.last_failure: LoadFailure | None = None
         # The model's tensors as the first worker that could tell described them (READY).
         self.tensor_metadata: dict[str, Any] | None = None
@@ -345,6 +348,7 @@ class WorkerPool:
                     )
                 )
         if not (worker.retiring or self._closed):
+            self.worker_failures += 1
             self._restarts.failed(worker.id, reason)
 
     def _restart_workers(self) -> None:

@@ -93,6 +93,7 @@ class ServerMetrics:
             for family in (self.store.get(f"Requests{n}XX") for n in (2, 4, 5))
         ]
         self._dropped: set[str] = set()
+        self._keeps_latencies = False
         self._exports_state = mode == "prometheus"
         self._system = (
             SystemMetricsCollector(hostname, lambda name: name in config.frontend)
@@ -123,9 +124,14 @@ class ServerMetrics:
             for name, spec in self._config.model.items()
         }
 
+    def keep_latencies(self) -> None:
+        """Versions registered from now on keep each request's latency until
+        ``VersionMetrics.take_latencies`` collects them (the dashboard does, once a second)."""
+        self._keeps_latencies = True
+
     def for_version(self, model_name: str, model_version: str) -> VersionMetrics:
         """The recorder of one model version."""
-        return VersionMetrics(self, model_name, model_version)
+        return VersionMetrics(self, model_name, model_version, self._keeps_latencies)
 
     def apply_model_metrics(self, updates: list[list[Any]]) -> None:
         """Apply the handler metrics a worker sent with a batch result."""
@@ -194,6 +200,7 @@ class VersionMetrics:
         "_handler_time",
         "_histogram",
         "_histogram_key",
+        "_latencies",
         "_latency",
         "_load_time",
         "_load_values",
@@ -208,9 +215,18 @@ class VersionMetrics:
         "_worker_time_key",
     )
 
-    def __init__(self, server: ServerMetrics, model_name: str, model_version: str) -> None:
+    def __init__(
+        self,
+        server: ServerMetrics,
+        model_name: str,
+        model_version: str,
+        keep_latencies: bool = False,
+    ) -> None:
         store, host = server.store, server.hostname
         self._server = server
+        # The latencies since the dashboard last took them: one list append per request buys
+        # percentiles within 1 % (the histogram's buckets are too coarse for them).
+        self._latencies: list[float] | None = [] if keep_latencies else None
         # TorchServe labels requests without a version in the URL model_version="default".
         by_route = {
             explicit: {
@@ -266,6 +282,16 @@ class VersionMetrics:
             family.inc(keys[explicit], elapsed_s * 1e6)
         if self._histogram is not None:
             self._histogram.observe(self._histogram_key, elapsed_s)
+        if self._latencies is not None:
+            self._latencies.append(elapsed_s)
+
+    def take_latencies(self) -> list[float]:
+        """The latencies (seconds) of the requests finished since the last call."""
+        taken = self._latencies
+        if taken is None:
+            return []
+        self._latencies = []
+        return taken
 
     def batch_overhead(self, elapsed_ms: float) -> None:
         """Frontend time spent on one batch outside the worker (encode, send, decode)."""

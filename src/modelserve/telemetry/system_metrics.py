@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import ModuleType
 
 import psutil
@@ -47,13 +48,30 @@ def _family(name: str, unit: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
     )
 
 
-def _open_nvml() -> tuple[ModuleType | None, list[object]]:
-    """NVML initialised, with a handle per GPU; ``(None, [])`` where there is none to use."""
+@dataclass(frozen=True)
+class NvmlGpus:
+    """NVML initialised, with a handle per GPU; ``unavailable`` says why there is no GPU to
+    read (pynvml missing, no driver, no device), None when there is."""
+
+    nvml: ModuleType | None
+    handles: list[object]
+    unavailable: str | None
+
+    def read(self) -> list[dict[str, float]]:
+        """Each GPU's readings now (``GPUUtilization``, ``GPUMemoryUsed``,
+        ``GPUMemoryUtilization``, as far as NVML tells), by device index."""
+        if self.nvml is None:
+            return []
+        return [_gpu_values(self.nvml, handle) for handle in self.handles]
+
+
+def open_nvml() -> NvmlGpus:
+    """NVML and the GPUs it sees; none, with the reason, where there is none to use."""
     try:
         import pynvml
     except ImportError as exc:
         logger.debug("GPU metrics off: pynvml is not installed (%s)", exc)
-        return None, []
+        return NvmlGpus(None, [], f"pynvml is not installed ({exc})")
     try:
         pynvml.nvmlInit()
         count = pynvml.nvmlDeviceGetCount()
@@ -62,8 +80,8 @@ def _open_nvml() -> tuple[ModuleType | None, list[object]]:
     # the server must still start, just without GPU metrics.
     except Exception as exc:
         logger.debug("GPU metrics off: NVML is not available (%s)", exc)
-        return None, []
-    return pynvml, handles
+        return NvmlGpus(None, [], f"NVML is not available ({exc})")
+    return NvmlGpus(pynvml, handles, None if handles else "NVML sees no GPU")
 
 
 def _host_values() -> dict[str, float]:
@@ -113,8 +131,8 @@ class SystemMetricsCollector(Collector):
         self._host_metrics = {name: unit for name, unit in HOST_METRICS.items() if enabled(name)}
         gpu_metrics = {name: unit for name, unit in GPU_METRICS.items() if enabled(name)}
         # NVML is initialised once for the process's life, and only when a GPU metric is wanted.
-        self._nvml, self._gpus = _open_nvml() if gpu_metrics else (None, [])
-        self._gpu_metrics = gpu_metrics if self._nvml is not None else {}
+        self._gpus = open_nvml() if gpu_metrics else NvmlGpus(None, [], "no GPU metric is enabled")
+        self._gpu_metrics = gpu_metrics if self._gpus.nvml is not None else {}
         # psutil measures CPU use since its previous call; this call makes the first scrape's
         # value cover the time since startup instead of being a meaningless 0.0.
         psutil.cpu_percent(interval=None)
@@ -137,12 +155,12 @@ class SystemMetricsCollector(Collector):
                 family = _family(name, unit, HOST_LABELS)
                 family.add_metric([LEVEL, self._hostname], values[name])
                 yield family
-        if self._nvml is not None:
+        if self._gpu_metrics:
             families = {
                 name: _family(name, unit, GPU_LABELS) for name, unit in self._gpu_metrics.items()
             }
-            for index, handle in enumerate(self._gpus):
-                for name, value in _gpu_values(self._nvml, handle).items():
+            for index, readings in enumerate(self._gpus.read()):
+                for name, value in readings.items():
                     if name in families:
                         families[name].add_metric([LEVEL, str(index), self._hostname], value)
             yield from families.values()
