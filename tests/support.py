@@ -203,6 +203,25 @@ def queue_depth(server: RunningServer, model: str) -> float | None:
     return None
 
 
+def scrape(server: RunningServer, names: list[str] | None = None) -> dict[tuple, float]:
+    """Every sample of /metrics (those of ``names`` when given) as
+    {(sample name, sorted labels): value}."""
+    params = [("name[]", name) for name in names or []]
+    response = httpx.get(server.metrics + "/metrics", params=params)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: dict[tuple, float], name: str, **labels: str) -> float | None:
+    """One sample of a ``scrape``; None when that series does not exist."""
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process runs: a zombie (exited, not reaped by whoever inherited it) does not."""
     try:

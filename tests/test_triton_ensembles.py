@@ -7,13 +7,16 @@ model, a cycle, a tensor nothing produces, a tensor produced twice, a map naming
 step model does not have) is a load error naming the problem while the rest of the repository
 serves; a failing step fails the request naming the step, a step whose worker is killed fails
 the requests it held naming the step, and a step past the pipeline's timeout is a 504 naming
-the ensemble, answered within that bound."""
+the ensemble, answered within that bound. The ensemble counts its requests in its own
+statistics and metrics (per step too) and is described, nodes, edges and state, on the
+management API."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +28,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from framework_models import save_onnx_linear
-from support import RunningServer, queue_depth, start_server, wait_until
+from support import RunningServer, queue_depth, sample, scrape, start_server, wait_until
 from tritonclient.utils import InferenceServerException
 
 FIXTURES = Path(__file__).parent / "fixtures" / "triton_ensemble"
@@ -309,3 +312,91 @@ def test_a_step_past_the_pipeline_timeout_is_a_504_naming_the_ensemble(
     assert waited < LONG_NAP_S / 2  # the step's nap was not waited for
     # nap's worker, cut short by its own response_timeout, is replaced: the ensemble serves.
     wait_until(lambda: _nap(impatient, 0).status_code == 200, 120)
+
+
+def _statistics(served: RunningServer, model: str) -> dict:
+    """``model``'s statistics (Triton's JSON)."""
+    stats = httpx.get(f"{served.inference}/v2/models/{model}/stats", timeout=30).json()
+    (entry,) = stats["model_stats"]
+    return entry
+
+
+def _value(samples: dict[tuple, float], name: str, **labels: str) -> float:
+    """A sample of ``scrape``; 0 while its series does not exist."""
+    return sample(samples, name, **labels) or 0.0
+
+
+def test_the_ensemble_counts_its_requests_in_its_statistics_and_metrics(
+    client: triton_grpc.InferenceServerClient, served: RunningServer
+) -> None:
+    before, samples_before = _statistics(served, "classify"), scrape(served)
+    for _ in range(3):
+        _infer(client, "classify", "RAW", RAW)
+    refused = RAW.copy()
+    refused[0, 0] = 999
+    with pytest.raises(InferenceServerException):
+        _infer(client, "classify", "RAW", refused)
+    after, samples = _statistics(served, "classify"), scrape(served)
+
+    # Triton's statistics of the ensemble itself: 3 answered, 1 failed, 3 executions.
+    assert (after["name"], after["version"]) == ("classify", "1")
+    gained = {
+        key: after["inference_stats"][key]["count"] - before["inference_stats"][key]["count"]
+        for key in ("success", "fail", "queue", "compute_infer")
+    }
+    assert gained == {"success": 3, "fail": 1, "queue": 3, "compute_infer": 3}
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["execution_count"] - before["execution_count"] == 3
+    assert after["inference_stats"]["success"]["ns"] > before["inference_stats"]["success"]["ns"]
+    every = httpx.get(f"{served.inference}/v2/models/stats", timeout=30).json()["model_stats"]
+    assert "classify" in [entry["name"] for entry in every]
+
+    def gain(name: str, **labels: str) -> float:
+        return _value(samples, name, **labels) - _value(samples_before, name, **labels)
+
+    triton = {"model": "classify", "version": "1"}
+    assert gain("nv_inference_request_success", **triton) == 3
+    assert gain("nv_inference_request_failure", **triton) == 1
+    pipeline = {"pipeline": "classify", "platform": "ensemble", "hostname": socket.gethostname()}
+    assert gain("modelserve_pipeline_requests_total", **pipeline) == 4
+    failed_in_pre = {**pipeline, "reason": "step", "step": "pre"}
+    assert gain("modelserve_pipeline_failures_total", **failed_in_pre) == 1
+    assert gain("modelserve_pipeline_latency_seconds_count", **pipeline) == 4
+    steps = {
+        step: gain(
+            "modelserve_pipeline_step_latency_seconds_count", **pipeline, step=step, model=step
+        )
+        for step in STEPS
+    }
+    assert steps == {"pre": 4, "linear": 3, "post": 3}  # the refused request stopped at pre
+
+
+def test_the_ensemble_is_described_on_the_management_api(served: RunningServer) -> None:
+    answer = httpx.get(f"{served.management}/models/classify", timeout=30)
+    assert answer.status_code == 200, answer.text
+    (described,) = answer.json()
+    assert {key: described[key] for key in ("modelName", "modelVersion", "platform", "ready")} == {
+        "modelName": "classify",
+        "modelVersion": "1",
+        "platform": "ensemble",
+        "ready": True,
+    }
+    nodes = described["nodes"]
+    assert [(node["name"], node["modelName"], node["modelVersion"]) for node in nodes] == [
+        ("pre", "pre", "1"),
+        ("linear", "linear", "1"),
+        ("post", "post", "1"),
+    ]
+    assert nodes[0]["inputMap"] == {"RAW": "RAW"} and nodes[0]["outputMap"] == {"x": "features"}
+    for node in nodes:
+        assert node["state"] == "AVAILABLE"
+        assert [worker["status"] for worker in node["workers"]] == ["READY"]
+    assert described["edges"] == [
+        {"from": "pre", "to": "linear", "tensors": ["features"]},
+        {"from": "linear", "to": "post", "tensors": ["logits"]},
+    ]
+    customized = httpx.get(
+        f"{served.management}/models/classify", params={"customized": "true"}, timeout=30
+    )
+    assert customized.status_code == 400 and "classify" in customized.json()["message"]
+

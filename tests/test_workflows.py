@@ -2,12 +2,14 @@
 real ``torch-workflow-archiver`` 0.2.15 (same MANIFEST apart from the date), registered on a
 real server, answering ``/wfpredict`` through a pre-processing function, two node models in
 parallel and an aggregating function (TorchServe's dog-breed example shape); listing,
-describing and unregistering; bad archives and failing nodes as clear errors."""
+describing (TorchServe's fields, then the nodes, edges and state) and unregistering; request,
+failure and per-node latency metrics; bad archives and failing nodes as clear errors."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import RunningServer, build_test_archive, start_server
 
 from modelserve.engine import snapshot
@@ -26,6 +29,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "workflows"
 REAL = Path(sys.executable).parent / "torch-workflow-archiver"
 OURS = [sys.executable, "-m", "modelserve_archiver.workflow_cli"]
 MANIFEST = "WAR-INF/MANIFEST.json"
+NODES = ("pre_processing", "cat_dog", "breed", "aggregate")
+BAD_SPECS = ("cycle", "unknown_node", "missing_mar")
 
 
 def _archive(command: list[str], store: Path, name: str, spec: Path) -> Path:
@@ -49,6 +54,23 @@ def _archive(command: list[str], store: Path, name: str, spec: Path) -> Path:
     return store / f"{name}.war"
 
 
+def _pipeline_samples(served: RunningServer, workflow: str) -> dict[tuple, float]:
+    """The samples of the workflow's pipeline metrics: {(name, sorted labels less the
+    workflow's own): value}."""
+    text = httpx.get(f"{served.metrics}/metrics", timeout=30).text
+    own = {"pipeline": workflow, "platform": "workflow", "hostname": socket.gethostname()}
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            if not family.name.startswith("modelserve_pipeline_") or any(
+                labels.pop(key, None) != value for key, value in own.items()
+            ):
+                continue
+            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
+    return samples
+
+
 def _manifest_text(war: Path) -> str:
     with zipfile.ZipFile(war) as archive:
         return archive.read(MANIFEST).decode()
@@ -62,7 +84,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         build_test_archive(store, model, str(EXAMPLE / f"{model}.py"))
     spec = EXAMPLE / "dog_breed.yaml"
     _archive(OURS, store, "dogs", spec)
-    for bad in ("cycle", "unknown_node", "missing_mar"):
+    for bad in BAD_SPECS:
         _archive(OURS, store, bad, FIXTURES / f"{bad}.yaml")
     if REAL.exists():  # named as ours, so that the manifests compare whole
         real = _archive([str(REAL)], tmp_path_factory.mktemp("real"), "dogs", spec)
@@ -118,14 +140,19 @@ def test_a_workflow_registers_answers_and_unregisters(
     registered = f"Workflow {war} has been registered and scaled successfully."
     assert reply.json() == {"status": registered}
     models = {m["modelName"] for m in api.get("/models").json()["models"]}
-    nodes = ("pre_processing", "cat_dog", "breed", "aggregate")
-    assert {f"{war}__{node}" for node in nodes} <= models
+    assert {f"{war}__{node}" for node in NODES} <= models
     batch = api.get(f"/models/{war}__breed").json()[0]
     assert (batch["batchSize"], batch["maxBatchDelay"]) == (4, 20)
 
     answer = infer.post(f"/wfpredict/{war}", content=b"my dog")
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"animal": "dog", "breed": "breed of MY DOG"}
+    samples = _pipeline_samples(served, war)
+    assert samples[("modelserve_pipeline_requests_total", ())] == 1
+    assert samples[("modelserve_pipeline_latency_seconds_count", ())] == 1
+    for node in NODES:
+        key = (("model", f"{war}__{node}"), ("step", node))
+        assert samples[("modelserve_pipeline_step_latency_seconds_count", key)] == 1
     # Snapshots leave the node models out, as TorchServe's do: restored without their
     # workflow they would serve alone.
     port = served.inference.rsplit(":", 1)[1]
@@ -135,18 +162,29 @@ def test_a_workflow_registers_answers_and_unregisters(
         names = {entry.name for entry in snapshot.read_snapshot(path)}
         assert not any(name.startswith(f"{war}__") for name in names), (path, names)
 
-    described = api.get(f"/workflows/{war}").json()
-    assert described == [
-        {
-            "workflowName": war,
-            "workflowUrl": f"{war}.war",
-            "minWorkers": 1,
-            "maxWorkers": 1,
-            "batchSize": 4,
-            "maxBatchDelay": 20,
-            "workflowDag": "{pre_processing=[cat_dog, breed], cat_dog=[aggregate], "
-            "breed=[aggregate], aggregate=[]}",
-        }
+    (described,) = api.get(f"/workflows/{war}").json()
+    torchserve = {key: described.pop(key) for key in list(described)[:7]}
+    assert torchserve == {
+        "workflowName": war,
+        "workflowUrl": f"{war}.war",
+        "minWorkers": 1,
+        "maxWorkers": 1,
+        "batchSize": 4,
+        "maxBatchDelay": 20,
+        "workflowDag": "{pre_processing=[cat_dog, breed], cat_dog=[aggregate], "
+        "breed=[aggregate], aggregate=[]}",
+    }
+    assert sorted(described) == ["edges", "nodes", "ready"] and described["ready"] is True
+    assert [(node["name"], node["modelName"]) for node in described["nodes"]] == [
+        (node, f"{war}__{node}") for node in NODES
+    ]
+    for node in described["nodes"]:
+        assert node["state"] == "AVAILABLE" and len(node["workers"]) == 1
+    assert [(edge["from"], edge["to"]) for edge in described["edges"]] == [
+        ("pre_processing", "cat_dog"),
+        ("pre_processing", "breed"),
+        ("cat_dog", "aggregate"),
+        ("breed", "aggregate"),
     ]
     assert api.delete(f"/workflows/{war}").json() == {"status": f'Workflow "{war}" unregistered'}
     assert api.get(f"/workflows/{war}").status_code == 404
@@ -173,7 +211,9 @@ def test_workflows_are_listed_in_pages(api: httpx.Client) -> None:
             api.delete(f"/workflows/{name}")
 
 
-def test_a_failing_node_model_names_the_node(api: httpx.Client, infer: httpx.Client) -> None:
+def test_a_failing_node_model_names_the_node(
+    served: RunningServer, api: httpx.Client, infer: httpx.Client
+) -> None:
     assert api.post("/workflows", params={"url": "dogs.war", "workflow_name": "fails"}).is_success
     try:
         reply = infer.post("/wfpredict/fails", content=b"FAIL")
@@ -181,6 +221,9 @@ def test_a_failing_node_model_names_the_node(api: httpx.Client, infer: httpx.Cli
         message = reply.json()["message"]
         assert "node cat_dog" in message and "fails__cat_dog" in message
         assert "after 1 attempt" in message  # the spec's retry-attempts: 0 for this node
+        failed_in_cat_dog = (("reason", "step"), ("step", "cat_dog"))
+        failures = ("modelserve_pipeline_failures_total", failed_in_cat_dog)
+        assert _pipeline_samples(served, "fails")[failures] == 1
         ok = infer.post("/wfpredict/fails", content=b"a cat")
         assert ok.json() == {"animal": "cat", "breed": "breed of A CAT"}
     finally:
@@ -206,3 +249,4 @@ def test_bad_workflows_are_refused_naming_why(
     assert api.get("/workflows").json() == {"workflows": []}
     models = {m["modelName"] for m in api.get("/models").json()["models"]}
     assert not any("__" in name for name in models)  # a refused workflow keeps no node model
+
