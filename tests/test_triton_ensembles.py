@@ -9,10 +9,12 @@ serves; a failing step fails the request naming the step, a step whose worker is
 the requests it held naming the step, and a step past the pipeline's timeout is a 504 naming
 the ensemble, answered within that bound. The ensemble counts its requests in its own
 statistics and metrics (per step too) and is described, nodes, edges and state, on the
-management API."""
+management API; a client that goes away (REST or gRPC) cancels the step it waits on, and the
+steps after it never run."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -28,13 +30,23 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from framework_models import save_onnx_linear
-from support import RunningServer, queue_depth, sample, scrape, start_server, wait_until
+from support import (
+    RunningServer,
+    queue_depth,
+    request_counts,
+    sample,
+    scrape,
+    send_and_leave,
+    start_server,
+    wait_until,
+)
 from tritonclient.utils import InferenceServerException
 
 FIXTURES = Path(__file__).parent / "fixtures" / "triton_ensemble"
 ENSEMBLES = (
     "classify",
     "napping",
+    "nap_between",
     "bad_unknown",
     "bad_cycle",
     "bad_unmapped",
@@ -72,14 +84,18 @@ def _serve(
     repository: Path,
     config: dict[str, str] | None = None,
 ) -> RunningServer:
-    """A server of ``repository`` once it has loaded it; nap marks its batches in NAP_MARKER."""
+    """A server of ``repository`` once it has loaded it; nap marks its batches in NAP_MARKER
+    and ends its naps once NAP_RELEASE exists."""
     workdir = tmp_path_factory.mktemp("server")
     server = start_server(
         workdir,
         model_store,
         config=config,
         args=["--model-repository", str(repository)],
-        env={"NAP_MARKER": str(workdir / "nap-started")},
+        env={
+            "NAP_MARKER": str(workdir / "nap-started"),
+            "NAP_RELEASE": str(workdir / "nap-release"),
+        },
     )
     wait_until(lambda: "Ready:" in server.log() or "Not serving" in server.log(), 120)
     return server
@@ -400,3 +416,66 @@ def test_the_ensemble_is_described_on_the_management_api(served: RunningServer) 
     )
     assert customized.status_code == 400 and "classify" in customized.json()["message"]
 
+
+def _nap_between_raw(nap_s: float) -> np.ndarray:
+    """A row nap_between's nap step sleeps ``nap_s`` on (pre hands it (RAW - 3.5) / 2)."""
+    return np.full((1, 4), 3.5 + 2 * nap_s, dtype=np.float32)
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_a_client_that_goes_away_cancels_the_steps_not_yet_answered(
+    served: RunningServer, client: triton_grpc.InferenceServerClient, protocol: str
+) -> None:
+    marker = served.log_path.parent / "nap-started"
+    release = served.log_path.parent / "nap-release"
+    marker.unlink(missing_ok=True)
+    release.unlink(missing_ok=True)
+    before = {model: request_counts(served, model) for model in ("nap", "linear", "nap_between")}
+    samples_before = scrape(served)
+    raw = _nap_between_raw(LONG_NAP_S)
+    try:
+        if protocol == "rest":
+            inputs = [
+                {"name": "RAW", "shape": [1, 4], "datatype": "FP32", "data": raw.ravel().tolist()}
+            ]
+            body = json.dumps({"inputs": inputs}).encode()
+            path = "/v2/models/nap_between/infer"
+            connection = send_and_leave(served.inference, path, body, "application/json")
+            leave = connection.close
+        else:
+            tensor = triton_grpc.InferInput("RAW", [1, 4], "FP32")
+            tensor.set_data_from_numpy(raw)
+            call = client.async_infer("nap_between", [tensor], lambda result, error: None)
+            leave = call.cancel
+        try:
+            wait_until(marker.exists, 60)  # the second step, nap, holds the request
+        finally:
+            leave()
+        # nap's request is cancelled at once, while nap's worker still sleeps on it ...
+        wait_until(lambda: request_counts(served, "nap")["fail"] == before["nap"]["fail"] + 1, 60)
+    finally:
+        release.touch()
+    try:
+        # ... and once nap has finished its batch, linear, the third step, never hears of it:
+        # a request of linear's own, queued after anything the ensemble sent, is all it gets.
+        wait_until(
+            lambda: request_counts(served, "nap")["executions"] == before["nap"]["executions"] + 1,
+            60,
+        )
+        _infer(client, "linear", "x", np.zeros((1, 4), dtype=np.float32))
+        assert request_counts(served, "linear")["success"] == before["linear"]["success"] + 1
+        assert request_counts(served, "linear")["fail"] == before["linear"]["fail"]
+        assert request_counts(served, "nap")["success"] == before["nap"]["success"]
+    finally:
+        release.unlink()
+    assert request_counts(served, "nap_between")["fail"] == before["nap_between"]["fail"] + 1
+    cancelled = {
+        "pipeline": "nap_between",
+        "platform": "ensemble",
+        "reason": "cancelled",
+        "step": "",
+        "hostname": socket.gethostname(),
+    }
+    failures = "modelserve_pipeline_failures_total"
+    now = _value(scrape(served), failures, **cancelled)
+    assert now - _value(samples_before, failures, **cancelled) == 1

@@ -3,7 +3,8 @@ real ``torch-workflow-archiver`` 0.2.15 (same MANIFEST apart from the date), reg
 real server, answering ``/wfpredict`` through a pre-processing function, two node models in
 parallel and an aggregating function (TorchServe's dog-breed example shape); listing,
 describing (TorchServe's fields, then the nodes, edges and state) and unregistering; request,
-failure and per-node latency metrics; bad archives and failing nodes as clear errors."""
+failure and per-node latency metrics; bad archives and failing nodes as clear errors; a client
+that goes away cancels the node it waits on, and the nodes after it never run."""
 
 from __future__ import annotations
 
@@ -19,7 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import RunningServer, build_test_archive, start_server
+from support import (
+    RunningServer,
+    build_test_archive,
+    request_counts,
+    send_and_leave,
+    start_server,
+    wait_until,
+)
 
 from modelserve.engine import snapshot
 
@@ -33,8 +41,14 @@ NODES = ("pre_processing", "cat_dog", "breed", "aggregate")
 BAD_SPECS = ("cycle", "unknown_node", "missing_mar")
 
 
-def _archive(command: list[str], store: Path, name: str, spec: Path) -> Path:
-    """Build ``<name>.war`` from ``spec`` and the example's handler file."""
+def _archive(
+    command: list[str],
+    store: Path,
+    name: str,
+    spec: Path,
+    handler: Path = EXAMPLE / "workflow_handler.py",
+) -> Path:
+    """Build ``<name>.war`` from ``spec`` and ``handler`` (the example's handler file)."""
     subprocess.run(
         [
             *command,
@@ -43,7 +57,7 @@ def _archive(command: list[str], store: Path, name: str, spec: Path) -> Path:
             "--spec-file",
             str(spec),
             "--handler",
-            str(EXAMPLE / "workflow_handler.py"),
+            str(handler),
             "--export-path",
             str(store),
             "-f",
@@ -86,6 +100,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _archive(OURS, store, "dogs", spec)
     for bad in BAD_SPECS:
         _archive(OURS, store, bad, FIXTURES / f"{bad}.yaml")
+    _archive(OURS, store, "naps", FIXTURES / "naps.yaml", FIXTURES / "nap_handler.py")
     if REAL.exists():  # named as ours, so that the manifests compare whole
         real = _archive([str(REAL)], tmp_path_factory.mktemp("real"), "dogs", spec)
         shutil.move(real, store / "dogs_real.war")
@@ -94,7 +109,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, store: Path) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("server"), store)
+    """A server of ``store``; nap_handler's nap marks and ends its naps with NAP_MARKER and
+    NAP_RELEASE."""
+    workdir = tmp_path_factory.mktemp("server")
+    naps = {name: str(workdir / name.lower()) for name in ("NAP_MARKER", "NAP_RELEASE")}
+    server = start_server(workdir, store, env=naps)
     yield server
     server.stop()
 
@@ -250,3 +269,30 @@ def test_bad_workflows_are_refused_naming_why(
     models = {m["modelName"] for m in api.get("/models").json()["models"]}
     assert not any("__" in name for name in models)  # a refused workflow keeps no node model
 
+
+def test_a_client_that_goes_away_cancels_the_nodes_not_yet_answered(
+    served: RunningServer, api: httpx.Client, infer: httpx.Client
+) -> None:
+    marker = served.log_path.parent / "nap_marker"
+    release = served.log_path.parent / "nap_release"
+    assert api.post("/workflows", params={"url": "naps.war"}).is_success
+    try:
+        connection = send_and_leave(served.inference, "/wfpredict/naps", b"hello", "text/plain")
+        try:
+            wait_until(marker.exists, 60)  # the second node, nap, holds the request
+        finally:
+            connection.close()
+        # nap's request is cancelled at once, while nap's worker still waits on it ...
+        wait_until(lambda: request_counts(served, "naps__nap")["fail"] == 1, 60)
+        release.touch()
+        # ... and once nap has finished, last, the third node, never hears of it: a request
+        # of its own, queued after anything the workflow sent, is all it gets.
+        wait_until(lambda: request_counts(served, "naps__nap")["executions"] == 1, 60)
+        assert infer.post("/predictions/naps__last", content=b"mine").text == "mine"
+        assert request_counts(served, "naps__last") == {"success": 1, "fail": 0, "executions": 1}
+        cancelled = (("reason", "cancelled"), ("step", ""))
+        failures = ("modelserve_pipeline_failures_total", cancelled)
+        assert _pipeline_samples(served, "naps")[failures] == 1
+    finally:
+        api.delete("/workflows/naps")
+        release.unlink(missing_ok=True)
