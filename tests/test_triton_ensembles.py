@@ -4,7 +4,8 @@ gRPC exactly as the three steps called one after another, and over REST (JSON or
 over gRPC; metadata, config, readiness and the repository index answer for it as for any model;
 every step batches its requests under 32 concurrent clients; a broken ensemble (an unknown step
 model, a cycle, a tensor nothing produces, a tensor produced twice, a map naming an input the
-step model does not have) is a load error naming the problem while the rest of the repository
+step model does not have) is a load error naming the problem, at start and through the
+repository API (a 400 over REST, INVALID_ARGUMENT over gRPC), while the rest of the repository
 serves; a failing step fails the request naming the step, a step whose worker is killed fails
 the requests it held naming the step, and a step past the pipeline's timeout is a 504 naming
 the ensemble, answered within that bound. The ensemble counts its requests in its own
@@ -62,6 +63,14 @@ BURST = 256
 # step would sleep: far past it, so that an answer before then shows the timeout cut it short.
 TIMEOUT_S = 2
 LONG_NAP_S = 60.0
+# Each broken ensemble, and the words its load error names the problem with.
+BROKEN = [
+    ("bad_unknown", "model nowhere"),
+    ("bad_cycle", "a cycle: steps pre, linear#1"),
+    ("bad_unmapped", "tensor 'ghost', which no step produces"),
+    ("bad_twice", "tensor 'logits' is produced twice"),
+    ("bad_map", "step linear maps input 'z', which model linear does not have"),
+]
 
 
 def _repository(tmp_path_factory: pytest.TempPathFactory, models: tuple[str, ...]) -> Path:
@@ -84,14 +93,20 @@ def _serve(
     repository: Path,
     config: dict[str, str] | None = None,
 ) -> RunningServer:
-    """A server of ``repository`` once it has loaded it; nap marks its batches in NAP_MARKER
-    and ends its naps once NAP_RELEASE exists."""
+    """A server of ``repository`` once it has loaded all of it, in explicit model control
+    (so that the repository API loads too); nap marks its batches in NAP_MARKER and ends its
+    naps once NAP_RELEASE exists."""
     workdir = tmp_path_factory.mktemp("server")
     server = start_server(
         workdir,
         model_store,
         config=config,
-        args=["--model-repository", str(repository)],
+        args=[
+            "--model-repository",
+            str(repository),
+            "--model-control-mode=explicit",
+            "--load-model=*",
+        ],
         env={
             "NAP_MARKER": str(workdir / "nap-started"),
             "NAP_RELEASE": str(workdir / "nap-release"),
@@ -173,16 +188,7 @@ def test_metadata_config_readiness_and_index(
     assert rest.status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("ensemble", "named"),
-    [
-        ("bad_unknown", "model nowhere"),
-        ("bad_cycle", "a cycle: steps pre, linear#1"),
-        ("bad_unmapped", "tensor 'ghost', which no step produces"),
-        ("bad_twice", "tensor 'logits' is produced twice"),
-        ("bad_map", "step linear maps input 'z', which model linear does not have"),
-    ],
-)
+@pytest.mark.parametrize(("ensemble", "named"), BROKEN)
 def test_a_broken_ensemble_is_a_load_error_naming_it(
     served: RunningServer, client: triton_grpc.InferenceServerClient, ensemble: str, named: str
 ) -> None:
@@ -193,6 +199,22 @@ def test_a_broken_ensemble_is_a_load_error_naming_it(
     assert named in line, line
     assert not client.is_model_ready(ensemble)
     assert client.is_model_ready("classify")  # the rest of the repository serves
+
+
+@pytest.mark.parametrize(("ensemble", "named"), BROKEN)
+def test_a_broken_ensemble_loaded_through_the_repository_api_is_refused_naming_it(
+    served: RunningServer, client: triton_grpc.InferenceServerClient, ensemble: str, named: str
+) -> None:
+    url = f"{served.inference}/v2/repository/models/{ensemble}/load"
+    answer = httpx.post(url, timeout=60)
+    assert answer.status_code == 400, answer.text
+    assert f"ensemble {ensemble}" in answer.json()["error"] and named in answer.json()["error"]
+    with pytest.raises(InferenceServerException) as refused:
+        client.load_model(ensemble)
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert named in refused.value.message()
+    assert not client.is_model_ready(ensemble)
+    assert client.is_model_ready("classify")
 
 
 def test_a_failing_step_fails_the_request_naming_it(

@@ -3,8 +3,9 @@ real ``torch-workflow-archiver`` 0.2.15 (same MANIFEST apart from the date), reg
 real server, answering ``/wfpredict`` through a pre-processing function, two node models in
 parallel and an aggregating function (TorchServe's dog-breed example shape); listing,
 describing (TorchServe's fields, then the nodes, edges and state) and unregistering; request,
-failure and per-node latency metrics; bad archives and failing nodes as clear errors; a client
-that goes away cancels the node it waits on, and the nodes after it never run."""
+failure and per-node latency metrics; bad archives and specs (a cycle, an unknown node, a node
+nothing feeds, a node defined twice) and failing nodes as clear errors; a client that goes away
+cancels the node it waits on, and the nodes after it never run."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ REAL = Path(sys.executable).parent / "torch-workflow-archiver"
 OURS = [sys.executable, "-m", "modelserve_archiver.workflow_cli"]
 MANIFEST = "WAR-INF/MANIFEST.json"
 NODES = ("pre_processing", "cat_dog", "breed", "aggregate")
-BAD_SPECS = ("cycle", "unknown_node", "missing_mar")
+BAD_SPECS = ("cycle", "unknown_node", "missing_mar", "two_starts", "twice")
 
 
 def _archive(
@@ -256,6 +257,8 @@ def test_a_failing_node_model_names_the_node(
         ("cycle.war", 400, ["cycle"]),
         ("unknown_node.war", 400, ["no_such_function", "workflow_handler.py"]),
         ("missing_mar.war", 404, ["node breed", "no_such_model.mar"]),
+        ("two_starts.war", 400, ["exactly one start node", "pre_processing, breed"]),
+        ("twice.war", 400, ["'breed' is given twice"]),
     ],
 )
 def test_bad_workflows_are_refused_naming_why(
