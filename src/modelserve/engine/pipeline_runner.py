@@ -115,11 +115,12 @@ async def run_steps(
                 running[task] = (step, time.perf_counter())
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             ended = time.perf_counter()
-            for task in done:
+            for task in done:  # every step that ended is told of before a failure raises
                 step, started = running.pop(task)
                 if step_finished is not None:
                     failed = task.cancelled() or task.exception() is not None
                     step_finished(step, ended - started, failed)
+            for task in done:
                 values.update(task.result())  # a failed step raises here
     finally:
         # A failure, a timeout or a cancelled request: the steps still running are not needed.
