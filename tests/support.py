@@ -204,6 +204,51 @@ def queue_depth(server: RunningServer, model: str) -> float | None:
     return None
 
 
+def scrape(server: RunningServer, names: list[str] | None = None) -> dict[tuple, float]:
+    """Every sample of /metrics (those of ``names`` when given) as
+    {(sample name, sorted labels): value}."""
+    params = [("name[]", name) for name in names or []]
+    response = httpx.get(server.metrics + "/metrics", params=params)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: dict[tuple, float], name: str, **labels: str) -> float | None:
+    """One sample of a ``scrape``; None when that series does not exist."""
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def request_counts(server: RunningServer, model: str) -> dict[str, int]:
+    """The requests a model (its default version) answered and failed, and the batches it
+    executed, per its Triton statistics."""
+    response = httpx.get(f"{server.inference}/v2/models/{model}/stats", timeout=30)
+    assert response.status_code == 200, response.text
+    (entry,) = response.json()["model_stats"]
+    return {
+        "success": entry["inference_stats"]["success"]["count"],
+        "fail": entry["inference_stats"]["fail"]["count"],
+        "executions": entry["execution_count"],
+    }
+
+
+def send_and_leave(base_url: str, path: str, body: bytes, content_type: str) -> socket.socket:
+    """A connection that has sent ``POST path`` to the server at ``base_url`` and reads no
+    answer: close it to be the client that goes away."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    connection = socket.create_connection((host, int(port)), timeout=30)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    connection.sendall(head.encode() + body)
+    return connection
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process runs: a zombie (exited, not reaped by whoever inherited it) does not."""
     try:

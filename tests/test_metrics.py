@@ -8,27 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from support import RunningServer, build_test_archive, start_server, wait_until
+from support import RunningServer, build_test_archive, sample, scrape, start_server, wait_until
 
 HOST = socket.gethostname()
-
-
-def scrape(server: RunningServer, names: list[str] | None = None) -> dict[tuple, float]:
-    """Every sample of /metrics as {(sample name, sorted labels): value}."""
-    params = [("name[]", name) for name in names or []]
-    response = httpx.get(server.metrics + "/metrics", params=params)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def sample(samples: dict[tuple, float], name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
 
 
 @pytest.fixture(scope="module")

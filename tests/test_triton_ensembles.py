@@ -4,16 +4,22 @@ gRPC exactly as the three steps called one after another, and over REST (JSON or
 over gRPC; metadata, config, readiness and the repository index answer for it as for any model;
 every step batches its requests under 32 concurrent clients; a broken ensemble (an unknown step
 model, a cycle, a tensor nothing produces, a tensor produced twice, a map naming an input the
-step model does not have) is a load error naming the problem while the rest of the repository
+step model does not have) is a load error naming the problem, at start and through the
+repository API (a 400 over REST, INVALID_ARGUMENT over gRPC), while the rest of the repository
 serves; a failing step fails the request naming the step, a step whose worker is killed fails
 the requests it held naming the step, and a step past the pipeline's timeout is a 504 naming
-the ensemble, answered within that bound."""
+the ensemble, answered within that bound. The ensemble counts its requests in its own
+statistics and metrics (per step too) and is described, nodes, edges and state, on the
+management API; a client that goes away (REST or gRPC) cancels the step it waits on, and the
+steps after it never run."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +31,23 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from framework_models import save_onnx_linear
-from support import RunningServer, queue_depth, start_server, wait_until
+from support import (
+    RunningServer,
+    queue_depth,
+    request_counts,
+    sample,
+    scrape,
+    send_and_leave,
+    start_server,
+    wait_until,
+)
 from tritonclient.utils import InferenceServerException
 
 FIXTURES = Path(__file__).parent / "fixtures" / "triton_ensemble"
 ENSEMBLES = (
     "classify",
     "napping",
+    "nap_between",
     "bad_unknown",
     "bad_cycle",
     "bad_unmapped",
@@ -47,6 +63,14 @@ BURST = 256
 # step would sleep: far past it, so that an answer before then shows the timeout cut it short.
 TIMEOUT_S = 2
 LONG_NAP_S = 60.0
+# Each broken ensemble, and the words its load error names the problem with.
+BROKEN = [
+    ("bad_unknown", "model nowhere"),
+    ("bad_cycle", "a cycle: steps pre, linear#1"),
+    ("bad_unmapped", "tensor 'ghost', which no step produces"),
+    ("bad_twice", "tensor 'logits' is produced twice"),
+    ("bad_map", "step linear maps input 'z', which model linear does not have"),
+]
 
 
 def _repository(tmp_path_factory: pytest.TempPathFactory, models: tuple[str, ...]) -> Path:
@@ -69,14 +93,24 @@ def _serve(
     repository: Path,
     config: dict[str, str] | None = None,
 ) -> RunningServer:
-    """A server of ``repository`` once it has loaded it; nap marks its batches in NAP_MARKER."""
+    """A server of ``repository`` once it has loaded all of it, in explicit model control
+    (so that the repository API loads too); nap marks its batches in NAP_MARKER and ends its
+    naps once NAP_RELEASE exists."""
     workdir = tmp_path_factory.mktemp("server")
     server = start_server(
         workdir,
         model_store,
         config=config,
-        args=["--model-repository", str(repository)],
-        env={"NAP_MARKER": str(workdir / "nap-started")},
+        args=[
+            "--model-repository",
+            str(repository),
+            "--model-control-mode=explicit",
+            "--load-model=*",
+        ],
+        env={
+            "NAP_MARKER": str(workdir / "nap-started"),
+            "NAP_RELEASE": str(workdir / "nap-release"),
+        },
     )
     wait_until(lambda: "Ready:" in server.log() or "Not serving" in server.log(), 120)
     return server
@@ -154,16 +188,7 @@ def test_metadata_config_readiness_and_index(
     assert rest.status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("ensemble", "named"),
-    [
-        ("bad_unknown", "model nowhere"),
-        ("bad_cycle", "a cycle: steps pre, linear#1"),
-        ("bad_unmapped", "tensor 'ghost', which no step produces"),
-        ("bad_twice", "tensor 'logits' is produced twice"),
-        ("bad_map", "step linear maps input 'z', which model linear does not have"),
-    ],
-)
+@pytest.mark.parametrize(("ensemble", "named"), BROKEN)
 def test_a_broken_ensemble_is_a_load_error_naming_it(
     served: RunningServer, client: triton_grpc.InferenceServerClient, ensemble: str, named: str
 ) -> None:
@@ -174,6 +199,22 @@ def test_a_broken_ensemble_is_a_load_error_naming_it(
     assert named in line, line
     assert not client.is_model_ready(ensemble)
     assert client.is_model_ready("classify")  # the rest of the repository serves
+
+
+@pytest.mark.parametrize(("ensemble", "named"), BROKEN)
+def test_a_broken_ensemble_loaded_through_the_repository_api_is_refused_naming_it(
+    served: RunningServer, client: triton_grpc.InferenceServerClient, ensemble: str, named: str
+) -> None:
+    url = f"{served.inference}/v2/repository/models/{ensemble}/load"
+    answer = httpx.post(url, timeout=60)
+    assert answer.status_code == 400, answer.text
+    assert f"ensemble {ensemble}" in answer.json()["error"] and named in answer.json()["error"]
+    with pytest.raises(InferenceServerException) as refused:
+        client.load_model(ensemble)
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert named in refused.value.message()
+    assert not client.is_model_ready(ensemble)
+    assert client.is_model_ready("classify")
 
 
 def test_a_failing_step_fails_the_request_naming_it(
@@ -309,3 +350,154 @@ def test_a_step_past_the_pipeline_timeout_is_a_504_naming_the_ensemble(
     assert waited < LONG_NAP_S / 2  # the step's nap was not waited for
     # nap's worker, cut short by its own response_timeout, is replaced: the ensemble serves.
     wait_until(lambda: _nap(impatient, 0).status_code == 200, 120)
+
+
+def _statistics(served: RunningServer, model: str) -> dict:
+    """``model``'s statistics (Triton's JSON)."""
+    stats = httpx.get(f"{served.inference}/v2/models/{model}/stats", timeout=30).json()
+    (entry,) = stats["model_stats"]
+    return entry
+
+
+def _value(samples: dict[tuple, float], name: str, **labels: str) -> float:
+    """A sample of ``scrape``; 0 while its series does not exist."""
+    return sample(samples, name, **labels) or 0.0
+
+
+def test_the_ensemble_counts_its_requests_in_its_statistics_and_metrics(
+    client: triton_grpc.InferenceServerClient, served: RunningServer
+) -> None:
+    before, samples_before = _statistics(served, "classify"), scrape(served)
+    for _ in range(3):
+        _infer(client, "classify", "RAW", RAW)
+    refused = RAW.copy()
+    refused[0, 0] = 999
+    with pytest.raises(InferenceServerException):
+        _infer(client, "classify", "RAW", refused)
+    after, samples = _statistics(served, "classify"), scrape(served)
+
+    # Triton's statistics of the ensemble itself: 3 answered, 1 failed, 3 executions.
+    assert (after["name"], after["version"]) == ("classify", "1")
+    gained = {
+        key: after["inference_stats"][key]["count"] - before["inference_stats"][key]["count"]
+        for key in ("success", "fail", "queue", "compute_infer")
+    }
+    assert gained == {"success": 3, "fail": 1, "queue": 3, "compute_infer": 3}
+    assert after["inference_count"] - before["inference_count"] == 3
+    assert after["execution_count"] - before["execution_count"] == 3
+    assert after["inference_stats"]["success"]["ns"] > before["inference_stats"]["success"]["ns"]
+    every = httpx.get(f"{served.inference}/v2/models/stats", timeout=30).json()["model_stats"]
+    assert "classify" in [entry["name"] for entry in every]
+
+    def gain(name: str, **labels: str) -> float:
+        return _value(samples, name, **labels) - _value(samples_before, name, **labels)
+
+    triton = {"model": "classify", "version": "1"}
+    assert gain("nv_inference_request_success", **triton) == 3
+    assert gain("nv_inference_request_failure", **triton) == 1
+    pipeline = {"pipeline": "classify", "platform": "ensemble", "hostname": socket.gethostname()}
+    assert gain("modelserve_pipeline_requests_total", **pipeline) == 4
+    failed_in_pre = {**pipeline, "reason": "step", "step": "pre"}
+    assert gain("modelserve_pipeline_failures_total", **failed_in_pre) == 1
+    assert gain("modelserve_pipeline_latency_seconds_count", **pipeline) == 4
+    steps = {
+        step: gain(
+            "modelserve_pipeline_step_latency_seconds_count", **pipeline, step=step, model=step
+        )
+        for step in STEPS
+    }
+    assert steps == {"pre": 4, "linear": 3, "post": 3}  # the refused request stopped at pre
+
+
+def test_the_ensemble_is_described_on_the_management_api(served: RunningServer) -> None:
+    answer = httpx.get(f"{served.management}/models/classify", timeout=30)
+    assert answer.status_code == 200, answer.text
+    (described,) = answer.json()
+    assert {key: described[key] for key in ("modelName", "modelVersion", "platform", "ready")} == {
+        "modelName": "classify",
+        "modelVersion": "1",
+        "platform": "ensemble",
+        "ready": True,
+    }
+    nodes = described["nodes"]
+    assert [(node["name"], node["modelName"], node["modelVersion"]) for node in nodes] == [
+        ("pre", "pre", "1"),
+        ("linear", "linear", "1"),
+        ("post", "post", "1"),
+    ]
+    assert nodes[0]["inputMap"] == {"RAW": "RAW"} and nodes[0]["outputMap"] == {"x": "features"}
+    for node in nodes:
+        assert node["state"] == "AVAILABLE"
+        assert [worker["status"] for worker in node["workers"]] == ["READY"]
+    assert described["edges"] == [
+        {"from": "pre", "to": "linear", "tensors": ["features"]},
+        {"from": "linear", "to": "post", "tensors": ["logits"]},
+    ]
+    customized = httpx.get(
+        f"{served.management}/models/classify", params={"customized": "true"}, timeout=30
+    )
+    assert customized.status_code == 400 and "classify" in customized.json()["message"]
+
+
+def _nap_between_raw(nap_s: float) -> np.ndarray:
+    """A row nap_between's nap step sleeps ``nap_s`` on (pre hands it (RAW - 3.5) / 2)."""
+    return np.full((1, 4), 3.5 + 2 * nap_s, dtype=np.float32)
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_a_client_that_goes_away_cancels_the_steps_not_yet_answered(
+    served: RunningServer, client: triton_grpc.InferenceServerClient, protocol: str
+) -> None:
+    marker = served.log_path.parent / "nap-started"
+    release = served.log_path.parent / "nap-release"
+    marker.unlink(missing_ok=True)
+    release.unlink(missing_ok=True)
+    before = {model: request_counts(served, model) for model in ("nap", "linear", "nap_between")}
+    samples_before = scrape(served)
+    raw = _nap_between_raw(LONG_NAP_S)
+    try:
+        if protocol == "rest":
+            inputs = [
+                {"name": "RAW", "shape": [1, 4], "datatype": "FP32", "data": raw.ravel().tolist()}
+            ]
+            body = json.dumps({"inputs": inputs}).encode()
+            path = "/v2/models/nap_between/infer"
+            connection = send_and_leave(served.inference, path, body, "application/json")
+            leave = connection.close
+        else:
+            tensor = triton_grpc.InferInput("RAW", [1, 4], "FP32")
+            tensor.set_data_from_numpy(raw)
+            call = client.async_infer("nap_between", [tensor], lambda result, error: None)
+            leave = call.cancel
+        try:
+            wait_until(marker.exists, 60)  # the second step, nap, holds the request
+        finally:
+            leave()
+        # nap's request is cancelled at once, while nap's worker still sleeps on it ...
+        wait_until(lambda: request_counts(served, "nap")["fail"] == before["nap"]["fail"] + 1, 60)
+    finally:
+        release.touch()
+    try:
+        # ... and once nap has finished its batch, linear, the third step, never hears of it:
+        # a request of linear's own, queued after anything the ensemble sent, is all it gets.
+        wait_until(
+            lambda: request_counts(served, "nap")["executions"] == before["nap"]["executions"] + 1,
+            60,
+        )
+        _infer(client, "linear", "x", np.zeros((1, 4), dtype=np.float32))
+        assert request_counts(served, "linear")["success"] == before["linear"]["success"] + 1
+        assert request_counts(served, "linear")["fail"] == before["linear"]["fail"]
+        assert request_counts(served, "nap")["success"] == before["nap"]["success"]
+    finally:
+        release.unlink()
+    assert request_counts(served, "nap_between")["fail"] == before["nap_between"]["fail"] + 1
+    cancelled = {
+        "pipeline": "nap_between",
+        "platform": "ensemble",
+        "reason": "cancelled",
+        "step": "",
+        "hostname": socket.gethostname(),
+    }
+    failures = "modelserve_pipeline_failures_total"
+    now = _value(scrape(served), failures, **cancelled)
+    assert now - _value(samples_before, failures, **cancelled) == 1

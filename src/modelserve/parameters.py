@@ -210,6 +210,9 @@ REGISTER_WORKFLOW = Operation(
     Parameter("s3_sse_kms", "boolean", "TorchServe's signed S3 download.", ignored=True),
 )
 
+# GET and DELETE /workflows/{workflow_name}: no query parameters.
+WORKFLOW = Operation()
+
 # GET /models/{model_name}[/{version}]
 DESCRIBE = Operation(
     Parameter(

@@ -1,15 +1,18 @@
 """The DAG engine without a server: step models stand in for the data plane, so the order
 steps run in, their concurrency, cancellation and the pipeline's timeout are observed
-directly; and the checks a definition passes at registration."""
+directly; the checks a definition passes at registration; and what a pipeline's account
+counts of each request and step."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import pytest
 
 from modelserve.engine.errors import BadRequestException, ModelNotFoundException
+from modelserve.engine.pipeline_accounts import PipelineAccount
 from modelserve.engine.pipeline_runner import (
     PipelineStepError,
     PipelineTimeoutError,
@@ -17,7 +20,16 @@ from modelserve.engine.pipeline_runner import (
 )
 from modelserve.engine.pipelines import Pipeline, PipelineStep, check
 from modelserve.engine.results import ModelMetadata
+from modelserve.engine.statistics import VersionStatistics
 from modelserve.protocol_contract import Tensor, TensorInferRequest, TensorInferResponse
+from modelserve.telemetry.frontend_metrics import (
+    PIPELINE_FAILURES,
+    PIPELINE_REQUESTS,
+    PIPELINE_STEP_LATENCY,
+    ServerMetrics,
+)
+from modelserve.telemetry.metrics_config import load_metrics_config
+from modelserve.telemetry.store import HistogramFamily, MetricFamily, MetricStore
 from modelserve.wire import WireRequest, WireResponse
 
 
@@ -131,3 +143,63 @@ def test_a_bad_definition_is_refused_naming_the_problem(
 ) -> None:
     with pytest.raises(BadRequestException, match=named):
         check(_pipeline(steps, ["y"]), Models())
+
+
+def _account() -> tuple[PipelineAccount, MetricStore]:
+    """An ensemble's account, with its own metric store."""
+    config = load_metrics_config(None, "prometheus")
+    metrics = ServerMetrics(config, "prometheus", "host", True, system_metrics=False)
+    account = PipelineAccount(metrics.for_pipeline("p", "ensemble"), VersionStatistics())
+    return account, metrics.store
+
+
+def _counter(store: MetricStore, name: str) -> dict[tuple[str, ...], float]:
+    """A counter family's values by label tuple."""
+    family = store.get(name)
+    assert isinstance(family, MetricFamily)
+    return family.values
+
+
+def test_the_account_counts_each_step_and_each_failure_by_its_reason() -> None:
+    account, store = _account()
+
+    async def scenario() -> None:
+        run = account.run
+        await run(partial(run_pipeline, _pipeline(DIAMOND, ["bx", "cx"]), _request(), Models()))
+        with pytest.raises(PipelineStepError):
+            models = Models(fail=("c",))
+            await run(partial(run_pipeline, _pipeline(DIAMOND, ["bx"]), _request(), models))
+        with pytest.raises(PipelineTimeoutError):
+            slow = _pipeline(DIAMOND, ["bx"], timeout_s=0.05)
+            await run(partial(run_pipeline, slow, _request(), Models(hold=("b",))))
+        with pytest.raises(BadRequestException):  # the request lacks the pipeline's input
+            bare = WireRequest("r", {}, [], TensorInferRequest([]))
+            await run(partial(run_pipeline, _pipeline(DIAMOND, ["bx"]), bare, Models()))
+        models = Models(hold=("b",))
+        chain = _pipeline(DIAMOND[:2], ["bx"])  # a, then b
+        left = asyncio.create_task(run(partial(run_pipeline, chain, _request(), models)))
+        async with asyncio.timeout(5):  # b waits, as the client goes away
+            while "b" not in models.started:
+                await asyncio.sleep(0)
+        left.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await left
+
+    asyncio.run(scenario())
+    labels = ("p", "ensemble", "host")
+    assert _counter(store, PIPELINE_REQUESTS) == {labels: 5}
+    assert _counter(store, PIPELINE_FAILURES) == {
+        ("p", "ensemble", "step", "c", "host"): 1,
+        ("p", "ensemble", "timeout", "", "host"): 1,
+        ("p", "ensemble", "other", "", "host"): 1,
+        ("p", "ensemble", "cancelled", "", "host"): 1,
+    }
+    steps = store.get(PIPELINE_STEP_LATENCY)
+    assert isinstance(steps, HistogramFamily)
+    # Every request but the bad one ran a; b and c then ran at once, but for the last
+    # request's chain a → b; b was held (and cancelled) in the third and the last.
+    answered = {key[3]: sum(counts) for key, counts in steps.counts.items()}
+    assert answered == {"a": 4, "b": 2, "c": 3}
+    assert account.statistics is not None
+    assert (account.statistics.success.count, account.statistics.fail.count) == (1, 4)
+    assert account.statistics.execution_count == 1

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.disconnects import unless_disconnected
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.paddle import paddle_routes
@@ -103,7 +104,9 @@ def build_inference_app(
 
     async def workflow_predictions(request: Request) -> Response:
         wire = await wire_request(request, "", max_request_size)
-        response = await plane.predict_workflow(request.path_params["workflow_name"], wire)
+        # A client that goes away cancels the nodes not yet answered.
+        work = plane.predict_workflow(request.path_params["workflow_name"], wire)
+        response = await unless_disconnected(request, work)
         return handler_response(response, wire.request_id)
 
     async def ping(_request: Request) -> Response:

@@ -27,6 +27,7 @@ from modelserve.parameters import (
     SCALE,
     SET_DEFAULT,
     UNREGISTER,
+    WORKFLOW,
 )
 
 
@@ -110,6 +111,7 @@ def build_management_app(
 
     async def workflow(request: Request) -> Response:
         name = request.path_params["workflow_name"]
+        WORKFLOW.parse(request.query_params)
         if request.method == "GET":
             return json_response(plane.describe_workflow(name))
         require_model_api()

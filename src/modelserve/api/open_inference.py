@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from modelserve.api.disconnects import unless_disconnected
 from modelserve.api.protocol_routes import (
     any_path,
     compact_json,
@@ -133,7 +134,8 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         # No handler reads a pipeline's body: the frontend decodes it, and encodes the answer.
         asked = decode_infer_body(await request.body(), request.headers.get(HEADER_LENGTH))
         wire = WireRequest(str(uuid.uuid4()), {}, [], asked.tensors)
-        answer = await plane.infer(name, version, wire)
+        # A client that goes away cancels the steps not yet answered.
+        answer = await unless_disconnected(request, plane.infer(name, version, wire))
         if answer.tensors is None:
             return handler_response(answer, wire.request_id)
         encoded = encode_infer_body(answer.tensors, asked)

@@ -28,10 +28,12 @@ from modelserve.parameters import (
     LIST,
     METRICS,
     REGISTER,
+    REGISTER_WORKFLOW,
     SCALE,
     SET_DEFAULT,
     TOKEN,
     UNREGISTER,
+    WORKFLOW,
     Operation,
     Parameter,
 )
@@ -104,6 +106,17 @@ def _answers(ok: dict[str, dict[str, Any]], *errors: int) -> dict[str, Any]:
     return {**ok, **{str(code): _shared("error") for code in errors}}
 
 
+def _listing(items: str) -> dict[str, Any]:
+    """A paged listing's body: ``items`` (models, workflows) and the next page's token."""
+    return {
+        "type": "object",
+        "properties": {
+            "nextPageToken": {"type": "string"},
+            items: {"type": "array", "items": {"type": "object"}},
+        },
+    }
+
+
 def _status(description: str) -> dict[str, Any]:
     return _json(_shared("status"), description)
 
@@ -118,17 +131,11 @@ def inference_openapi() -> dict[str, Any]:
 def management_openapi() -> dict[str, Any]:
     """The management plane's API description."""
     model, version = _shared("model_name"), _shared("version")
-    listing = {
-        "type": "object",
-        "properties": {
-            "nextPageToken": {"type": "string"},
-            "models": {"type": "array", "items": {"type": "object"}},
-        },
-    }
     described = {"type": "array", "items": {"type": "object"}}
     model_operations = {
         "get": _operation(
-            "Describe a model version.",
+            "Describe a model version (a pipeline, such as a Triton ensemble: its nodes, "
+            "edges and state).",
             DESCRIBE,
             _answers({"200": _json(described, "Description")}, 400, 404),
         ),
@@ -150,7 +157,7 @@ def management_openapi() -> dict[str, Any]:
                 "get": _operation(
                     "List registered models.",
                     LIST,
-                    _answers({"200": _json(listing, "Models")}, 400),
+                    _answers({"200": _json(_listing("models"), "Models")}, 400),
                 ),
                 "post": _operation(
                     "Register a model archive.",
@@ -176,6 +183,31 @@ def management_openapi() -> dict[str, Any]:
                     "Make a version the default.",
                     SET_DEFAULT,
                     _answers({"200": _status("Default set")}, 400, 404),
+                ),
+            },
+            "/workflows": {
+                "get": _operation(
+                    "List registered workflows.",
+                    LIST,
+                    _answers({"200": _json(_listing("workflows"), "Workflows")}, 400),
+                ),
+                "post": _operation(
+                    "Register a workflow archive (.war) and its node models.",
+                    REGISTER_WORKFLOW,
+                    _answers({"200": _status("Registered")}, 400, 404, 405, 409, 500, 503),
+                ),
+            },
+            "/workflows/{workflow_name}": {
+                "parameters": [_shared("workflow_name")],
+                "get": _operation(
+                    "Describe a workflow: TorchServe's fields, then its nodes, edges and state.",
+                    WORKFLOW,
+                    _answers({"200": _json(described, "Description")}, 400, 404),
+                ),
+                "delete": _operation(
+                    "Unregister a workflow and its node models.",
+                    WORKFLOW,
+                    _answers({"200": _status("Unregistered")}, 400, 404, 405),
                 ),
             },
             TOKEN_API_PATH: {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any, Protocol
 
 from modelserve import __version__
@@ -32,6 +33,8 @@ from modelserve.engine.paddle_pipelines import (
     PaddleService,
     run_paddle,
 )
+from modelserve.engine.pipeline_accounts import PipelineAccount
+from modelserve.engine.pipeline_description import dag_description
 from modelserve.engine.pipeline_runner import run_pipeline
 from modelserve.engine.pipelines import Pipeline, check
 from modelserve.engine.registration import RegisterOptions
@@ -43,6 +46,7 @@ from modelserve.engine.results import (
     ServingState,
     VersionStatus,
 )
+from modelserve.engine.statistics import VersionStatistics
 from modelserve.engine.workflow_runner import run_workflow
 from modelserve.engine.workflows import Workflows
 from modelserve.protocol_contract import PaddleErrors
@@ -92,6 +96,8 @@ class DataPlane:
         self.repository: ModelRepository | None = None
         # Pipelines (Triton ensembles) by name: no worker of their own, answered here.
         self._pipelines: dict[str, Pipeline] = {}
+        # What each pipeline has answered (metrics, Triton statistics), by name.
+        self._pipeline_accounts: dict[str, PipelineAccount] = {}
         self._workflows = Workflows(engine)
         # Paddle Serving pipeline services by name (their ops are models of the registry).
         self._paddle_services: dict[str, PaddleService] = {}
@@ -244,18 +250,31 @@ class DataPlane:
         self, name: str | None = None, version: str | None = None
     ) -> list[ModelStatistics]:
         """Triton's statistics: of one version, of every version of ``name``, or of every
-        version of every model (by name, then version); 404 for an unknown model or version."""
+        version of every model (by name, then version); 404 for an unknown model or version.
+        A pipeline counts its own requests, as Triton's ensembles do."""
+        if name is not None and self._pipeline(name, version) is not None:
+            return [self._pipeline_statistics(name)]
         if name is not None and version is not None:
             chosen = [self._registry.get(name, version)]
         elif name is not None:
             versions = self._registry.entry(name).versions
             chosen = [versions[key] for key in sorted(versions)]
         else:
-            chosen = sorted(self._registry.all_versions(), key=lambda v: (v.name, v.version))
-        return [
+            chosen = self._registry.all_versions()
+        entries = [
             ModelStatistics(each.name, each.version, each.statistics, each.state().queued)
             for each in chosen
         ]
+        if name is None:
+            entries += [self._pipeline_statistics(pipeline) for pipeline in self._pipelines]
+            entries.sort(key=lambda entry: (entry.name, entry.version))
+        return entries
+
+    def _pipeline_statistics(self, name: str) -> ModelStatistics:
+        statistics = self._pipeline_accounts[name].statistics
+        assert statistics is not None  # every pipeline served as a model keeps them
+        # Nothing waits in a pipeline's own queue: its steps queue at their models.
+        return ModelStatistics(name, self._pipelines[name].version, statistics, 0)
 
     def registered_versions(self, name: str) -> list[str]:
         """The registered versions of ``name``, by version; empty when it has none."""
@@ -291,10 +310,15 @@ class DataPlane:
             raise ConflictStatusException(f"a model named {pipeline.name} is already registered")
         check(pipeline, self)
         self._pipelines[pipeline.name] = pipeline
+        # A new definition counts afresh, as Triton's statistics of a reloaded model do
+        # (the metrics plane's counters go on).
+        metrics = self._engine.metrics.for_pipeline(pipeline.name, pipeline.platform)
+        self._pipeline_accounts[pipeline.name] = PipelineAccount(metrics, VersionStatistics())
 
     def unregister_pipeline(self, name: str) -> None:
         """Stop serving the pipeline ``name``, if it serves."""
         self._pipelines.pop(name, None)
+        self._pipeline_accounts.pop(name, None)
 
     def is_pipeline(self, name: str, version: str | None = None) -> bool:
         """Whether ``name`` is a pipeline, which takes tensor requests only (the frontend
@@ -343,7 +367,8 @@ class DataPlane:
         no worker or its queue is full. A pipeline runs its steps, each such a request."""
         pipeline = self._pipeline(name, version)
         if pipeline is not None:
-            return await run_pipeline(pipeline, request, self)
+            account = self._pipeline_accounts[name]
+            return await account.run(partial(run_pipeline, pipeline, request, self))
         model_version = self._registry.get(name, version)
         explicit = version is not None
         metrics = model_version.metrics
@@ -398,7 +423,19 @@ class DataPlane:
     ) -> list[dict[str, Any]]:
         """TorchServe's description: one entry per described version (``version`` "all":
         every version, by version). ``customized`` (the handler's own description) cannot be
-        asked of all versions."""
+        asked of all versions. A pipeline's: its nodes, edges and state (``dag_description``)."""
+        pipeline = self._pipeline(name, None if version == "all" else version)
+        if pipeline is not None:
+            if customized:
+                raise BadRequestException(
+                    f"{pipeline.platform} {name} has no handler to describe it (customized=true)"
+                )
+            description = {
+                "modelName": name,
+                "modelVersion": pipeline.version,
+                "platform": pipeline.platform,
+            }
+            return [{**description, **dag_description(pipeline, self._registry)}]
         if version == "all":
             if customized:
                 raise BadRequestException("customized=true cannot be combined with all versions")
@@ -441,7 +478,8 @@ class DataPlane:
 
     async def predict_workflow(self, name: str, request: WireRequest) -> WireResponse:
         """Run ``request`` through the workflow's nodes; 404 when unknown."""
-        return await run_workflow(self._workflows.get(name), request, self)
+        served = self._workflows.served(name)
+        return await served.account.run(partial(run_workflow, served.workflow, request, self))
 
     # ----- Paddle Serving pipeline services
 

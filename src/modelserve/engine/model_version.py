@@ -101,6 +101,10 @@ class ModelVersion:
         failure = self.pool.last_failure
         return VersionStatus(self.version, state, failure.summary() if failure else None)
 
+    def worker_descriptions(self) -> list[dict[str, Any]]:
+        """Its workers as TorchServe's describe output lists them."""
+        return [worker.describe() for worker in self.pool.workers.values()]
+
     def submit(self, job: InferenceJob) -> None:
         """Queue an inference job (503 when no worker exists or the queue is full)."""
         self.pool.submit(job, self._no_worker_message)
@@ -183,7 +187,7 @@ class ModelVersion:
             "maxNumSequence": 0,
             "maxSequenceJobQueueSize": 0,
             "loadedAtStartup": self.loaded_at_startup,
-            "workers": [worker.describe() for worker in self.pool.workers.values()],
+            "workers": self.worker_descriptions(),
             "jobQueueStatus": {
                 "remainingCapacity": settings.job_queue_size - queued,
                 "pendingRequests": queued,

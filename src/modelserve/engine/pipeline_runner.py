@@ -6,12 +6,14 @@ handler.
 Steps start as soon as every tensor they read exists, so independent branches run
 concurrently. The first step that fails fails the request, naming the step, with its status;
 the steps still running are cancelled, as they are when the request itself is cancelled (the
-client went away). The pipeline's timeout bounds the whole request.
+client went away). The pipeline's timeout bounds the whole request. Whoever runs a pipeline
+may be told when each step ends, with its time (``StepFinished``): the pipeline metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -27,6 +29,8 @@ from modelserve.wire import WireRequest, WireResponse, failure_message
 
 # What flows between steps: protocol-neutral tensors, or a workflow's request bodies.
 V = TypeVar("V")
+# Told when a step's call ends, with its seconds and whether it failed (not when cancelled).
+StepFinished = Callable[[PipelineStep, float, bool], None]
 
 
 class PipelineStepError(ServingError):
@@ -40,7 +44,10 @@ class PipelineTimeoutError(ServingError):
 
 
 async def run_pipeline(
-    pipeline: Pipeline, request: WireRequest, models: StepModels
+    pipeline: Pipeline,
+    request: WireRequest,
+    models: StepModels,
+    step_finished: StepFinished | None = None,
 ) -> WireResponse:
     """The pipeline's answer to a tensor request: its outputs (those asked for, else all)."""
     where = f"{pipeline.platform} {pipeline.name}"
@@ -56,6 +63,7 @@ async def run_pipeline(
                 pipeline.steps,
                 tensors,
                 lambda step: _call_step(pipeline, step, request.request_id, tensors, models),
+                step_finished,
             ),
             pipeline.timeout_s,
         )
@@ -92,19 +100,27 @@ async def run_steps(
     steps: list[PipelineStep],
     values: dict[str, V],
     call: Callable[[PipelineStep], Awaitable[dict[str, V]]],
+    step_finished: StepFinished | None = None,
 ) -> None:
     """Run every step through ``call``, each once the values it reads exist; ``values``
-    gains what each produces. Front doors differ only in ``call`` (tensors, request bodies)."""
+    gains what each produces. Front doors differ only in ``call`` (tensors, request bodies).
+    ``step_finished`` is told of each step that ends, failed or not."""
     waiting = list(steps)
-    running: dict[asyncio.Task[dict[str, V]], PipelineStep] = {}
+    running: dict[asyncio.Task[dict[str, V]], tuple[PipelineStep, float]] = {}
     try:
         while waiting or running:
             for step in [s for s in waiting if set(s.inputs.values()) <= values.keys()]:
                 waiting.remove(step)
-                running[asyncio.create_task(call(step), name=f"step {step.name}")] = step
+                task = asyncio.create_task(call(step), name=f"step {step.name}")
+                running[task] = (step, time.perf_counter())
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            ended = time.perf_counter()
+            for task in done:  # every step that ended is told of before a failure raises
+                step, started = running.pop(task)
+                if step_finished is not None:
+                    failed = task.cancelled() or task.exception() is not None
+                    step_finished(step, ended - started, failed)
             for task in done:
-                running.pop(task)
                 values.update(task.result())  # a failed step raises here
     finally:
         # A failure, a timeout or a cancelled request: the steps still running are not needed.

@@ -17,7 +17,7 @@ import asyncio
 import orjson
 
 from modelserve.engine.errors import ServingError
-from modelserve.engine.pipeline_runner import PipelineStepError, run_steps
+from modelserve.engine.pipeline_runner import PipelineStepError, StepFinished, run_steps
 from modelserve.engine.pipelines import PipelineStep, StepModels
 from modelserve.engine.workflow_spec import Workflow
 from modelserve.wire import RequestParameter, WireRequest, WireResponse, failure_message
@@ -26,9 +26,13 @@ JSON = "application/json"
 
 
 async def run_workflow(
-    workflow: Workflow, request: WireRequest, models: StepModels
+    workflow: Workflow,
+    request: WireRequest,
+    models: StepModels,
+    step_finished: StepFinished | None = None,
 ) -> WireResponse:
-    """The workflow's answer to ``request``; PipelineStepError naming the node that failed."""
+    """The workflow's answer to ``request``; PipelineStepError naming the node that failed.
+    ``step_finished`` is told of each node that ends."""
     bodies: dict[str, bytes] = {}
     pipeline = workflow.pipeline(timeout_s=0)
 
@@ -36,7 +40,7 @@ async def run_workflow(
         node_request = _node_request(workflow, step, request, bodies)
         return {step.name: await _call_node(workflow, step, node_request, models)}
 
-    await run_steps(pipeline.steps, bodies, call)
+    await run_steps(pipeline.steps, bodies, call, step_finished)
     leaves = workflow.leaves()
     if len(leaves) == 1:
         return WireResponse(content_type=JSON, body=bodies[leaves[0]])

@@ -14,6 +14,7 @@ and produces one value under its own name; the start node reads the request itse
 from __future__ import annotations
 
 import ast
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,27 @@ BODY = "body"
 
 class InvalidWorkflowError(BadRequestException):
     """The spec, the manifest or the graph is not a valid workflow (400, naming why)."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that names a key twice (YAML forbids it;
+    PyYAML would keep the last silently): a node defined twice in ``dag:`` would otherwise
+    lose its first successors without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<:" merges another mapping; its keys may be overridden here
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the safe loader refuses it below, saying so
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +127,11 @@ class Workflow:
 def parse_workflow(
     name: str, url: str, handler: str, spec: bytes, handler_source: bytes
 ) -> Workflow:
-    """The workflow a spec describes, checked: 400 naming a malformed knob, a model without a
-    url, a node that is neither a model nor a handler function, not one start node, a cycle."""
+    """The workflow a spec describes, checked: 400 naming a key given twice, a malformed knob,
+    a model without a url, a node that is neither a model nor a handler function, not one
+    start node, a cycle."""
     try:
-        document = yaml.safe_load(spec)
+        document = yaml.load(spec, Loader=_SpecLoader)  # a SafeLoader: builds no objects
     except yaml.YAMLError as exc:
         raise InvalidWorkflowError(f"workflow {name}: the spec is not valid YAML: {exc}") from None
     if not isinstance(document, dict):

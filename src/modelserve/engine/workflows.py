@@ -1,7 +1,7 @@
 """TorchServe workflows on the management plane: register a .war from the model store (its
 node models registered as ``<workflow>__<node>`` with the spec's worker and batch knobs),
-list, describe and unregister, as TorchServe 0.12 answers them. Running one is
-``workflow_runner``'s job.
+list, describe (with the engine's description of its nodes, edges and state added) and
+unregister, as TorchServe 0.12 answers them. Running one is ``workflow_runner``'s job.
 
 A function node serves from the unpacked .war, with the handler ``<handler file>:<node>``:
 the worker calls ``node(data, context)`` like any function entry point, as TorchServe runs a
@@ -28,9 +28,12 @@ from modelserve.engine.errors import (
     WorkflowNotFoundException,
 )
 from modelserve.engine.outcomes import Outcome
+from modelserve.engine.pipeline_accounts import PipelineAccount
+from modelserve.engine.pipeline_description import dag_description
 from modelserve.engine.registration import RegisterOptions
 from modelserve.engine.settings import VersionSettings
 from modelserve.engine.workflow_spec import (
+    PLATFORM,
     InvalidWorkflowError,
     Workflow,
     WorkflowNode,
@@ -42,10 +45,11 @@ WORKFLOW_MANIFEST = "WAR-INF/MANIFEST.json"
 
 @dataclass(frozen=True, slots=True)
 class RegisteredWorkflow:
-    """A served workflow and the directory its .war is unpacked in."""
+    """A served workflow, the directory its .war is unpacked in, and what it has answered."""
 
     workflow: Workflow
     directory: Path
+    account: PipelineAccount
 
 
 class Workflows:
@@ -59,10 +63,14 @@ class Workflows:
 
     def get(self, name: str) -> Workflow:
         """The workflow ``name``; 404 when none is registered under it."""
+        return self.served(name).workflow
+
+    def served(self, name: str) -> RegisteredWorkflow:
+        """The workflow ``name`` as it serves; 404 when none is registered under it."""
         served = self._served.get(name)
         if served is None:
             raise WorkflowNotFoundException(f"Workflow not found: {name}")
-        return served.workflow
+        return served
 
     def names(self) -> list[str]:
         """The registered workflows' names, sorted."""
@@ -86,7 +94,9 @@ class Workflows:
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
-            self._served[workflow.name] = RegisteredWorkflow(workflow, directory)
+            metrics = self._engine.metrics.for_pipeline(workflow.name, PLATFORM)
+            account = PipelineAccount(metrics)
+            self._served[workflow.name] = RegisteredWorkflow(workflow, directory, account)
         return Outcome(
             200, f"Workflow {workflow.name} has been registered and scaled successfully."
         )
@@ -111,8 +121,11 @@ class Workflows:
         return body
 
     def describe(self, name: str) -> list[dict[str, Any]]:
-        """TorchServe's description: the global knobs and the dag as the spec gives them."""
+        """TorchServe's description (the global knobs and the dag as the spec gives them),
+        then the engine's: ``ready``, ``nodes`` (each with its model's state and workers) and
+        ``edges``."""
         workflow = self.get(name)
+        graph = dag_description(workflow.pipeline(timeout_s=0), self._engine.registry)
         return [
             {
                 "workflowName": name,
@@ -122,6 +135,7 @@ class Workflows:
                 "batchSize": workflow.knobs["batch-size"],
                 "maxBatchDelay": workflow.knobs["max-batch-delay"],
                 "workflowDag": workflow.dag_text(),
+                **graph,
             }
         ]
 

@@ -1,9 +1,10 @@
-"""The frontend's metrics: TorchServe's names and labels, plus a latency histogram and
-scrape-time gauges for queue depth and worker states.
+"""The frontend's metrics: TorchServe's names and labels, plus a latency histogram,
+scrape-time gauges for queue depth and worker states, and pipeline metrics.
 
 ``ServerMetrics`` builds the families from the metrics config; ``VersionMetrics`` holds the
-pre-computed label keys of one model version so that the per-request updates are a few
-dict writes.
+pre-computed label keys of one model version, and ``PipelineMetrics`` those of one pipeline
+(a Triton ensemble, a TorchServe workflow), so that the per-request updates are a few dict
+writes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ LATENCY_HISTOGRAM = "modelserve_inference_latency_seconds"
 QUEUE_DEPTH = "modelserve_queue_depth"
 WORKERS = "modelserve_workers"
 VERSION_LABELS = ("model_name", "model_version", "hostname")
+PIPELINE_REQUESTS = "modelserve_pipeline_requests_total"
+PIPELINE_FAILURES = "modelserve_pipeline_failures_total"
+PIPELINE_LATENCY = "modelserve_pipeline_latency_seconds"
+PIPELINE_STEP_LATENCY = "modelserve_pipeline_step_latency_seconds"
+PIPELINE_LABELS = ("pipeline", "platform", "hostname")
+# Why a pipeline request failed: a step failed (``step`` names it), the pipeline's timeout
+# passed, the client went away, or anything else (a bad request, an answer not assembled).
+FAILURE_REASONS = ("step", "timeout", "cancelled", "other")
 # Handler histograms carry no unit we can rely on: buckets wide enough for ms, MB or counts.
 CUSTOM_HISTOGRAM_BUCKETS = (
     0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 1e4,
@@ -87,6 +96,7 @@ class ServerMetrics:
                 self.store.add(_family(spec, logged=mode == "log"))
         if mode == "prometheus":
             self.store.add(HistogramFamily(LATENCY_HISTOGRAM, "Seconds", VERSION_LABELS))
+            self._add_pipeline_families()
         host_labels = {"Level": "Host", "Hostname": hostname, "hostname": hostname}
         self._status = [
             (family, _key(family, host_labels))
@@ -110,6 +120,21 @@ class ServerMetrics:
             collectors.append(CallbackCollector(lambda: self._state_metrics(states())))
         return collectors
 
+    def _add_pipeline_families(self) -> None:
+        step_labels = ("pipeline", "platform", "step", "model", "hostname")
+        for family in (
+            MetricFamily(PIPELINE_REQUESTS, "counter", "Count", PIPELINE_LABELS),
+            MetricFamily(
+                PIPELINE_FAILURES,
+                "counter",
+                "Count",
+                ("pipeline", "platform", "reason", "step", "hostname"),
+            ),
+            HistogramFamily(PIPELINE_LATENCY, "Seconds", PIPELINE_LABELS),
+            HistogramFamily(PIPELINE_STEP_LATENCY, "Seconds", step_labels),
+        ):
+            self.store.add(family)
+
     def count_response(self, status: int) -> None:
         """Requests2XX / 4XX / 5XX (1xx and 3xx count as 5XX, as in TorchServe)."""
         index = 0 if 200 <= status < 300 else 1 if 400 <= status < 500 else 2
@@ -132,6 +157,10 @@ class ServerMetrics:
     def for_version(self, model_name: str, model_version: str) -> VersionMetrics:
         """The recorder of one model version."""
         return VersionMetrics(self, model_name, model_version, self._keeps_latencies)
+
+    def for_pipeline(self, pipeline: str, platform: str) -> PipelineMetrics:
+        """The recorder of one pipeline (``platform``: ensemble, workflow …)."""
+        return PipelineMetrics(self, pipeline, platform)
 
     def apply_model_metrics(self, updates: list[list[Any]]) -> None:
         """Apply the handler metrics a worker sent with a batch result."""
@@ -317,3 +346,57 @@ class VersionMetrics:
     def apply_worker_metrics(self, updates: list[list[Any]]) -> None:
         """Handler metrics that came back with a batch."""
         self._server.apply_model_metrics(updates)
+
+
+class PipelineMetrics:
+    """Per-request and per-step updates for one pipeline; the step label keys are computed
+    on a step's first answer and kept."""
+
+    __slots__ = (
+        "_failures",
+        "_labels",
+        "_latency",
+        "_latency_key",
+        "_requests",
+        "_requests_key",
+        "_step_keys",
+        "_step_latency",
+    )
+
+    def __init__(self, server: ServerMetrics, pipeline: str, platform: str) -> None:
+        store = server.store
+        self._labels = {"pipeline": pipeline, "platform": platform, "hostname": server.hostname}
+        self._requests = store.get(PIPELINE_REQUESTS)
+        self._requests_key = _key(self._requests, self._labels)
+        self._latency = store.get(PIPELINE_LATENCY)
+        self._latency_key = _key(self._latency, self._labels)
+        self._failures = store.get(PIPELINE_FAILURES)
+        self._step_latency = store.get(PIPELINE_STEP_LATENCY)
+        self._step_keys: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def received(self) -> None:
+        """A request arrived."""
+        if self._requests is not None:
+            self._requests.inc(self._requests_key)
+
+    def finished(self, elapsed_s: float) -> None:
+        """A request was answered (or failed) ``elapsed_s`` after it arrived."""
+        if self._latency is not None:
+            self._latency.observe(self._latency_key, elapsed_s)
+
+    def failed(self, reason: str, step: str = "") -> None:
+        """A request failed for ``reason`` (one of ``FAILURE_REASONS``); ``step``: the step
+        that failed, for reason ``step``."""
+        if self._failures is not None:
+            values = {**self._labels, "reason": reason, "step": step}
+            self._failures.inc(_key(self._failures, values))
+
+    def step_finished(self, step: str, model: str, elapsed_s: float) -> None:
+        """A step's request to ``model`` was answered (or failed) after ``elapsed_s``."""
+        if self._step_latency is None:
+            return
+        key = self._step_keys.get((step, model))
+        if key is None:
+            values = {**self._labels, "step": step, "model": model}
+            key = self._step_keys[(step, model)] = _key(self._step_latency, values)
+        self._step_latency.observe(key, elapsed_s)
