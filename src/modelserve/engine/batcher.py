@@ -118,6 +118,10 @@ class Batcher(Generic[WorkerT]):
         # Resolved once the queue is empty, while someone waits for that (``drained``).
         self._empty: asyncio.Future[None] | None = None
 
+    def queued(self) -> int:
+        """Requests waiting for a worker."""
+        return len(self.pending)
+
     def submit(self, job: InferenceJob) -> None:
         """Queue a job; raises 503 when the queue is full."""
         if len(self.pending) >= self.capacity:

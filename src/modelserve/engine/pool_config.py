@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelserve.engine.devices import Placement
+from modelserve.engine.sequences import SequencePolicy
 from modelserve.wire import WorkerSpec
 
 
@@ -32,6 +33,8 @@ class PoolLimits:
     queue_capacity: int
     max_response_size: int
     timeouts: PoolTimeouts
+    # A stateful model's sequences (each on one worker, in order); None: stateless.
+    sequences: SequencePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)
