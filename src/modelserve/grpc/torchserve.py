@@ -33,6 +33,7 @@ from modelserve.grpc.proto import (
 )
 from modelserve.grpc.status import abort_with, grpc_code
 from modelserve.parameters import REGISTER, SCALE
+from modelserve.protocol_contract import SEQUENCE_ID_HEADER
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 Request = TypeVar("Request")
@@ -85,12 +86,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
         self.plane = plane
 
     async def _predict(self, request: inference_pb2.PredictionsRequest) -> WireResponse:
-        """Run one prediction; the inputs become the handler's request parameters, as bytes."""
+        """Run one prediction; the inputs become the handler's request parameters, as bytes,
+        and ``sequence_id`` (a stateful model's sequence) TorchServe's sequence header."""
         if not request.model_name:
             raise BadRequestException("Parameter model_name is required.")
         wire = WireRequest(
             str(uuid.uuid4()),
-            {},
+            {SEQUENCE_ID_HEADER: request.sequence_id} if request.sequence_id else {},
             [RequestParameter(name, None, value) for name, value in request.input.items()],
         )
         return await self.plane.infer(request.model_name, request.model_version or None, wire)
@@ -129,7 +131,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[inference_pb2.PredictionResponse]:
         # Requests are answered one at a time, in order; a failed one is answered with its
-        # status and the stream goes on. (No sequence affinity: any worker may serve each.)
+        # status and the stream goes on. A stateful model keeps each sequence on one worker.
         async for request in request_iterator:
             sequence = request.sequence_id if request.HasField("sequence_id") else None
             try:
