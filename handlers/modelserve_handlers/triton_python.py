@@ -9,10 +9,12 @@ the tensor handler takes (KServe v2 REST and gRPC, TF Serving) and are checked a
 config's inputs first, as Triton checks them. Each ``InferenceResponse`` is answered in its
 request's protocol; one with a ``TritonError`` fails that request alone, with Triton's status
 (INVALID_ARG 400, NOT_FOUND 404, UNAVAILABLE 503, others 500). An exception from ``execute``
-fails the batch (500, the traceback in the model's log). ``triton_python_backend_utils`` is
-the worker's compatibility module unless a real one is installed; its BLS calls go to the
-server's inference plane (``triton.bls``). The module defines exactly one class, as handler
-loading requires.
+fails the batch (500, the traceback in the model's log). A stateful model
+(``sequence_batching``, each sequence kept on one worker by the frontend) gets each request's
+``correlation_id()``, ``flags()`` and control inputs (``triton.sequence_controls``).
+``triton_python_backend_utils`` is the worker's compatibility module unless a real one is
+installed; its BLS calls go to the server's inference plane (``triton.bls``). The module
+defines exactly one class, as handler loading requires.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ from modelserve_handlers.tensor_io.protocols import (
 )
 from modelserve_handlers.triton.bls import BlsClient
 from modelserve_handlers.triton.inputs import bind_config_inputs, v2_datatype
+from modelserve_handlers.triton.sequence_controls import (
+    SEQUENCE_PARAMETERS,
+    control_tensors,
+    request_sequence,
+)
 
 PB_UTILS = "triton_python_backend_utils"
 DEFAULT_MODEL_FILE = "model.py"
@@ -133,11 +140,10 @@ class TritonPythonHandler:
                 tensors = bind_config_inputs(
                     decoded[index].tensors, decoded[index].typed, self.config
                 )
+                requests.append(self._request(decoded[index], tensors, context, index))
             except BadInputError as exc:
                 results[index] = refuse(context, index, exc.error_code, str(exc), protocols[index])
                 decoded.pop(index, None)
-                continue
-            requests.append(self._request(decoded[index], tensors, context.model_name))
         if not requests:
             return results
         responses = self._run(self.model.execute(requests))
@@ -165,7 +171,9 @@ class TritonPythonHandler:
             self.loop = asyncio.new_event_loop()
         return self.loop.run_until_complete(outcome)
 
-    def _request(self, decoded: Decoded, tensors: dict[str, Any], model: str) -> Any:
+    def _request(self, decoded: Decoded, tensors: dict[str, Any], context: Any, index: int) -> Any:
+        """Request ``index`` of the batch as ``execute`` gets it: with its sequence's
+        correlation id, flags and control inputs when the model is stateful."""
         request = decoded.request
         request_id = ""
         wanted: list[str] = []
@@ -181,14 +189,18 @@ class TritonPythonHandler:
             request_id = request.id
             wanted = [output.name for output in request.outputs]
             parameters = dict(request.parameters)
-        for key in TRANSPORT_PARAMETERS:
+        sequence = request_sequence(context, index, parameters)
+        tensors = {**tensors, **control_tensors(self.config, sequence)}
+        for key in (*TRANSPORT_PARAMETERS, *SEQUENCE_PARAMETERS):
             parameters.pop(key, None)
         # Triton names every output of the config when the client asked for none.
         wanted = wanted or [entry["name"] for entry in self.config.get("output", [])]
         return self.pb.InferenceRequest.from_client(
-            model_name=model,
+            model_name=context.model_name,
             inputs=[self.pb.Tensor(name, array) for name, array in tensors.items()],
             request_id=request_id,
+            correlation_id=sequence.correlation_id,
+            flags=sequence.flags,
             requested_output_names=wanted,
             parameters=parameters,
         )
