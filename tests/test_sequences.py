@@ -340,6 +340,14 @@ def triton(
     server.stop()
 
 
+def _triton_client(server: RunningServer, protocol: str) -> tuple[Any, Any]:
+    """tritonclient's module for ``protocol`` ("http" or "grpc"), and a client of ``server``."""
+    if protocol == "grpc":
+        return triton_grpc, triton_grpc.InferenceServerClient(server.grpc_inference)
+    url = server.inference.removeprefix("http://")
+    return triton_http, triton_http.InferenceServerClient(url)
+
+
 def _infer(
     client: Any, module: Any, value: int, model: str = "sequence_recorder", **sequence: Any
 ) -> int:
@@ -355,15 +363,13 @@ def test_triton_sequences_through_tritonclient(
     triton: tuple[RunningServer, Path], protocol: str
 ) -> None:
     server, record = triton
-    module = triton_grpc if protocol == "grpc" else triton_http
-    url = server.grpc_inference if protocol == "grpc" else server.inference.removeprefix("http://")
     base = 1000 if protocol == "grpc" else 2000
     ids = [base + offset for offset in range(4)]
     sums: dict[int, list[int]] = {}
     lock = threading.Lock()
 
     def run(sequence: int) -> None:
-        client = module.InferenceServerClient(url)
+        module, client = _triton_client(server, protocol)
         got = [
             _infer(
                 client,
@@ -406,9 +412,7 @@ def test_triton_sequences_through_tritonclient(
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_triton_sequence_errors(triton: tuple[RunningServer, Path], protocol: str) -> None:
     server, _ = triton
-    module = triton_grpc if protocol == "grpc" else triton_http
-    url = server.grpc_inference if protocol == "grpc" else server.inference.removeprefix("http://")
-    client = module.InferenceServerClient(url)
+    module, client = _triton_client(server, protocol)
     sequence = 3000 if protocol == "grpc" else 4000
 
     def refusal(**parameters: Any) -> str:
@@ -438,9 +442,7 @@ def test_a_framework_model_gets_its_control_inputs(
     triton: tuple[RunningServer, Path], protocol: str
 ) -> None:
     server, _ = triton
-    module = triton_grpc if protocol == "grpc" else triton_http
-    url = server.grpc_inference if protocol == "grpc" else server.inference.removeprefix("http://")
-    client = module.InferenceServerClient(url)
+    module, client = _triton_client(server, protocol)
     sequence = 5000 if protocol == "grpc" else 6000
     outputs = [
         _infer(

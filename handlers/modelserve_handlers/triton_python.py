@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelserve.protocol_contract import SEQUENCE_PARAMETERS
 from modelserve_handlers.errors import BadInputError
 from modelserve_handlers.tensor_io.formats import TensorRequest
 from modelserve_handlers.tensor_io.open_inference import InferRequest
@@ -41,11 +42,7 @@ from modelserve_handlers.tensor_io.protocols import (
 )
 from modelserve_handlers.triton.bls import BlsClient
 from modelserve_handlers.triton.inputs import bind_config_inputs, v2_datatype
-from modelserve_handlers.triton.sequence_controls import (
-    SEQUENCE_PARAMETERS,
-    control_tensors,
-    request_sequence,
-)
+from modelserve_handlers.triton.sequence_controls import control_tensors, request_sequence
 
 PB_UTILS = "triton_python_backend_utils"
 DEFAULT_MODEL_FILE = "model.py"
@@ -191,6 +188,7 @@ class TritonPythonHandler:
             parameters = dict(request.parameters)
         sequence = request_sequence(context, index, parameters)
         tensors = {**tensors, **control_tensors(self.config, sequence)}
+        # The sequence's parameters are Triton's server's, not the model's.
         for key in (*TRANSPORT_PARAMETERS, *SEQUENCE_PARAMETERS):
             parameters.pop(key, None)
         # Triton names every output of the config when the client asked for none.

@@ -81,6 +81,7 @@ SEQUENCE_END_HEADER = "ts_request_sequence_end"
 SEQUENCE_ID_PARAMETER = "sequence_id"
 SEQUENCE_START_PARAMETER = "sequence_start"
 SEQUENCE_END_PARAMETER = "sequence_end"
+SEQUENCE_PARAMETERS = (SEQUENCE_ID_PARAMETER, SEQUENCE_START_PARAMETER, SEQUENCE_END_PARAMETER)
 
 # The binary tensor data extension: the byte length of the JSON part that starts the body,
 # and the parameters that say which tensors travel as raw bytes after it.

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from batches import SOON_S, Sent, run
 
 from modelserve.engine.errors import (
     BadRequestException,
@@ -24,34 +24,6 @@ from modelserve.engine.sequence_batcher import SequenceBatcher
 from modelserve.engine.sequences import SequencePolicy
 from modelserve.protocol_contract import TensorInferRequest
 from modelserve.wire import WireRequest
-
-T = TypeVar("T")
-SOON_S = 5.0
-
-
-class Sent:
-    """The batches handed out: (worker, jobs), in order, awaitable."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[str, list[InferenceJob]]] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, worker: str, jobs: list[InferenceJob]) -> None:
-        self.batches.append((worker, jobs))
-        self._changed.set()
-
-    async def wait_for(self, count: int) -> list[tuple[str, list[str]]]:
-        """Once ``count`` batches were sent: (worker, request ids) of each."""
-        async with asyncio.timeout(SOON_S):
-            while len(self.batches) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return [(worker, [job.request.request_id for job in jobs]) for worker, jobs in self.batches]
-
-    def answer(self, index: int) -> None:
-        """The worker answers batch ``index``."""
-        for job in self.batches[index][1]:
-            job.resolve("done")
 
 
 def _policy(**changes: Any) -> SequencePolicy:
@@ -91,10 +63,6 @@ def _torchserve(request_id: str, sequence: str | None, **headers: str) -> Infere
 def _triton(request_id: str, **parameters: Any) -> InferenceJob:
     request = WireRequest(request_id, {}, [], TensorInferRequest([], parameters=parameters))
     return InferenceJob(request, asyncio.get_running_loop().create_future(), time.perf_counter())
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(scenario())
 
 
 async def _failure(job: InferenceJob) -> ServingError:

@@ -20,11 +20,9 @@ import numpy as np
 
 from modelserve.protocol_contract import (
     SEQUENCE_END_HEADER,
-    SEQUENCE_END_PARAMETER,
     SEQUENCE_ID_HEADER,
     SEQUENCE_ID_PARAMETER,
     SEQUENCE_START_HEADER,
-    SEQUENCE_START_PARAMETER,
 )
 from modelserve_handlers.errors import BadInputError
 from modelserve_handlers.tensor_io.buffers import object_array
@@ -35,8 +33,6 @@ from .inputs import v2_datatype
 # Triton's TRITONSERVER_REQUEST_FLAG_SEQUENCE_START / _END.
 FLAG_SEQUENCE_START = 1
 FLAG_SEQUENCE_END = 2
-# The request parameters that name the sequence: Triton's server takes them, not the model.
-SEQUENCE_PARAMETERS = (SEQUENCE_ID_PARAMETER, SEQUENCE_START_PARAMETER, SEQUENCE_END_PARAMETER)
 # The control kind a config leaves out when it is the first (protobuf's default enum value).
 DEFAULT_KIND = "CONTROL_SEQUENCE_START"
 # The datatypes a CORRID control may have, by the type of the id (Triton's rule).

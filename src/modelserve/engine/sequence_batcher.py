@@ -32,6 +32,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from modelserve.engine.batcher import JobQueue
 from modelserve.engine.errors import (
     BadRequestException,
     ServiceUnavailableException,
@@ -67,7 +68,7 @@ class Sequence(Generic[WorkerT]):
         self.idle_timer: asyncio.TimerHandle | None = None
 
 
-class SequenceBatcher(Generic[WorkerT]):
+class SequenceBatcher(JobQueue, Generic[WorkerT]):
     """The queue of a stateful model version: each sequence on its own worker, in order."""
 
     def __init__(
@@ -82,6 +83,7 @@ class SequenceBatcher(Generic[WorkerT]):
         waited_too_long: Callable[[], BaseException],
         worker_loss: Callable[[WorkerT], str],
     ) -> None:
+        super().__init__(max_wait_s, waited_too_long)
         self.label = label
         self.model = label.partition(":")[0]
         self.policy = policy
@@ -89,8 +91,6 @@ class SequenceBatcher(Generic[WorkerT]):
         self.capacity = capacity
         self._send_batch = send_batch
         self._full_message = full_message
-        self._max_wait_s = max_wait_s
-        self._waited_too_long = waited_too_long
         self._worker_loss = worker_loss
         self.idle: deque[WorkerT] = deque()
         self.sequences: dict[SequenceId, Sequence[WorkerT]] = {}
@@ -103,8 +103,6 @@ class SequenceBatcher(Generic[WorkerT]):
         self._queued = 0
         self.expired = 0
         self._dispatch_scheduled = False
-        self._expiry: asyncio.TimerHandle | None = None
-        self._empty: asyncio.Future[None] | None = None
 
     # ----- what the pool and the version read
 
@@ -148,8 +146,7 @@ class SequenceBatcher(Generic[WorkerT]):
         if sequence.in_flight is None and len(sequence.queue) == 1:
             self._ready[sequence.worker].append(sequence)
             self._schedule_dispatch()
-        if self._expiry is None:
-            self._arm_expiry()
+        self._watch_waits()
 
     def _open(self, key: SequenceId, start: bool, triton: bool, now: float) -> Sequence[WorkerT]:
         """A new sequence for ``key``, if the request may start one."""
@@ -259,16 +256,6 @@ class SequenceBatcher(Generic[WorkerT]):
             self._forget(sequence)
         self._tell_if_empty()
 
-    async def drained(self) -> None:
-        """Return once no job is queued: workers took them all, or they failed or expired."""
-        if not self._queued:
-            return
-        self._empty = asyncio.get_running_loop().create_future()
-        try:
-            await self._empty
-        finally:
-            self._empty = None
-
     # ----- dispatch
 
     def _schedule_dispatch(self) -> None:
@@ -342,9 +329,11 @@ class SequenceBatcher(Generic[WorkerT]):
         if self.policy.lifetime_ms:
             left_s = self.policy.lifetime_ms / 1000 - (time.perf_counter() - sequence.started_at)
             delay_s = max(0.0, min(delay_s, left_s))
-        sequence.idle_timer = asyncio.get_running_loop().call_later(delay_s, self._expire, sequence)
+        sequence.idle_timer = asyncio.get_running_loop().call_later(
+            delay_s, self._expire_idle, sequence
+        )
 
-    def _expire(self, sequence: Sequence[WorkerT]) -> None:
+    def _expire_idle(self, sequence: Sequence[WorkerT]) -> None:
         sequence.idle_timer = None
         if self._outlived(sequence, time.perf_counter()):
             self._end(sequence, self._lifetime_reason(), BadRequestException)
@@ -387,13 +376,7 @@ class SequenceBatcher(Generic[WorkerT]):
 
     # ----- requests that wait too long
 
-    def _arm_expiry(self) -> None:
-        interval = min(1.0, self._max_wait_s / 4)
-        self._expiry = asyncio.get_running_loop().call_later(interval, self._expire_waiting)
-
-    def _expire_waiting(self) -> None:
-        self._expiry = None
-        cutoff = time.perf_counter() - self._max_wait_s
+    def _fail_waiting_since(self, cutoff: float) -> None:
         for sequence in list(self.sequences.values()):
             queue = sequence.queue
             # Each sequence's queue is in arrival order.
@@ -404,10 +387,3 @@ class SequenceBatcher(Generic[WorkerT]):
                 if sequence in self._ready[sequence.worker]:
                     self._ready[sequence.worker].remove(sequence)
                 self._went_idle(sequence)
-        if self._queued:
-            self._arm_expiry()
-        self._tell_if_empty()
-
-    def _tell_if_empty(self) -> None:
-        if self._empty is not None and not self._queued and not self._empty.done():
-            self._empty.set_result(None)

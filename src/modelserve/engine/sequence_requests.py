@@ -29,6 +29,7 @@ from modelserve.protocol_contract import (
     SEQUENCE_END_PARAMETER,
     SEQUENCE_ID_HEADER,
     SEQUENCE_ID_PARAMETER,
+    SEQUENCE_PARAMETERS,
     SEQUENCE_START_HEADER,
     SEQUENCE_START_PARAMETER,
     V2,
@@ -53,10 +54,7 @@ class SequenceMark:
 def read_mark(request: WireRequest) -> SequenceMark:
     """The request's sequence as its protocol names it; 400 for a malformed one."""
     parameters = _v2_parameters(request)
-    if any(
-        key in parameters
-        for key in (SEQUENCE_ID_PARAMETER, SEQUENCE_START_PARAMETER, SEQUENCE_END_PARAMETER)
-    ):
+    if any(key in parameters for key in SEQUENCE_PARAMETERS):
         sequence_id = parameters.get(SEQUENCE_ID_PARAMETER, 0)
         if isinstance(sequence_id, bool) or not isinstance(sequence_id, int | str):
             raise _unparsable(SEQUENCE_ID_PARAMETER, "an unsigned integer or a string", sequence_id)

@@ -87,10 +87,6 @@ class WorkerPool:
         self, limits: PoolLimits
     ) -> Batcher[WorkerProcess] | SequenceBatcher[WorkerProcess]:
         label, timeouts = self.label, limits.timeouts
-        full_message = (
-            f"Model {label} has too many queued requests "
-            f"(job_queue_size {limits.queue_capacity}); retry later"
-        )
 
         def waited_too_long() -> ServiceUnavailableException:
             return ServiceUnavailableException(
@@ -98,27 +94,21 @@ class WorkerPool:
                 f"({timeouts.response:g} s)"
             )
 
+        queue: dict[str, Any] = {
+            "batch_size": limits.batch_size,
+            "capacity": limits.queue_capacity,
+            "send_batch": self._send_batch,
+            "full_message": f"Model {label} has too many queued requests "
+            f"(job_queue_size {limits.queue_capacity}); retry later",
+            "max_wait_s": timeouts.response,
+            "waited_too_long": waited_too_long,
+        }
         if limits.sequences is not None:
-            return SequenceBatcher(
-                label,
-                limits.sequences,
-                limits.batch_size,
-                limits.queue_capacity,
-                self._send_batch,
-                full_message,
-                max_wait_s=timeouts.response,
-                waited_too_long=waited_too_long,
-                worker_loss=self._worker_loss,
-            )
+            return SequenceBatcher(label, limits.sequences, worker_loss=self._worker_loss, **queue)
         return Batcher(
-            limits.batch_size,
-            limits.queue_capacity,
-            self._send_batch,
-            full_message,
-            max_wait_s=timeouts.response,
-            waited_too_long=waited_too_long,
             in_flight=lambda worker: len(worker.batches),
             max_batch_delay_s=limits.max_batch_delay_ms / 1000,
+            **queue,
         )
 
     def _worker_loss(self, worker: WorkerProcess) -> str:
