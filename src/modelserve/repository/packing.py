@@ -43,6 +43,10 @@ NOT_ACTED_ON = (
     ("input.reshape", lambda c: any(t.HasField("reshape") for t in c.input)),
     ("output.reshape", lambda c: any(t.HasField("reshape") for t in c.output)),
     ("output.label_filename", lambda c: any(t.label_filename for t in c.output)),
+    (
+        "sequence_batching.direct / oldest settings",
+        lambda c: any(getattr(c.sequence_batching, s).ByteSize() for s in ("direct", "oldest")),
+    ),
 )
 
 
