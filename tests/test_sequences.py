@@ -111,6 +111,16 @@ def _post(server: RunningServer, model: str, body: dict, sequence: str | None) -
     )
 
 
+def _metric(server: RunningServer, model: str, name: str) -> float:
+    """Sample ``name`` of the model's version 1.0, per /metrics."""
+    labels = {"model_name": model, "model_version": "1.0"}
+    return next(
+        value
+        for (sample_name, keys), value in scrape(server).items()
+        if sample_name == name and labels.items() <= dict(keys).items()
+    )
+
+
 def _run_sequence(send: Callable[[int], dict]) -> list[dict]:
     """``send(step)`` for steps 1..STEPS, each after the previous one's answer."""
     return [send(step) for step in range(1, STEPS + 1)]
@@ -200,24 +210,11 @@ def test_an_idle_sequence_expires_and_its_next_request_is_told(
     torchserve: tuple[RunningServer, Path],
 ) -> None:
     server, _ = torchserve
+    expired = "modelserve_sequences_expired_total"
+    expired_before = _metric(server, "brief", expired)
     assert _post(server, "brief", {"step": 1}, "fading").json()["count"] == 1
-
-    def expired() -> float:
-        labels = {"model_name": "brief", "model_version": "1.0"}
-        samples = scrape(server, ["modelserve_sequences_expired"])
-        return next(
-            (
-                value
-                for (name, keys), value in samples.items()
-                if name == "modelserve_sequences_expired_total"
-                and labels.items() <= dict(keys).items()
-            ),
-            0.0,
-        )
-
-    before = expired()
     wait_until(lambda: "Sequence fading of brief:1.0 expired" in server.log(), 30)
-    assert expired() >= before + 1
+    assert _metric(server, "brief", expired) >= expired_before + 1
     told = _post(server, "brief", {"step": 2}, "fading")
     assert told.status_code == 400
     assert told.json()["message"] == (
@@ -258,6 +255,7 @@ def test_the_bounds_are_503s_that_say_which(
         wait_until(lambda: queue_depth(server, "single") == 1)
         too_deep = _post(server, "single", {"step": 3}, "only")
         too_many = _post(server, "single", {"step": 1}, "another")
+        assert _metric(server, "single", "modelserve_sequences") == 1
         hold.unlink()
         assert [first.result().status_code, second.result().status_code] == [200, 200]
     assert too_deep.status_code == 503

@@ -40,11 +40,13 @@ def _policy(**changes: Any) -> SequencePolicy:
     return SequencePolicy(**values)
 
 
-def _batcher(sent: Sent, lost: str = "its worker died", **policy: Any) -> SequenceBatcher[str]:
+def _batcher(
+    sent: Sent, lost: str = "its worker died", batch_size: int = 4, **policy: Any
+) -> SequenceBatcher[str]:
     return SequenceBatcher(
         "counter:1.0",
         _policy(**policy),
-        batch_size=4,
+        batch_size=batch_size,
         capacity=20,
         send_batch=sent,
         full_message="queue full",
@@ -137,6 +139,34 @@ def test_new_sequences_go_to_the_free_worker_holding_fewest() -> None:
         return await sent.wait_for(3)
 
     assert run(scenario) == [("w1", ["a0"]), ("w2", ["b0"]), ("w1", ["a1"])]
+
+
+def test_new_sequences_spread_over_the_free_workers_and_wait_for_room() -> None:
+    async def scenario() -> list:
+        sent = Sent()
+        batcher = _batcher(sent, batch_size=2)
+        for worker in ("w1", "w2"):
+            batcher.worker_idle(worker)
+        for name in "abcd":
+            batcher.submit(_torchserve(f"{name}0", name))
+        await sent.wait_for(2)
+        # Only w1 is free now: it takes two new sequences (its batch), the fifth waits...
+        for name in "efg":
+            batcher.submit(_torchserve(f"{name}0", name))
+        batcher.worker_idle("w1")
+        await sent.wait_for(3)
+        await asyncio.sleep(0)
+        assert len(batcher.sequences) == 7 and batcher.queued() == 1
+        # ... for the next free worker, which holds fewer sequences.
+        batcher.worker_idle("w2")
+        return await sent.wait_for(4)
+
+    assert run(scenario) == [
+        ("w1", ["a0", "c0"]),
+        ("w2", ["b0", "d0"]),
+        ("w1", ["e0", "f0"]),
+        ("w2", ["g0"]),
+    ]
 
 
 def test_a_request_without_an_id_starts_a_torchserve_sequence_with_one() -> None:

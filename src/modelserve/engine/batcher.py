@@ -111,17 +111,17 @@ class JobQueue:
         if self._empty is not None and not self.queued() and not self._empty.done():
             self._empty.set_result(None)
 
-    def _watch_waits(self) -> None:
-        """A job was queued: make sure the wait limit is being checked."""
-        if self._expiry is None:
-            interval = min(1.0, self._max_wait_s / 4)
-            self._expiry = asyncio.get_running_loop().call_later(interval, self._check_waits)
+    def _arm_expiry(self) -> None:
+        """Check the wait limit soon (while jobs wait: the caller checks ``_expiry`` is None,
+        which saves a call per request)."""
+        interval = min(1.0, self._max_wait_s / 4)
+        self._expiry = asyncio.get_running_loop().call_later(interval, self._check_waits)
 
     def _check_waits(self) -> None:
         self._expiry = None
         self._fail_waiting_since(time.perf_counter() - self._max_wait_s)
         if self.queued():
-            self._watch_waits()
+            self._arm_expiry()
         self._tell_if_empty()
 
 
@@ -177,7 +177,8 @@ class Batcher(JobQueue, Generic[WorkerT]):
         if self.idle and not self._dispatch_scheduled:
             self._dispatch_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_dispatch)
-        self._watch_waits()
+        if self._expiry is None:
+            self._arm_expiry()
 
     def worker_idle(self, worker: WorkerT) -> None:
         """A worker finished its batch (or loaded): give it work at once if there is any."""

@@ -146,7 +146,8 @@ class SequenceBatcher(JobQueue, Generic[WorkerT]):
         if sequence.in_flight is None and len(sequence.queue) == 1:
             self._ready[sequence.worker].append(sequence)
             self._schedule_dispatch()
-        self._watch_waits()
+        if self._expiry is None:
+            self._arm_expiry()
 
     def _open(self, key: SequenceId, start: bool, triton: bool, now: float) -> Sequence[WorkerT]:
         """A new sequence for ``key``, if the request may start one."""
@@ -273,13 +274,8 @@ class SequenceBatcher(JobQueue, Generic[WorkerT]):
     def dispatch(self) -> None:
         """Bind new sequences to free workers, then send each free worker slot a batch of its
         sequences' next requests."""
-        idle, unbound = self.idle, self._ready[None]
-        while idle and unbound:
-            sequence = unbound.popleft()
-            worker = min(dict.fromkeys(idle), key=self._bound.__getitem__)
-            sequence.worker = worker
-            self._bound[worker] += 1
-            self._ready.setdefault(worker, deque()).append(sequence)
+        idle = self.idle
+        self._bind_new()
         for worker in list(dict.fromkeys(idle)):
             ready = self._ready.get(worker)
             while ready and worker in idle:
@@ -289,6 +285,26 @@ class SequenceBatcher(JobQueue, Generic[WorkerT]):
                     self._send_batch(worker, jobs)
         if self._empty is not None:
             self._tell_if_empty()
+
+    def _bind_new(self) -> None:
+        """Bind waiting new sequences, one at a time, to the free worker holding the fewest
+        sequences among those whose free slots have room for one more in their batches: new
+        sequences spread over the free workers, and none is bound to a worker that could not
+        take its request now (a busy one may be the better choice by the time it is free)."""
+        unbound = self._ready[None]
+        while unbound:
+            room = [
+                worker
+                for worker in dict.fromkeys(self.idle)
+                if len(self._ready.get(worker, ())) < self.batch_size * self.idle.count(worker)
+            ]
+            if not room:
+                return
+            worker = min(room, key=self._bound.__getitem__)
+            sequence = unbound.popleft()
+            sequence.worker = worker
+            self._bound[worker] += 1
+            self._ready.setdefault(worker, deque()).append(sequence)
 
     def _take(self, ready: deque[Sequence[WorkerT]]) -> list[InferenceJob]:
         """The next request of up to ``batch_size`` ready sequences, each now in flight."""

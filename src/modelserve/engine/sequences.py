@@ -128,5 +128,6 @@ def _read(model: str, raw: dict[str, Any], key: str, kind: type, default: Any) -
         return default
     if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
         return value
-    log.warning("model %s: ignoring %s=%r (not a %s)", model, key, value, kind.__name__)
+    expected = "true or false" if kind is bool else "a whole number"
+    log.warning("model %s: ignoring %s=%r (not %s)", model, key, value, expected)
     return default
