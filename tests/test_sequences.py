@@ -90,6 +90,9 @@ def torchserve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runni
         document = {**config, "handler": {"record": str(records / f"{name}.jsonl")}}
         yaml_path.write_text(json.dumps(document))  # JSON is YAML
         build_test_archive(store, name, "sequence_recorder.py", config_file=yaml_path)
+    idle_less = store / "idle_less.yaml"
+    idle_less.write_text(json.dumps({"sequenceBatching": True, "handler": {"record": ""}}))
+    build_test_archive(store, "idle_less", "sequence_recorder.py", config_file=idle_less)
     server = start_server(
         tmp_path_factory.mktemp("sequence_server"),
         store,
@@ -265,6 +268,18 @@ def test_the_bounds_are_503s_that_say_which(
     )
     assert too_many.status_code == 503
     assert "cannot start sequence another: it has 1 live sequences" in too_many.json()["message"]
+
+
+def test_a_stateful_model_without_an_idle_time_is_refused(
+    torchserve: tuple[RunningServer, Path],
+) -> None:
+    server, _ = torchserve
+    refused = httpx.post(f"{server.management}/models?url=idle_less.mar", timeout=60)
+    assert refused.status_code == 400
+    assert refused.json()["message"] == (
+        "model idle_less: sequenceBatching needs sequenceMaxIdleMSec, a number of milliseconds "
+        "> 0 after which an idle sequence expires"
+    )
 
 
 def test_a_dead_worker_ends_its_sequences(torchserve: tuple[RunningServer, Path]) -> None:

@@ -2,9 +2,10 @@
 keeps state between the requests of a sequence (TorchServe's ``sequenceBatching``, Triton's
 ``sequence_batching``).
 
-* A sequence lives on one worker: its first request binds it to the idle worker that holds
-  the fewest sequences, and every later request goes to that worker, in the order they
-  arrived, one at a time (the next leaves once the previous one is answered).
+* A sequence lives on one worker: its first request binds it to the free worker that holds
+  the fewest sequences (among those with room for it in their next batch), and every later
+  request goes to that worker, in the order they arrived, one at a time (the next leaves
+  once the previous one is answered).
 * A batch holds at most one request per sequence; requests of different sequences on the
   same worker leave together, up to ``batch_size``, as soon as a slot of the worker is free.
   Nothing is held back for batch-mates (``max_batch_delay`` does not apply).
@@ -13,8 +14,8 @@ keeps state between the requests of a sequence (TorchServe's ``sequenceBatching`
   stops (died, killed, scaled down) ends at once, its queued requests failed. The next request
   for an expired or lost sequence is told why (a 400), and a request after that with the same
   id starts a new sequence as usual.
-* Bounds, each a 503 with TorchServe's message: live sequences (``max_sequences``), requests
-  waiting in one sequence (``queue_per_sequence``) and in the whole version (``capacity``).
+* Bounds, each a 503 saying which: live sequences (``max_sequences``), requests waiting in
+  one sequence (``queue_per_sequence``) and in the whole version (``capacity``).
   A request that waits longer than ``max_wait_s`` is a 503, as in the ``Batcher``.
 
 The version's queue depth counts every queued request. Costs over the ``Batcher``: a dict
