@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.errors import ArchiverError
 from modelserve_archiver.options import ArchiveOptions
@@ -36,6 +37,8 @@ MODEL_VERSION = "1.0"
 DEFAULT_BATCH_SIZE = 1
 DEFAULT_MAX_BATCH_DELAY_MS = 5
 DEFAULT_WORKERS = 1
+# The model config packed with the archive when the request has handler options.
+MODEL_CONFIG_FILE = "model-config.yaml"
 SUPPORTED_FORMATS = (
     "a TorchScript .pt/.pth file, an .onnx file, a TensorFlow SavedModel directory "
     f"(with {SAVED_MODEL_FILE}) or a TensorRT .engine/.plan/.trt file"
@@ -68,6 +71,13 @@ class ServeRequest:
     ports: PortFlags = field(default_factory=PortFlags)
     instance_name: str | None = None
     output: Path | None = None
+    # Further server settings (None: as configured) and the model config's ``handler:``
+    # entries (custom op libraries, a GPU memory limit): grpst's flags (grpst_flags).
+    server: dict[str, Any] = field(default_factory=dict)
+    handler_options: dict[str, Any] = field(default_factory=dict)
+    # Started as a grps command: its usage line is grps's, and the dashboard is also at / of
+    # the inference plane.
+    grps: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,8 +127,12 @@ def model_name(request: ServeRequest) -> str:
 def build_model_archive(
     request: ServeRequest, name: str, inputs: dict[str, Any], store: Path
 ) -> Path:
-    """Pack ``inputs`` (see archive_inputs) for the ``tensor`` handler into ``store``, and
-    copy the archive to ``--output``."""
+    """Pack ``inputs`` (see archive_inputs) for the ``tensor`` handler into ``store``, with a
+    model config of the request's handler options, and copy the archive to ``--output``."""
+    config_file = None
+    if request.handler_options:
+        config_file = store / MODEL_CONFIG_FILE
+        config_file.write_text(yaml.safe_dump({"handler": request.handler_options}))
     options = ArchiveOptions(
         model_name=name,
         version=MODEL_VERSION,
@@ -126,6 +140,7 @@ def build_model_archive(
         export_path=store,
         # Uncompressed: weights barely shrink, and a large model is packed in seconds.
         archive_format="zip-store",
+        config_file=str(config_file) if config_file is not None else None,
         **inputs,
     )
     try:
@@ -142,9 +157,10 @@ def build_model_archive(
 
 
 def server_settings(
-    request: ServeRequest, name: str, store: Path, config_file: Path | None
+    request: ServeRequest, name: str, store: Path | None, config_file: Path | None
 ) -> Settings:
-    """The configured settings with the temporary store, the model's knobs and the ports."""
+    """The configured settings with the store, the model's knobs, the request's settings and
+    the ports."""
     overrides = {
         "model_store": store,
         # The ``models`` property, which registration reads the knobs of startup models from.
@@ -153,21 +169,39 @@ def server_settings(
         "instance_name": request.instance_name,
         # The archive lives in a temporary store: a snapshot of it could not be restored.
         "enable_snapshots": False,
+        "deploy_path": request.path.resolve(),
+        "inference_dashboard": request.grps or None,
+        **request.server,
     }
     return request.ports.apply(load_settings(config_file, overrides))
 
 
-def usage(settings: Settings, name: str) -> str:
-    """A curl command line that asks the model for a prediction, and what it sends."""
+def usage(settings: Settings, name: str, grps: bool = False) -> str:
+    """A curl command line that asks the model for a prediction (grps's, for a grps
+    command), and what it sends."""
     address = settings.address("inference")
     host = _LOOPBACK_FOR.get(address.host, address.host)
     url = str(dataclasses.replace(address, host=host))
+    if grps:
+        return (
+            f"curl -X POST {url}/grps/v1/infer/predict -H 'Content-Type: application/json' "
+            """-d '{"ndarray": [[0.5, 1.0, 1.5]]}'\n"""
+            "  (ndarray: the model's float32 input as a JSON nested list; gtensors: "
+            "docs/from-grps.md)"
+        )
     return (
         f"curl -X POST {url}/predictions/{name} -H 'Content-Type: application/json' "
         "-d @input.json\n"
         "  (input.json: the model's input as a JSON nested list, one row per item, "
         "e.g. [[0.5, 1.0, 1.5]])"
     )
+
+
+def check(request: ServeRequest, config_file: Path | None = None) -> Settings:
+    """The settings the server will run with, the request checked as ``prepare`` checks it,
+    without packing the model (a command that starts the server in the background)."""
+    archive_inputs(request.path)
+    return server_settings(request, model_name(request), None, config_file)
 
 
 @contextlib.contextmanager
@@ -183,4 +217,5 @@ def prepare(request: ServeRequest, config_file: Path | None = None) -> Iterator[
         store = Path(directory)
         settings = server_settings(request, name, store, config_file)
         archive = build_model_archive(request, name, inputs, store)
-        yield Deployment(settings, [f"{name}={archive.name}"], usage(settings, name))
+        note = usage(settings, name, request.grps)
+        yield Deployment(settings, [f"{name}={archive.name}"], note)

@@ -1,4 +1,5 @@
-"""The inference plane (8080): ping, predictions, explanations, API description."""
+"""The inference plane (8080): ping, predictions, explanations, API description, and the
+other protocols' REST routes (KServe v2, TF Serving, grps)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.grps import grps_routes
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.plane import PlaneAccess, build_plane
@@ -19,6 +21,7 @@ from modelserve.api.responses import handler_response, json_response
 from modelserve.api.tf_serving import tf_serving_routes
 from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
 from modelserve.engine.health import HealthStatus
+from modelserve.grps.service import GrpsService
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 # The data plane's infer or explain.
@@ -76,6 +79,7 @@ async def wire_request(request: Request, url_path: str, max_part_size: int) -> W
 
 def build_inference_app(
     plane: DataPlane,
+    grps: GrpsService,
     max_request_size: int,
     count_response: Callable[[int], None],
     access: PlaneAccess | None = None,
@@ -127,6 +131,6 @@ def build_inference_app(
             ),
         ]
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
-    # KServe v2 (Open Inference Protocol) and TF Serving / KServe v1 REST.
-    routes += v2_routes(plane) + tf_serving_routes(plane)
+    # KServe v2 (Open Inference Protocol), TF Serving / KServe v1 REST and grps.
+    routes += v2_routes(plane) + tf_serving_routes(plane) + grps_routes(grps)
     return build_plane(routes, count_response, max_request_size, access)

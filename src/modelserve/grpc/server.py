@@ -13,6 +13,7 @@ import grpc
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.dataplane import DataPlane
 from modelserve.grpc.auth import HEALTH_METHODS, RequireKey
+from modelserve.grpc.grps import GrpsServicer
 from modelserve.grpc.open_inference import OpenInferenceServicer
 from modelserve.grpc.proto import (
     inference_pb2_grpc,
@@ -22,6 +23,8 @@ from modelserve.grpc.proto import (
 )
 from modelserve.grpc.tf_serving import ModelServicer, PredictionServicer
 from modelserve.grpc.torchserve import InferenceServicer, ManagementServicer
+from modelserve.grps.proto import grps_pb2_grpc
+from modelserve.grps.service import GrpsService
 from modelserve.security.exposure import AccessPolicy
 from modelserve.security.tokens import KeyKind
 
@@ -122,7 +125,7 @@ def _bind(
 
 
 def build_grpc_planes(
-    settings: Settings, plane: DataPlane, policy: AccessPolicy
+    settings: Settings, plane: DataPlane, grps: GrpsService, policy: AccessPolicy
 ) -> list[GrpcPlane]:
     """The inference and management gRPC servers, bound but not started; none when
     ``enable_grpc`` is false."""
@@ -142,6 +145,7 @@ def build_grpc_planes(
     tf_serving_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(plane, policy.model_control_refusal), inference
     )
+    grps_pb2_grpc.add_GrpsServiceServicer_to_server(GrpsServicer(grps), inference)
     management = _server(settings, policy, KeyKind.MANAGEMENT)
     management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(
         ManagementServicer(plane, policy.model_control_refusal), management
