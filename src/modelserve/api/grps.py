@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from modelserve.api.protocol_routes import JSON, compact_json, protocol_app
+from modelserve.api.protocol_routes import JSON, protocol_app
 from modelserve.api.tensor_bodies import json_values
 from modelserve.engine.errors import BadRequestException, InternalServerException, ServingError
 from modelserve.grps.proto import grps_pb2 as pb
@@ -43,11 +43,18 @@ DATA_KEYS = {field.name: field.name for field in _DATA_FIELDS} | {
 }
 
 
+def grps_json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A GrpsMessage as compact JSON, ending in a newline (curl's output ends its line)."""
+    content = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+    return Response(content, status_code=status, headers=headers, media_type=JSON)
+
+
 def status_body(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """A GrpsMessage with only its status: grps's error (and bare success) answer."""
     flag = "SUCCESS" if code < 400 else "FAILURE"
-    body = {"status": {"code": code, "msg": message, "status": flag}}
-    return Response(orjson.dumps(body), status_code=code, headers=headers, media_type=JSON)
+    return grps_json({"status": {"code": code, "msg": message, "status": flag}}, code, headers)
 
 
 def json_payload(body: bytes) -> tuple[Payload, str | None]:
@@ -103,15 +110,15 @@ def answer_response(answer: Payload, as_ndarray: bool) -> Response:
     if answer.data is not None:
         return Response(answer.data, media_type=BINARY)
     if answer.text is not None:
-        return compact_json({"status": OK, "str_data": answer.text})
+        return grps_json({"status": OK, "str_data": answer.text})
     tensors = answer.tensors or []
     try:
         if as_ndarray:
-            return compact_json({"status": OK, "ndarray": _ndarray(tensors)})
+            return grps_json({"status": OK, "ndarray": _ndarray(tensors)})
         entries = [output_entry(tensor, _values(tensor)) for tensor in tensors]
     except ValueError as exc:
         raise InternalServerException(str(exc)) from exc
-    return compact_json({"status": OK, "gtensors": {"tensors": entries}})
+    return grps_json({"status": OK, "gtensors": {"tensors": entries}})
 
 
 def _values(tensor: Tensor) -> list[Any]:
@@ -192,7 +199,7 @@ def grps_routes(service: GrpsService) -> list[BaseRoute]:
         return status_body(200, "OK")
 
     async def server_metadata(_request: Request) -> Response:
-        return compact_json({"status": OK, "str_data": service.server_metadata()})
+        return grps_json({"status": OK, "str_data": service.server_metadata()})
 
     async def model_metadata(request: Request) -> Response:
         body = await request.body()
@@ -200,7 +207,7 @@ def grps_routes(service: GrpsService) -> list[BaseRoute]:
         if body.strip():
             payload, _ = json_payload(body)
             model = payload.text or ""
-        return compact_json({"status": OK, "str_data": service.model_metadata(model)})
+        return grps_json({"status": OK, "str_data": service.model_metadata(model)})
 
     both = ["GET", "POST"]
     routes: list[BaseRoute] = [
