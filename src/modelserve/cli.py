@@ -228,7 +228,11 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"worker processes (default {quick_deploy.DEFAULT_WORKERS})",
     )
-    serve.add_argument("--device", type=grpst_flags.grps_device, help=DEVICE_HELP)
+    serve.add_argument(
+        "--device",
+        type=grpst_flags.grps_device,
+        help=f"{DEVICE_HELP} (grpst's gpu, gpu:N and original too)",
+    )
     serve.add_argument(
         "--port",
         type=grpst_flags.port_pair,

@@ -57,14 +57,20 @@ def status_body(code: int, message: str, headers: dict[str, str] | None = None) 
     return grps_json({"status": {"code": code, "msg": message, "status": flag}}, code, headers)
 
 
-def json_payload(body: bytes) -> tuple[Payload, str | None]:
-    """A JSON GrpsMessage's data, and the model it names (None: it names none)."""
+def json_message(body: bytes) -> dict[str, Any]:
+    """A JSON GrpsMessage, as parsed; 400 for a body that is not a JSON object."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequestException(f"the request body is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise BadRequestException("the request body must be a JSON object (a GrpsMessage)")
+    return document
+
+
+def json_payload(body: bytes) -> tuple[Payload, str | None]:
+    """A JSON GrpsMessage's data, and the model it names (None: it names none)."""
+    document = json_message(body)
     present = [(DATA_KEYS[key], value) for key, value in document.items() if key in DATA_KEYS]
     present = [(field, value) for field, value in present if value is not None]
     if not present:
@@ -203,11 +209,10 @@ def grps_routes(service: GrpsService) -> list[BaseRoute]:
 
     async def model_metadata(request: Request) -> Response:
         body = await request.body()
-        model = ""
-        if body.strip():
-            payload, _ = json_payload(body)
-            model = payload.text or ""
-        return grps_json({"status": OK, "str_data": service.model_metadata(model)})
+        model = json_message(body).get("str_data") if body.strip() else None
+        if model is not None and not isinstance(model, str):
+            raise BadRequestException('"str_data" must be the model\'s name')
+        return grps_json({"status": OK, "str_data": service.model_metadata(model or "")})
 
     both = ["GET", "POST"]
     routes: list[BaseRoute] = [
