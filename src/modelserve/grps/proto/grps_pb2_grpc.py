@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class GrpsServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """grps's service: prediction, health, the drain switch and metadata.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -77,10 +78,12 @@ class GrpsServiceStub:
 
 
 class GrpsServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """grps's service: prediction, health, the drain switch and metadata.
+    """
 
     def Predict(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One prediction: the request's data through the model its `model` names.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -93,27 +96,30 @@ class GrpsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Online(self, request, context):
-        """The drain switch: Offline makes CheckReadiness (and HTTP /grps/v1/health/ready) answer
-        503 until Online; requests are still served.
+        """The drain switch, on: readiness answers as the models serve (a server starts online).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Offline(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The drain switch, off: CheckReadiness (and HTTP /grps/v1/health/ready) answers 503 until
+        Online; requests are still served.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CheckLiveness(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Whether the server answers.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CheckReadiness(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Whether it serves: online, and every model that should serve does.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -184,7 +190,8 @@ def add_GrpsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GrpsService:
-    """Missing associated documentation comment in .proto file."""
+    """grps's service: prediction, health, the drain switch and metadata.
+    """
 
     @staticmethod
     def Predict(request,
