@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 import psutil
@@ -194,14 +194,25 @@ def ready_workers(server: RunningServer, model: str, version: str | None = None)
     return sum(worker["status"] == "READY" for worker in response.json()[0]["workers"])
 
 
-def queue_depth(server: RunningServer, model: str) -> float | None:
-    """A model's ``modelserve_queue_depth`` gauge (requests waiting for a worker), per /metrics."""
+class ServesMetrics(Protocol):
+    """A server under test: where its metrics plane listens."""
+
+    metrics: str
+
+
+def gauge(server: ServesMetrics, name: str, **labels: str) -> float | None:
+    """The sample of gauge ``name`` with ``labels`` on the server's /metrics, if any."""
     text = httpx.get(server.metrics + "/metrics").text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "modelserve_queue_depth" and sample.labels["model_name"] == model:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
+
+
+def queue_depth(server: ServesMetrics, model: str) -> float | None:
+    """A model's ``modelserve_queue_depth`` gauge (requests waiting for a worker), per /metrics."""
+    return gauge(server, "modelserve_queue_depth", model_name=model)
 
 
 def scrape(server: RunningServer, names: list[str] | None = None) -> dict[tuple, float]:

@@ -126,7 +126,7 @@ def pack_values(values: list[Any], datatype: str) -> bytes:
         raise ValueError(f"datatype {datatype!r} cannot be sent as values")
     try:
         return struct.pack(f"<{len(values)}{row.struct_format}", *values)
-    except (struct.error, TypeError) as exc:
+    except (struct.error, TypeError, OverflowError) as exc:  # Overflow: too large for FP32/FP16
         raise ValueError(f"values do not fit datatype {datatype}") from exc
 
 

@@ -1,4 +1,5 @@
-"""The inference plane (8080): ping, predictions, explanations, API description."""
+"""The inference plane (8080): ping, predictions, explanations, API description, and the
+other protocols' REST routes (KServe v2, TF Serving, grps)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelserve.api.disconnects import unless_disconnected
+from modelserve.api.grps import grps_routes
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.paddle import paddle_routes
@@ -21,6 +23,7 @@ from modelserve.api.responses import handler_response, json_response
 from modelserve.api.tf_serving import tf_serving_routes
 from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
 from modelserve.engine.health import HealthStatus
+from modelserve.grps.service import GrpsService
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 # The data plane's infer or explain.
@@ -78,6 +81,7 @@ async def wire_request(request: Request, url_path: str, max_part_size: int) -> W
 
 def build_inference_app(
     plane: DataPlane,
+    grps: GrpsService,
     max_request_size: int,
     count_response: Callable[[int], None],
     access: PlaneAccess | None = None,
@@ -133,8 +137,8 @@ def build_inference_app(
             ),
         ]
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
-    # KServe v2 (Open Inference Protocol) and TF Serving / KServe v1 REST.
-    routes += v2_routes(plane) + tf_serving_routes(plane)
+    # KServe v2 (Open Inference Protocol), TF Serving / KServe v1 REST and grps.
+    routes += v2_routes(plane) + tf_serving_routes(plane) + grps_routes(grps)
     if paddle:  # last: it takes any two-segment path the routes above leave
         routes += paddle_routes(plane)
     return build_plane(routes, count_response, max_request_size, access)

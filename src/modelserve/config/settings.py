@@ -14,7 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from modelserve.config.notices import ConfigNotice
 
@@ -71,6 +71,11 @@ class Settings(BaseModel):
     models: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     default_workers_per_model: int = Field(0, ge=0)
     job_queue_size: int = Field(100, ge=1)
+    # Inference requests in the models at once, the server over (grps's max_concurrency; more
+    # wait their turn), and in flight in all, waiting included (grps's max_connections; more
+    # are answered 503). 0 = no limit.
+    max_concurrency: int = Field(0, ge=0)
+    max_connections: int = Field(0, ge=0)
     default_response_timeout: int = Field(120, ge=1)
     default_startup_timeout: int = Field(120, ge=1)
     unregister_model_timeout: int = Field(120, ge=1)
@@ -109,6 +114,11 @@ class Settings(BaseModel):
     # This server's name among the user's running servers (modelserve ps / status / stop);
     # None = the inference port it listens on, e.g. "8080".
     instance_name: str | None = None
+    # What the server was started to serve, for modelserve ps (serve: the model file).
+    deploy_path: Path | None = None
+    # Also serve the dashboard at / of the inference plane, where grps users look for it
+    # (the grps commands: torch_serve, tf_serve, trt_serve).
+    inference_dashboard: bool = False
     # Snapshots of the registered models; None = logs/config/<instance name> (TorchServe:
     # logs/config), so two servers started in one directory never restore each other's models.
     # --ncs turns them off.
@@ -230,6 +240,16 @@ class Settings(BaseModel):
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        # As grps: the requests in flight include those running.
+        if 0 < self.max_connections < self.max_concurrency:
+            raise ValueError(
+                f"max_connections ({self.max_connections}) must be at least max_concurrency "
+                f"({self.max_concurrency})"
+            )
+        return self
 
     def address(self, plane: str) -> Address:
         """The parsed listen address of ``plane`` (inference, management or metrics)."""

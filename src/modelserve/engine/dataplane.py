@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from modelserve import __version__
+from modelserve.engine.concurrency import InferenceLimit
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import (
     BadRequestException,
@@ -26,6 +27,7 @@ from modelserve.engine.errors import (
 )
 from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.model_version import ModelVersion
 from modelserve.engine.outcomes import Outcome
 from modelserve.engine.paddle_pipelines import (
     PaddleRequest,
@@ -101,6 +103,8 @@ class DataPlane:
         self._workflows = Workflows(engine)
         # Paddle Serving pipeline services by name (their ops are models of the registry).
         self._paddle_services: dict[str, PaddleService] = {}
+        settings = engine.settings
+        self._limit = InferenceLimit.of(settings.max_concurrency, settings.max_connections)
 
     # ----- the server
 
@@ -133,6 +137,10 @@ class DataPlane:
             serving.setdefault(name, False)
             reasons.setdefault(name, error)
         return health_of(serving, reasons)
+
+    def waiting_for_slot(self) -> int:
+        """Inference requests waiting for one of the ``max_concurrency`` slots."""
+        return 0 if self._limit is None else self._limit.waiting
 
     def version_states(self) -> list[VersionState]:
         """Queue depth and worker states of every version, for the scrape-time gauges."""
@@ -364,13 +372,24 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """Queue one request on the version (the default one when ``version`` is None) and
         wait for the handler's answer; 404 for an unknown model or version, 503 when it has
-        no worker or its queue is full. A pipeline runs its steps, each such a request."""
+        no worker or its queue is full, or the server has ``max_connections`` in flight. A
+        pipeline runs its steps, each such a request (each taking a ``max_concurrency`` slot
+        of its own, the pipeline none: steps never wait for their own pipeline's slot)."""
         pipeline = self._pipeline(name, version)
         if pipeline is not None:
             account = self._pipeline_accounts[name]
             return await account.run(partial(run_pipeline, pipeline, request, self))
         model_version = self._registry.get(name, version)
-        explicit = version is not None
+        limit = self._limit
+        if limit is None:
+            return await self._run(model_version, request, version is not None)
+        async with limit.slot():
+            return await self._run(model_version, request, version is not None)
+
+    async def _run(
+        self, model_version: ModelVersion, request: WireRequest, explicit: bool
+    ) -> WireResponse:
+        """Submit the request to the version's batcher and wait for its answer, counted."""
         metrics = model_version.metrics
         metrics.received(explicit)
         future = asyncio.get_running_loop().create_future()

@@ -34,6 +34,7 @@ SYSTEM_METRICS = frozenset(HOST_METRICS) | frozenset(GPU_METRICS)
 LATENCY_HISTOGRAM = "modelserve_inference_latency_seconds"
 QUEUE_DEPTH = "modelserve_queue_depth"
 WORKERS = "modelserve_workers"
+WAITING = "modelserve_inference_waiting"
 VERSION_LABELS = ("model_name", "model_version", "hostname")
 PIPELINE_REQUESTS = "modelserve_pipeline_requests_total"
 PIPELINE_FAILURES = "modelserve_pipeline_failures_total"
@@ -111,13 +112,16 @@ class ServerMetrics:
             else None
         )
 
-    def collectors(self, states: Callable[[], Iterable[VersionState]]) -> list[Collector]:
-        """What /metrics exposes: the store, plus gauges computed from ``states()`` per scrape."""
+    def collectors(
+        self, states: Callable[[], Iterable[VersionState]], waiting: Callable[[], int]
+    ) -> list[Collector]:
+        """What /metrics exposes: the store, plus gauges computed per scrape from ``states()``
+        and ``waiting()`` (requests waiting for a ``max_concurrency`` slot)."""
         collectors: list[Collector] = [StoreCollector(self.store)]
         if self._system is not None:
             collectors.append(self._system)
         if self._exports_state:
-            collectors.append(CallbackCollector(lambda: self._state_metrics(states())))
+            collectors.append(CallbackCollector(lambda: self._state_metrics(states(), waiting())))
         return collectors
 
     def _add_pipeline_families(self) -> None:
@@ -205,7 +209,7 @@ class ServerMetrics:
             family = MetricFamily(name, spec.kind, spec.unit, labels, logged=self._log_others)
         return self.store.add(family)
 
-    def _state_metrics(self, states: Iterable[VersionState]) -> Iterator[Metric]:
+    def _state_metrics(self, states: Iterable[VersionState], waiting: int) -> Iterator[Metric]:
         queue = GaugeMetricFamily(
             QUEUE_DEPTH, "Requests waiting for a worker", labels=list(VERSION_LABELS)
         )
@@ -220,6 +224,13 @@ class ServerMetrics:
             workers.add_metric([*labels, "starting"], state.starting)
         yield queue
         yield workers
+        slots = GaugeMetricFamily(
+            WAITING,
+            "Inference requests waiting for a slot (max_concurrency)",
+            labels=["hostname"],
+        )
+        slots.add_metric([self.hostname], waiting)
+        yield slots
 
 
 class VersionMetrics:
