@@ -12,19 +12,23 @@ Errors are the engine's ``ServingError`` subclasses (a 404 for an unknown model 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, cast
 
 from modelserve import __version__
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import (
     BadRequestException,
     ConflictStatusException,
+    InternalServerException,
     ModelVersionNotFoundException,
     ServingError,
 )
 from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.model_version import ModelVersion
 from modelserve.engine.outcomes import Outcome
 from modelserve.engine.pipeline_runner import run_pipeline
 from modelserve.engine.pipelines import Pipeline, check
@@ -37,6 +41,7 @@ from modelserve.engine.results import (
     ServingState,
     VersionStatus,
 )
+from modelserve.engine.streams import ResponseStream, StreamSummary
 from modelserve.engine.workflow_runner import run_workflow
 from modelserve.engine.workflows import Workflows
 from modelserve.telemetry.frontend_metrics import VersionState
@@ -323,7 +328,36 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """Queue one request on the version (the default one when ``version`` is None) and
         wait for the handler's answer; 404 for an unknown model or version, 503 when it has
-        no worker or its queue is full. A pipeline runs its steps, each such a request."""
+        no worker or its queue is full. A pipeline runs its steps, each such a request. An
+        answer the handler sent in parts comes joined (``engine.streams.GatheredParts``)."""
+        # Never a stream: the job does not take parts as they come.
+        return cast(WireResponse, await self._answer(name, version, request, streaming=False))
+
+    async def infer_streaming(
+        self, name: str, version: str | None, request: WireRequest
+    ) -> WireResponse | ResponseStream:
+        """As ``infer``, for a client that takes parts as they come: the whole answer, or,
+        when the handler answers in parts, the stream of them (its first part has come)."""
+        return await self._answer(name, version, request, streaming=True)
+
+    async def stream(
+        self, name: str, version: str | None, request: WireRequest
+    ) -> AsyncIterator[WireResponse]:
+        """Every part of the answer, in order, as the handler sends them (one, when it answers
+        whole). Close it early (``contextlib.aclosing``) and the handler is told."""
+        answer = await self.infer_streaming(name, version, request)
+        if isinstance(answer, WireResponse):
+            yield answer
+            return
+        try:
+            async for part in answer:
+                yield part
+        finally:
+            answer.cancel()  # nothing once the stream has ended
+
+    async def _answer(
+        self, name: str, version: str | None, request: WireRequest, streaming: bool
+    ) -> WireResponse | ResponseStream:
         pipeline = self._pipeline(name, version)
         if pipeline is not None:
             return await run_pipeline(pipeline, request, self)
@@ -332,17 +366,32 @@ class DataPlane:
         metrics = model_version.metrics
         metrics.received(explicit)
         future = asyncio.get_running_loop().create_future()
-        job = InferenceJob(request, future, time.perf_counter(), explicit)
-        succeeded = False
+        job = InferenceJob(request, future, time.perf_counter(), explicit, streaming)
+        succeeded = handed_over = False
         try:
             model_version.submit(job)
-            response: WireResponse = await future
-            succeeded = response.status < 400
-            return response
+            answer: WireResponse | ResponseStream | None = await future
+            if isinstance(answer, ResponseStream):
+                # Its end is measured when the adapter has taken it all (or gave up).
+                answer.on_end = functools.partial(_stream_ended, model_version, explicit)
+                handed_over = True
+                return answer
+            if answer is None:  # the worker ended an answer whose parts nobody took
+                raise InternalServerException("The handler ended its answer without any part")
+            succeeded = answer.status < 400
+            return answer
+        except asyncio.CancelledError:
+            # The client went away: the worker holding the request is told.
+            if isinstance(job.parts, ResponseStream):
+                job.parts.cancel()
+            else:
+                job.cancel()
+            raise
         finally:
-            elapsed = time.perf_counter() - job.enqueued_at
-            metrics.finished(explicit, elapsed)
-            model_version.statistics.request_ended(succeeded, elapsed)
+            if not handed_over:
+                elapsed = time.perf_counter() - job.enqueued_at
+                metrics.finished(explicit, elapsed)
+                model_version.statistics.request_ended(succeeded, elapsed)
 
     async def explain(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """As ``infer``, with the handler asked to explain its prediction."""
@@ -425,6 +474,13 @@ class DataPlane:
     async def predict_workflow(self, name: str, request: WireRequest) -> WireResponse:
         """Run ``request`` through the workflow's nodes; 404 when unknown."""
         return await run_workflow(self._workflows.get(name), request, self)
+
+
+def _stream_ended(model_version: ModelVersion, explicit: bool, summary: StreamSummary) -> None:
+    """A stream's end: its request's latency and statistics, and the stream metrics."""
+    model_version.metrics.finished(explicit, summary.duration_s)
+    model_version.metrics.stream_ended(summary.first_part_s, summary.parts, summary.duration_s)
+    model_version.statistics.request_ended(summary.succeeded, summary.duration_s)
 
 
 def _page(names: list[str], limit: int, page_token: int) -> tuple[list[str], str | None]:
