@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from modelserve.api.generate import generate_routes
 from modelserve.api.protocol_routes import (
     any_path,
     compact_json,
@@ -203,7 +204,9 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         Route("/repository/models/{model_name}/load", load, methods=["POST"]),
         Route("/repository/models/{model_name}/unload", unload, methods=["POST"]),
     ]
-    for prefix in ("/models/{model_name}", "/models/{model_name}/versions/{version}"):
+    prefixes = ("/models/{model_name}", "/models/{model_name}/versions/{version}")
+    model_routes += generate_routes(plane, prefixes)
+    for prefix in prefixes:
         model_routes += [
             Route(prefix, model_metadata, methods=["GET"]),
             Route(f"{prefix}/ready", model_ready, methods=["GET"]),
