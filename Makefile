@@ -44,6 +44,7 @@ example: $(STAMP)
 	$(BIN)/python examples/onnx/build.py
 	$(BIN)/python examples/triton/build.py
 	$(BIN)/python examples/workflows/build.py
+	$(BIN)/python examples/streaming/build.py
 
 run: example
 	@echo "Serving the digits model; once the server says it is ready, try in another shell:"
