@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
@@ -24,6 +25,7 @@ from modelserve.engine.errors import ServingError
 from modelserve.engine.streams import ResponseStream
 from modelserve.wire import WireResponse
 
+log = logging.getLogger("modelserve.api")
 # One part (or an error after the first) as the bytes of its chunk.
 RenderPart = Callable[[WireResponse], bytes]
 RenderError = Callable[[ServingError], bytes]
@@ -44,6 +46,7 @@ class PartsResponse:
         render_error: RenderError | None = None,
     ) -> None:
         self.stream = stream
+        self.request_id = headers.get("x-request-id", "-")
         self.status = stream.first.status
         self.headers = headers
         self.render = render
@@ -75,7 +78,16 @@ class PartsResponse:
                 await send({"type": "http.response.body", "body": body, "more_body": not finished})
         except ServingError as error:
             if self.render_error is None:
-                return  # cut off: the client sees an incomplete body
+                # Cut off: the client sees an incomplete body (uvicorn then logs that the
+                # response did not complete; this line says why).
+                log.warning(
+                    "the answer to request %s failed after its first part, so it was cut off: "
+                    "%d %s",
+                    self.request_id,
+                    error.status,
+                    error.message,
+                )
+                return
             await send({"type": "http.response.body", "body": self.render_error(error)})
             return
         if not finished:

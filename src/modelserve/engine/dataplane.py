@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 from modelserve import __version__
@@ -41,7 +40,7 @@ from modelserve.engine.results import (
     ServingState,
     VersionStatus,
 )
-from modelserve.engine.streams import ResponseStream, StreamSummary
+from modelserve.engine.streams import AnswerParts, ResponseStream, StreamSummary
 from modelserve.engine.workflow_runner import run_workflow
 from modelserve.engine.workflows import Workflows
 from modelserve.telemetry.frontend_metrics import VersionState
@@ -340,20 +339,10 @@ class DataPlane:
         when the handler answers in parts, the stream of them (its first part has come)."""
         return await self._answer(name, version, request, streaming=True)
 
-    async def stream(
-        self, name: str, version: str | None, request: WireRequest
-    ) -> AsyncIterator[WireResponse]:
+    def stream(self, name: str, version: str | None, request: WireRequest) -> AnswerParts:
         """Every part of the answer, in order, as the handler sends them (one, when it answers
-        whole). Close it early (``contextlib.aclosing``) and the handler is told."""
-        answer = await self.infer_streaming(name, version, request)
-        if isinstance(answer, WireResponse):
-            yield answer
-            return
-        try:
-            async for part in answer:
-                yield part
-        finally:
-            answer.cancel()  # nothing once the stream has ended
+        whole). ``cancel()`` it when the client leaves and the handler is told."""
+        return AnswerParts(functools.partial(self.infer_streaming, name, version, request))
 
     async def _answer(
         self, name: str, version: str | None, request: WireRequest, streaming: bool

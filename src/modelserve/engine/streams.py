@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -224,7 +224,7 @@ class ResponseStream:
             )
         if refusal is not None:
             self._control.cancel()
-            self._end(refusal)
+            self._fail(refusal)
             return
         self._parts.append(part)
         if len(self._parts) == self._limits.window and self._stall_timer is None:
@@ -241,17 +241,17 @@ class ResponseStream:
         if final is not None:
             refusal = _refusal(final, self._limits.max_response_size)
             if refusal is not None:
-                self._end(refusal)
+                self._fail(refusal)
                 return
         self._final = final
         self._ended = True
         self._wake()
 
     def fail(self, error: BaseException) -> None:
-        """The answer failed (the handler raised, the worker died): the client gets
-        ``error`` after the parts it already has."""
+        """The answer failed (the handler raised, the worker died): the client gets the parts
+        that came before, then ``error``."""
         if not self._ended:
-            self._end(error)
+            self._fail(error)
 
     # ----- the adapter's side
 
@@ -333,24 +333,26 @@ class ResponseStream:
                 f"({self._limits.chunk_timeout_s:g} s)"
             )
         self._control.cancel()
-        self._end(StreamTimeoutException(why))
+        self._fail(StreamTimeoutException(why))
 
     def _client_stalled(self, taken_then: int) -> None:
         self._stall_timer = None
         if self._ended or self._taken != taken_then:
             return
         self._control.cancel()
-        self._end(
+        # The client is too slow to want what waits for it: the parts go, the error stays.
+        self._parts.clear()
+        self._fail(
             StreamTimeoutException(
                 f"The client took no part of the answer within stream_chunk_timeout "
                 f"({self._limits.chunk_timeout_s:g} s)"
             )
         )
 
-    def _end(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException) -> None:
+        """End with ``error``, after the parts already queued."""
         self._error = error
         self._ended = True
-        self._parts.clear()
         self._final = None
         self._wake()
 
@@ -375,3 +377,36 @@ class ResponseStream:
                     now - self._arrived_at,
                 )
             )
+
+
+class AnswerParts:
+    """Every part of one answer, in order, for an adapter that always streams (gRPC): the
+    whole answer as its only part, or each part of its ``ResponseStream``. ``cancel()`` stops
+    it from anywhere (a callback at the call's end), whatever it awaits."""
+
+    def __init__(self, start: Callable[[], Awaitable[WireResponse | ResponseStream]]) -> None:
+        self._start: Callable[[], Awaitable[WireResponse | ResponseStream]] | None = start
+        self._stream: ResponseStream | None = None
+        self._cancelled = False
+
+    def __aiter__(self) -> AnswerParts:
+        return self
+
+    async def __anext__(self) -> WireResponse:
+        if self._start is not None:
+            start, self._start = self._start, None
+            answer = await start()  # cancelling the awaiting task cancels the request
+            if not isinstance(answer, ResponseStream):
+                return answer
+            self._stream = answer
+            if self._cancelled:
+                answer.cancel()
+        if self._stream is None:
+            raise StopAsyncIteration
+        return await self._stream.__anext__()
+
+    def cancel(self) -> None:
+        """Stop: the worker drops the rest of the answer (nothing once it has ended)."""
+        self._cancelled = True
+        if self._stream is not None:
+            self._stream.cancel()

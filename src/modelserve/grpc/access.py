@@ -1,11 +1,9 @@
 """The access-log line of a gRPC streaming call, written at its end (as the HTTP planes write
-one per request, and per stream, at its end)."""
+one per request, and so per stream, at its end)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from types import TracebackType
 
 import grpc
 
@@ -17,34 +15,20 @@ SERVICE = "/org.pytorch.serve.grpc.inference.InferenceAPIsService"
 
 
 class StreamAccess:
-    """``with StreamAccess(context, method) as access:`` around a streaming call logs it when
-    it ends: its peer, method, status (HTTP's numbers: ``access.status``, set by the call
-    where it fails; 499 when the client cancelled) and duration."""
+    """Logs a streaming call when it ends: its peer, method, status and duration. The status
+    is HTTP's number the call sets (``status``): 200 once it has answered everything, the
+    error's where it fails, and 499 while unset: the call ended before it could finish (the
+    client cancelled)."""
 
     def __init__(self, context: grpc.aio.ServicerContext, method: str) -> None:
-        self._context = context
+        self.status = CLIENT_CLOSED
         self._path = f"{SERVICE}/{method}"
-        self.status = 200
-        self._started = 0.0
-
-    def __enter__(self) -> StreamAccess:
         self._started = time.perf_counter()
-        return self
+        context.add_done_callback(self._ended)
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if kind is not None and issubclass(kind, asyncio.CancelledError | GeneratorExit):
-            self.status = CLIENT_CLOSED
-        elif kind is not None and self.status < 400:
-            self.status = 500
+    def _ended(self, context: grpc.aio.ServicerContext) -> None:
         latency_ms = (time.perf_counter() - self._started) * 1000
-        log_access(
-            _client(self._context.peer()), "POST", self._path, "gRPC", self.status, latency_ms
-        )
+        log_access(_client(context.peer()), "POST", self._path, "gRPC", self.status, latency_ms)
 
 
 def _client(peer: str) -> str:

@@ -9,7 +9,6 @@ error message.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +25,7 @@ from modelserve.engine.errors import (
     ServingError,
 )
 from modelserve.engine.registration import RegisterOptions
+from modelserve.engine.streams import AnswerParts
 from modelserve.grpc.access import StreamAccess
 from modelserve.grpc.proto import (
     inference_pb2,
@@ -94,7 +94,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
         wire = _wire_request(request)
         return await self.plane.infer(request.model_name, request.model_version or None, wire)
 
-    def _parts(self, request: inference_pb2.PredictionsRequest) -> AsyncIterator[WireResponse]:
+    def _parts(self, request: inference_pb2.PredictionsRequest) -> AnswerParts:
         """Every part of one prediction's answer, as the handler sends them."""
         wire = _wire_request(request)
         return self.plane.stream(request.model_name, request.model_version or None, wire)
@@ -119,18 +119,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
     ) -> AsyncIterator[inference_pb2.PredictionResponse]:
         # One message per part of the answer, sent as the handler sends it; an error after
         # the first part ends the call with its status.
-        with StreamAccess(context, "StreamPredictions") as access:
-            try:
-                async with contextlib.aclosing(self._parts(request)) as parts:
-                    async for part in parts:
-                        failure = _handler_failure(part)
-                        if failure is not None:
-                            access.status = part.status
-                            await context.abort(*failure)
-                        yield inference_pb2.PredictionResponse(prediction=part.body)
-            except ServingError as exc:
-                access.status = exc.status
-                await abort_with(context, exc)
+        access = StreamAccess(context, "StreamPredictions")
+        try:
+            parts = self._parts(request)
+            # The call may end while the generator waits to be resumed: the handler is told.
+            context.add_done_callback(lambda _context: parts.cancel())
+            async for part in parts:
+                failure = _handler_failure(part)
+                if failure is not None:
+                    access.status = part.status
+                    await context.abort(*failure)
+                yield inference_pb2.PredictionResponse(prediction=part.body)
+        except ServingError as exc:
+            access.status = exc.status
+            await abort_with(context, exc)
+        access.status = 200
 
     async def StreamPredictions2(
         self,
@@ -142,21 +145,26 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
         # goes on. Each response echoes its request's sequence_id, which the handler sees as
         # the ts_request_sequence_id header (context.get_sequence_id). (No sequence affinity
         # yet: any worker may serve each request.)
-        with StreamAccess(context, "StreamPredictions2"):
-            async for request in request_iterator:
-                sequence = request.sequence_id if request.HasField("sequence_id") else None
-                try:
-                    async with contextlib.aclosing(self._parts(request)) as parts:
-                        async for part in parts:
-                            failure = _handler_failure(part)
-                            if failure is not None:
-                                yield _failed(sequence, *failure)
-                                break
-                            yield inference_pb2.PredictionResponse(
-                                prediction=part.body, sequence_id=sequence
-                            )
-                except ServingError as exc:
-                    yield _failed(sequence, grpc_code(exc.status), exc.message)
+        access = StreamAccess(context, "StreamPredictions2")
+        answering: list[AnswerParts] = []  # the answer under way, told when the call ends
+        context.add_done_callback(lambda _context: [parts.cancel() for parts in answering])
+        async for request in request_iterator:
+            sequence = request.sequence_id if request.HasField("sequence_id") else None
+            try:
+                parts = self._parts(request)
+                answering[:] = [parts]
+                async for part in parts:
+                    failure = _handler_failure(part)
+                    if failure is not None:
+                        parts.cancel()
+                        yield _failed(sequence, *failure)
+                        break
+                    yield inference_pb2.PredictionResponse(
+                        prediction=part.body, sequence_id=sequence
+                    )
+            except ServingError as exc:
+                yield _failed(sequence, grpc_code(exc.status), exc.message)
+        access.status = 200
 
 
 def _wire_request(request: inference_pb2.PredictionsRequest) -> WireRequest:
