@@ -38,7 +38,8 @@ constraints:
 
 # The archives the README and docs use, in one model store: digits (trained the first time,
 # about 10 s on 2 cores), and the ONNX models pair, tiny and examples/onnx/model.onnx; the
-# Triton examples' ONNX digit classifier; the TorchServe workflow example's archives.
+# Triton examples' ONNX digit classifier; the TorchServe workflow example's archives; the
+# streaming example's token generator (tokens.mar).
 example: $(STAMP)
 	$(BIN)/python examples/digits/build.py
 	$(BIN)/python examples/onnx/build.py
