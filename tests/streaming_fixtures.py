@@ -5,11 +5,13 @@ way a handler can (``stream_modes.py``), servers that serve them, and reading th
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from support import RunningServer, build_test_archive, start_server, wait_until
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -39,6 +41,29 @@ def serve_streaming(
     for model in ("tokens", "modes"):
         wait_until(lambda model=model: _ready(server, model) == 2, timeout=TIMEOUT)
     return server
+
+
+def served(
+    factory: pytest.TempPathFactory, name: str, config: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
+    """For a module's ``server`` fixture: a streaming server of its own, stopped at the end."""
+    store = streaming_store(factory.mktemp(f"{name}_store"))
+    running = serve_streaming(factory.mktemp(name), store, config)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def register_tokens(server: RunningServer, name: str, **settings: int) -> None:
+    """The token generator once more, as model ``name`` with its own batching and workers
+    (``batch_size``, ``max_batch_delay``, ``initial_workers``)."""
+    registered = httpx.post(
+        f"{server.management}/models",
+        params={"url": "tokens.mar", "model_name": name, "synchronous": "true", **settings},
+        timeout=TIMEOUT,
+    )
+    assert registered.status_code == 200, registered.text
 
 
 def _ready(server: RunningServer, model: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from streaming_fixtures import TIMEOUT, Gate, numbers, serve_streaming, streaming_store
+from streaming_fixtures import TIMEOUT, Gate, numbers, served
 from support import RunningServer
 
 EVENT_STREAM = "text/event-stream; charset=utf-8"
@@ -18,10 +18,7 @@ EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = streaming_store(tmp_path_factory.mktemp("generate_store"))
-    running = serve_streaming(tmp_path_factory.mktemp("streaming_generate"), store)
-    yield running
-    running.stop()
+    yield from served(tmp_path_factory, "streaming_generate")
 
 
 def events(lines: Iterator[str]) -> Iterator[dict]:

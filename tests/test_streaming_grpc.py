@@ -10,9 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
-from streaming_fixtures import TIMEOUT, Gate, numbers, serve_streaming, streaming_store, tracebacks
+from streaming_fixtures import TIMEOUT, Gate, numbers, register_tokens, served, tracebacks
 from support import RunningServer, queue_depth, wait_until
 
 from modelserve.grpc.proto import inference_pb2, inference_pb2_grpc
@@ -24,10 +23,7 @@ STREAM_LOG = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = streaming_store(tmp_path_factory.mktemp("grpc_store"))
-    running = serve_streaming(tmp_path_factory.mktemp("streaming_grpc"), store)
-    yield running
-    running.stop()
+    yield from served(tmp_path_factory, "streaming_grpc")
 
 
 @pytest.fixture(scope="module")
@@ -135,19 +131,7 @@ def test_a_client_that_cancels_cancels_its_request_in_the_worker(
 def test_one_batch_holds_a_streaming_and_a_whole_answer_client(
     server: RunningServer, stub: inference_pb2_grpc.InferenceAPIsServiceStub, tmp_path: Path
 ) -> None:
-    registered = httpx.post(
-        f"{server.management}/models",
-        params={
-            "url": "tokens.mar",
-            "model_name": "batched",
-            "batch_size": 4,
-            "max_batch_delay": 2000,
-            "initial_workers": 1,
-            "synchronous": "true",
-        },
-        timeout=TIMEOUT,
-    )
-    assert registered.status_code == 200, registered.text
+    register_tokens(server, "batched", batch_size=4, max_batch_delay=2000, initial_workers=1)
     gate = Gate(tmp_path / "gate")
     batches = tmp_path / "batches"
     with ThreadPoolExecutor(3) as pool:

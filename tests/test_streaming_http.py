@@ -13,16 +13,13 @@ import h11
 import httpx
 import orjson
 import pytest
-from streaming_fixtures import TIMEOUT, Gate, numbers, serve_streaming, streaming_store, tracebacks
+from streaming_fixtures import TIMEOUT, Gate, numbers, served, tracebacks
 from support import RunningServer, wait_until
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = streaming_store(tmp_path_factory.mktemp("streaming_store"))
-    running = serve_streaming(tmp_path_factory.mktemp("streaming_http"), store)
-    yield running
-    running.stop()
+    yield from served(tmp_path_factory, "streaming_http")
 
 
 def chunks(server: RunningServer, path: str, body: dict) -> tuple[h11.Response, list[bytes]]:

@@ -15,7 +15,7 @@ import grpc
 import httpx
 import orjson
 import pytest
-from streaming_fixtures import TIMEOUT, Gate, serve_streaming, streaming_store
+from streaming_fixtures import TIMEOUT, Gate, served
 from support import RunningServer, wait_until
 
 from modelserve.grpc.proto import inference_pb2, inference_pb2_grpc
@@ -27,15 +27,12 @@ WINDOW = 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = streaming_store(tmp_path_factory.mktemp("limits_store"))
     config = {
         "stream_chunk_timeout": str(CHUNK_TIMEOUT_S),
         "stream_timeout": str(STREAM_TIMEOUT_S),
         "stream_window": str(WINDOW),
     }
-    running = serve_streaming(tmp_path_factory.mktemp("streaming_limits"), store, config)
-    yield running
-    running.stop()
+    yield from served(tmp_path_factory, "streaming_limits", config)
 
 
 def test_a_handler_silent_past_the_chunk_timeout_is_cancelled(

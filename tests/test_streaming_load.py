@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from streaming_fixtures import TIMEOUT, Gate, numbers, serve_streaming, streaming_store, tracebacks
+from streaming_fixtures import TIMEOUT, Gate, numbers, register_tokens, served, tracebacks
 from support import RunningServer, wait_until
 
 STREAMS = 100
@@ -20,24 +20,10 @@ HALF = PIECES // 2
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = streaming_store(tmp_path_factory.mktemp("load_store"))
-    running = serve_streaming(tmp_path_factory.mktemp("streaming_load"), store)
-    # Batches of up to 25 streams on two workers: half the streams are under way at once.
-    registered = httpx.post(
-        f"{running.management}/models",
-        params={
-            "url": "tokens.mar",
-            "model_name": "many",
-            "batch_size": 25,
-            "max_batch_delay": 100,
-            "initial_workers": 2,
-            "synchronous": "true",
-        },
-        timeout=TIMEOUT,
-    )
-    assert registered.status_code == 200, registered.text
-    yield running
-    running.stop()
+    for running in served(tmp_path_factory, "streaming_load"):
+        # Batches of up to 25 streams on two workers: half the streams are under way at once.
+        register_tokens(running, "many", batch_size=25, max_batch_delay=100, initial_workers=2)
+        yield running
 
 
 async def stream(client: httpx.AsyncClient, url: str, body: dict, leave_after: int = 0) -> bytes:

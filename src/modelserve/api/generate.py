@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from modelserve.api.protocol_routes import error_body, protocol_request
+from modelserve.api.protocol_routes import error_body, json_object, protocol_request
 from modelserve.api.streaming import PartsResponse, parts_response
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.errors import BadRequestException, ServingError
@@ -75,12 +75,7 @@ def generate_routes(plane: DataPlane, prefixes: tuple[str, ...]) -> list[BaseRou
         plane.check_model(name, version)  # 404 before reading the body
         if plane.is_pipeline(name, version):
             raise BadRequestException(f"{name} is a pipeline, which takes tensors only: use /infer")
-        try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            raise BadRequestException(f"the request body is not JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise BadRequestException("the request body must be a JSON object")
+        body = await json_object(request)
         request_id = body.get("id")
         if request_id is not None and not isinstance(request_id, str):
             raise BadRequestException('"id" must be a string')
