@@ -66,7 +66,7 @@ class ResponseChannel:
         self._socket = socket
         self._window = window
         self._frontend_alive = frontend_alive
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         # Messages for the worker loop that arrived while a batch ran (the next batch, stop).
         self._inbox: deque[Message] = deque()
         self._early_cancels: OrderedDict[str, None] = OrderedDict()
@@ -111,7 +111,7 @@ class ResponseChannel:
                     stream.cancelled = True
 
     def end_batch(self) -> None:
-        """The batch is answered: sends for it are dropped from now on."""
+        """The batch is answered: a part sent for it now is an error."""
         with self._lock:
             self._batch_id = None
             self._requests = []
@@ -125,42 +125,48 @@ class ResponseChannel:
 
     def send_part(self, index: int, response: WireResponse) -> bool:
         """Send one part of request ``index``'s answer now; False when the request was
-        cancelled (the part is dropped). Blocks while the request's window is used up.
+        cancelled (the part is dropped). Blocks while the request's window is used up (other
+        threads may send meanwhile). Parts must be sent before the batch is answered.
 
         Raises ``StreamCancelled`` when every request of the batch has been cancelled.
         """
-        with self._lock:
-            if self._batch_id is None:
-                raise RuntimeError("a part was sent outside of a batch (after its answer)")
-            stream = self._requests[index]
-            while not stream.cancelled and stream.credit <= 0:
+        while True:
+            with self._lock:
+                if self._batch_id is None:
+                    raise RuntimeError("a part was sent outside of a batch (after its answer)")
+                stream = self._requests[index]
+                if stream.cancelled:
+                    self._stop_if_all_cancelled()
+                    return False
+                if stream.credit > 0:
+                    frames = wire.encode_part(self._batch_id, index, stream.request_id, response)
+                    self._socket.send_multipart(frames, copy=False)
+                    stream.credit -= 1
+                    stream.parts_sent += 1
+                    return True
                 self._wait()
-            if stream.cancelled:
-                self._stop_if_all_cancelled()
-                return False
-            frames = wire.encode_part(self._batch_id, index, stream.request_id, response)
-            self._socket.send_multipart(frames, copy=False)
-            stream.credit -= 1
-            stream.parts_sent += 1
-            return True
 
     def is_cancelled(self, index: int) -> bool:
         """Whether request ``index`` was cancelled; reads what the frontend said meanwhile,
         without waiting."""
         with self._lock:
-            while self._socket.poll(0):
-                message = self._read()
-                if message is not None:
-                    self._inbox.append(message)
+            self._read_pending()
             return self._requests[index].cancelled
 
     def all_cancelled(self) -> bool:
         """Whether every request of the batch was cancelled (reads as ``is_cancelled``)."""
-        return bool(self._requests) and all(
-            self.is_cancelled(index) for index in range(len(self._requests))
-        )
+        with self._lock:
+            self._read_pending()
+            return bool(self._requests) and all(stream.cancelled for stream in self._requests)
 
     # ----- internals (called with the lock held)
+
+    def _read_pending(self) -> None:
+        """Take every message that has arrived, without waiting."""
+        while self._socket.poll(0):
+            message = self._read()
+            if message is not None:
+                self._inbox.append(message)
 
     def _wait(self) -> None:
         """Read one message from the frontend, waiting a slice at most."""
