@@ -265,6 +265,8 @@ class ResponseStream:
 
     async def __anext__(self) -> WireResponse:
         while True:
+            if self._parts and not self._ended and time.perf_counter() >= self._deadline:
+                self._time_out(self._too_long())  # parts that keep coming do not extend it
             if self._parts:
                 self._took(granted=True)
                 return self._parts.popleft()
@@ -324,30 +326,31 @@ class ResponseStream:
         if self._ended:  # the answer came as the time ran out
             return
         if wait_s >= whole:
-            why = (
-                f"The answer took longer than stream_timeout ({self._limits.stream_timeout_s:g} s)"
-            )
-        else:
-            why = (
-                "No part of the answer came within stream_chunk_timeout "
-                f"({self._limits.chunk_timeout_s:g} s)"
-            )
-        self._control.cancel()
-        self._fail(StreamTimeoutException(why))
+            self._time_out(self._too_long())
+            return
+        self._time_out(
+            "No part of the answer came within stream_chunk_timeout "
+            f"({self._limits.chunk_timeout_s:g} s)"
+        )
 
     def _client_stalled(self, taken_then: int) -> None:
         self._stall_timer = None
         if self._ended or self._taken != taken_then:
             return
-        self._control.cancel()
-        # The client is too slow to want what waits for it: the parts go, the error stays.
-        self._parts.clear()
-        self._fail(
-            StreamTimeoutException(
-                f"The client took no part of the answer within stream_chunk_timeout "
-                f"({self._limits.chunk_timeout_s:g} s)"
-            )
+        self._time_out(
+            "The client took no part of the answer within stream_chunk_timeout "
+            f"({self._limits.chunk_timeout_s:g} s)"
         )
+
+    def _too_long(self) -> str:
+        return f"The answer took longer than stream_timeout ({self._limits.stream_timeout_s:g} s)"
+
+    def _time_out(self, why: str) -> None:
+        """A timeout ends the stream: the worker stops, and what waits for the client goes
+        (it is too late for it)."""
+        self._control.cancel()
+        self._parts.clear()
+        self._fail(StreamTimeoutException(why))
 
     def _fail(self, error: BaseException) -> None:
         """End with ``error``, after the parts already queued."""
