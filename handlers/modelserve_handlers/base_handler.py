@@ -11,9 +11,10 @@ request of the batch (docs/streaming.md).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,20 +121,19 @@ class BaseHandler:
         if self._is_explain():
             return self.explain_handle(data_preprocess, data)
         inferred = self.inference(data_preprocess)
-        if isinstance(inferred, Iterator):
+        # A generator only: other iterators (zip, map) are answers a postprocess may expect.
+        if inspect.isgenerator(inferred):
             return self._postprocess_parts(inferred)
         return self.postprocess(inferred)
 
-    def _postprocess_parts(self, steps: Iterator[Any]) -> Iterator[list[Any]]:
+    def _postprocess_parts(self, steps: Generator[Any, None, None]) -> Iterator[list[Any]]:
         """Each step of a generating ``inference``, postprocessed; closing this (the client
         went away) closes ``inference``'s generator too, where it stands."""
         try:
             for step in steps:
                 yield self.postprocess(step)
         finally:
-            close = getattr(steps, "close", None)
-            if callable(close):
-                close()
+            steps.close()
 
     def explain_handle(self, data_preprocess: Any, raw_data: list[dict[str, Any]]) -> Any:
         """Explanations for ``/explanations``: ``get_insights`` with the first request's target."""

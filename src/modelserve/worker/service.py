@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from modelserve import __version__
@@ -90,7 +91,7 @@ class ModelService:
         handler_started = time.perf_counter()
         try:
             outputs = self._handle(data, context)
-            if isinstance(outputs, Iterator):
+            if inspect.isgenerator(outputs):
                 outputs = self._send_generated(outputs, len(requests))
             outcome: list[WireResponse | None] | BatchError = self._responses(outputs, requests)
         except StreamCancelled:
@@ -122,7 +123,7 @@ class ModelService:
         """Whether request ``index`` was cancelled (``context.is_cancelled``)."""
         return self._channel is not None and self._channel.is_cancelled(index)
 
-    def _send_generated(self, generated: Iterator[object], count: int) -> list[object]:
+    def _send_generated(self, generated: Generator[object, None, None], count: int) -> list[object]:
         """Send each item the handler's generator yields as one part per request; the batch's
         final answers are then ``None`` (the parts were the answer), or empty for a request
         that got no part."""
@@ -139,9 +140,7 @@ class ModelService:
                 if self._channel is not None and self._channel.all_cancelled():
                     raise StreamCancelled("every request of the batch was cancelled")
         finally:
-            close = getattr(generated, "close", None)
-            if callable(close):
-                close()  # a generator left early sees GeneratorExit where it stands
+            generated.close()  # a generator left early sees GeneratorExit where it stands
         return [None if self._parts_sent(index) else b"" for index in range(count)]
 
     # ----- answers
