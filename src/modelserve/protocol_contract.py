@@ -70,6 +70,8 @@ TENSOR_DATATYPES: tuple[str, ...] = tuple(
 PROTOCOL_HEADER = "modelserve-protocol"
 V2 = "v2"
 TF_SERVING = "tfserving"
+# KServe's generate extension (/v2/models/{m}/generate[_stream]): the body is its JSON object.
+GENERATE = "generate"
 
 # The binary tensor data extension: the byte length of the JSON part that starts the body,
 # and the parameters that say which tensors travel as raw bytes after it.

@@ -20,14 +20,21 @@ from modelserve.api.openapi import inference_openapi
 from modelserve.api.paddle import paddle_routes
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import handler_response, json_response
+from modelserve.api.streaming import (
+    TORCHSERVE_STREAM_HEADERS,
+    PartsResponse,
+    part_body,
+    parts_response,
+)
 from modelserve.api.tf_serving import tf_serving_routes
 from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
 from modelserve.engine.health import HealthStatus
+from modelserve.engine.streams import ResponseStream
 from modelserve.grps.service import GrpsService
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
-# The data plane's infer or explain.
-Infer = Callable[[str, str | None, WireRequest], Awaitable[WireResponse]]
+# The data plane's infer_streaming or explain.
+Infer = Callable[[str, str | None, WireRequest], Awaitable[WireResponse | ResponseStream]]
 
 MULTIPART_FORM = "multipart/form-data"
 URLENCODED_FORM = "application/x-www-form-urlencoded"
@@ -90,20 +97,24 @@ def build_inference_app(
     """The Starlette app of the inference plane; ``paddle``: with the route of Paddle Serving
     pipeline services (``POST /{service}/{method}``), for a server that serves some."""
 
-    infer, explain = plane.infer, plane.explain
+    infer, explain = plane.infer_streaming, plane.explain
 
-    async def run(request: Request, call: Infer) -> Response:
+    async def run(request: Request, call: Infer) -> Response | PartsResponse:
         if request.method == "OPTIONS":
             return json_response(inference_openapi())
         params = request.path_params
         wire = await wire_request(request, params.get("url_path", ""), max_request_size)
-        response = await call(params["model_name"], params.get("version"), wire)
-        return handler_response(response, wire.request_id)
+        answer = await call(params["model_name"], params.get("version"), wire)
+        if isinstance(answer, ResponseStream):  # TorchServe's chunked answer in parts
+            return parts_response(
+                answer, wire.request_id, part_body, headers=TORCHSERVE_STREAM_HEADERS
+            )
+        return handler_response(answer, wire.request_id)
 
-    async def predictions(request: Request) -> Response:
+    async def predictions(request: Request) -> Response | PartsResponse:
         return await run(request, infer)
 
-    async def explanations(request: Request) -> Response:
+    async def explanations(request: Request) -> Response | PartsResponse:
         return await run(request, explain)
 
     async def workflow_predictions(request: Request) -> Response:

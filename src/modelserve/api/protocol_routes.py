@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, NOT_FOUND_MESSAGE
 from modelserve.engine.dataplane import EXPLAIN_HEADER
-from modelserve.engine.errors import ServingError
+from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.protocol_contract import PROTOCOL_HEADER
 from modelserve.wire import RequestParameter, WireRequest
 
@@ -75,6 +75,18 @@ def any_path(route: PathRoute) -> PathRoute:
     """
     route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
     return route
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object body; ``{}`` when there is none (400 for anything else)."""
+    body = await request.body()
+    try:
+        value = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestException(f"the request body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BadRequestException("the request body must be a JSON object")
+    return value
 
 
 async def protocol_request(request: Request, protocol: str) -> WireRequest:

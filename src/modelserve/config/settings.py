@@ -85,6 +85,13 @@ class Settings(BaseModel):
     drain_timeout: float = Field(8, gt=0)
     max_request_size: int = Field(6553500, ge=1)
     max_response_size: int = Field(6553500, ge=1)
+    # Answers in parts (docs/streaming.md): parts a worker may send ahead of a slow client
+    # (its send blocks beyond), the seconds a stream waits for its next part or for its
+    # client to take one, and the seconds a whole answer may take. Past a timeout the stream
+    # ends with a 504 and the request is cancelled in its worker.
+    stream_window: int = Field(16, ge=1, le=1024)
+    stream_chunk_timeout: float = Field(60, gt=0)
+    stream_timeout: float = Field(600, gt=0)
     max_archive_size: int = Field(10 * 1024**3, ge=1)
     # TorchServe defaults this to false; a local user must be able to register models out of
     # the box, so modelserve enables it (docs/compatibility.md).

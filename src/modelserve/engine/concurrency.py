@@ -10,8 +10,6 @@ more than ``max_connections`` in flight, running and waiting together, is refuse
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from modelserve.engine.errors import ServiceUnavailableException
 
@@ -34,27 +32,28 @@ class InferenceLimit:
             return None
         return cls(max_concurrency, max_connections)
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a slot while the body runs: wait for one, or 503 when too many are in flight."""
+    async def acquire(self) -> None:
+        """Take a slot, to ``release`` when the request ends: wait for one, or 503 when too
+        many are in flight."""
         if self.max_connections and self.admitted >= self.max_connections:
             raise ServiceUnavailableException(
                 f"the server has max_connections={self.max_connections} inference requests in "
                 "flight; retry later"
             )
         self.admitted += 1
+        if self._slots is None:
+            return
+        self.waiting += 1
         try:
-            if self._slots is None:
-                yield
-                return
-            self.waiting += 1
-            try:
-                await self._slots.acquire()
-            finally:
-                self.waiting -= 1
-            try:
-                yield
-            finally:
-                self._slots.release()
-        finally:
+            await self._slots.acquire()
+        except BaseException:  # cancelled while waiting: it never held a slot
             self.admitted -= 1
+            raise
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        """Give back the slot ``acquire`` took."""
+        if self._slots is not None:
+            self._slots.release()
+        self.admitted -= 1

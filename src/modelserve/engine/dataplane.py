@@ -12,9 +12,10 @@ Errors are the engine's ``ServingError`` subclasses (a 404 for an unknown model 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from functools import partial
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from modelserve import __version__
 from modelserve.engine.concurrency import InferenceLimit
@@ -22,6 +23,7 @@ from modelserve.engine.engine import Engine
 from modelserve.engine.errors import (
     BadRequestException,
     ConflictStatusException,
+    InternalServerException,
     ModelVersionNotFoundException,
     ServingError,
 )
@@ -49,6 +51,7 @@ from modelserve.engine.results import (
     VersionStatus,
 )
 from modelserve.engine.statistics import VersionStatistics
+from modelserve.engine.streams import AnswerParts, ResponseStream, StreamSummary
 from modelserve.engine.workflow_runner import run_workflow
 from modelserve.engine.workflows import Workflows
 from modelserve.protocol_contract import PaddleErrors
@@ -374,36 +377,85 @@ class DataPlane:
         wait for the handler's answer; 404 for an unknown model or version, 503 when it has
         no worker or its queue is full, or the server has ``max_connections`` in flight. A
         pipeline runs its steps, each such a request (each taking a ``max_concurrency`` slot
-        of its own, the pipeline none: steps never wait for their own pipeline's slot)."""
+        of its own, the pipeline none: steps never wait for their own pipeline's slot). An
+        answer the handler sent in parts comes joined (``engine.streams.GatheredParts``)."""
+        # Never a stream: the job does not take parts as they come.
+        return cast(WireResponse, await self._answer(name, version, request, streaming=False))
+
+    async def infer_streaming(
+        self, name: str, version: str | None, request: WireRequest
+    ) -> WireResponse | ResponseStream:
+        """As ``infer``, for a client that takes parts as they come: the whole answer, or,
+        when the handler answers in parts, the stream of them (its first part has come)."""
+        return await self._answer(name, version, request, streaming=True)
+
+    def stream(self, name: str, version: str | None, request: WireRequest) -> AnswerParts:
+        """Every part of the answer, in order, as the handler sends them (one, when it answers
+        whole). ``cancel()`` it when the client leaves and the handler is told."""
+        return AnswerParts(functools.partial(self.infer_streaming, name, version, request))
+
+    async def _answer(
+        self, name: str, version: str | None, request: WireRequest, streaming: bool
+    ) -> WireResponse | ResponseStream:
         pipeline = self._pipeline(name, version)
         if pipeline is not None:
             account = self._pipeline_accounts[name]
-            return await account.run(partial(run_pipeline, pipeline, request, self))
+            return await account.run(functools.partial(run_pipeline, pipeline, request, self))
         model_version = self._registry.get(name, version)
+        explicit = version is not None
         limit = self._limit
         if limit is None:
-            return await self._run(model_version, request, version is not None)
-        async with limit.slot():
-            return await self._run(model_version, request, version is not None)
+            return await self._run(model_version, request, explicit, streaming)
+        await limit.acquire()
+        try:
+            answer = await self._run(model_version, request, explicit, streaming, limit.release)
+        except BaseException:
+            limit.release()
+            raise
+        if not isinstance(answer, ResponseStream):
+            limit.release()
+        return answer
 
     async def _run(
-        self, model_version: ModelVersion, request: WireRequest, explicit: bool
-    ) -> WireResponse:
-        """Submit the request to the version's batcher and wait for its answer, counted."""
+        self,
+        model_version: ModelVersion,
+        request: WireRequest,
+        explicit: bool,
+        streaming: bool,
+        release: Callable[[], None] | None = None,
+    ) -> WireResponse | ResponseStream:
+        """Submit the request to the version's batcher and wait for its answer, counted. An
+        answer in parts is counted at its end, when ``release`` (its ``max_concurrency``
+        slot) is called too."""
         metrics = model_version.metrics
         metrics.received(explicit)
         future = asyncio.get_running_loop().create_future()
-        job = InferenceJob(request, future, time.perf_counter(), explicit)
-        succeeded = False
+        job = InferenceJob(request, future, time.perf_counter(), explicit, streaming)
+        succeeded = handed_over = False
         try:
             model_version.submit(job)
-            response: WireResponse = await future
-            succeeded = response.status < 400
-            return response
+            answer: WireResponse | ResponseStream | None = await future
+            if isinstance(answer, ResponseStream):
+                # Its end is measured when the adapter has taken it all (or gave up).
+                answer.on_end = functools.partial(_stream_ended, model_version, explicit, release)
+                handed_over = True
+                return answer
+            if answer is None:  # the worker ended an answer whose parts nobody took
+                raise InternalServerException("The handler ended its answer without any part")
+            succeeded = answer.status < 400
+            return answer
+        except asyncio.CancelledError:
+            # The client went away: the worker holding the request is told.
+            if isinstance(job.parts, ResponseStream):
+                job.parts.cancel()
+            else:
+                job.cancel()
+            raise
         finally:
-            elapsed = time.perf_counter() - job.enqueued_at
-            metrics.finished(explicit, elapsed)
-            model_version.statistics.request_ended(succeeded, elapsed)
+            if not handed_over:
+                elapsed = time.perf_counter() - job.enqueued_at
+                metrics.finished(explicit, elapsed)
+                model_version.statistics.request_ended(succeeded, elapsed)
 
     async def explain(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """As ``infer``, with the handler asked to explain its prediction."""
@@ -498,7 +550,9 @@ class DataPlane:
     async def predict_workflow(self, name: str, request: WireRequest) -> WireResponse:
         """Run ``request`` through the workflow's nodes; 404 when unknown."""
         served = self._workflows.served(name)
-        return await served.account.run(partial(run_workflow, served.workflow, request, self))
+        return await served.account.run(
+            functools.partial(run_workflow, served.workflow, request, self)
+        )
 
     # ----- Paddle Serving pipeline services
 
@@ -519,6 +573,21 @@ class DataPlane:
                 PaddleErrors.NO_SERVICE, "Failed to inference: Service name error."
             )
         return await run_paddle(service, request, self)
+
+
+def _stream_ended(
+    model_version: ModelVersion,
+    explicit: bool,
+    release: Callable[[], None] | None,
+    summary: StreamSummary,
+) -> None:
+    """A stream's end: its request's latency and statistics, the stream metrics, and its
+    ``max_concurrency`` slot given back (``release``, when it holds one)."""
+    if release is not None:
+        release()
+    model_version.metrics.finished(explicit, summary.duration_s)
+    model_version.metrics.stream_ended(summary.first_part_s, summary.parts, summary.duration_s)
+    model_version.statistics.request_ended(summary.succeeded, summary.duration_s)
 
 
 def _page(names: list[str], limit: int, page_token: int) -> tuple[list[str], str | None]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelserve.engine.devices import Placement
+from modelserve.engine.streams import StreamLimits
 from modelserve.wire import WorkerSpec
 
 
@@ -32,6 +33,8 @@ class PoolLimits:
     queue_capacity: int
     max_response_size: int
     timeouts: PoolTimeouts
+    # How answers in parts are bounded (window, timeouts).
+    stream: StreamLimits
 
 
 @dataclass(frozen=True, slots=True)
