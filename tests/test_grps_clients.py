@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from grps_support import (
@@ -51,11 +52,22 @@ def _check_examples(
     assert np.allclose(np.array(ran["got"]), answer(ran["img"]), **CLOSE)
 
 
+def _check_dashboard_on_the_http_port(server: GrpsServer) -> None:
+    """grps users find the monitoring page at / of the HTTP port: it is there, with its
+    series listing the model."""
+    page = httpx.get(f"{server.http}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "dashboard.js" in page.text
+    series = httpx.get(f"{server.http}/dashboard/series").json()
+    assert [row["model"] for row in series["models"]] == ["summary"]
+
+
 def test_torch_serve_answers_grps_client_examples(tmp_path: Path, apis: Path) -> None:
     model, module = save_summary_torchscript(tmp_path)
     server = grps_serve(tmp_path, "torch_serve", model)
     try:
         _check_examples(server, tmp_path, apis, lambda x: torch_answer(module, x))
+        _check_dashboard_on_the_http_port(server)
         listed = server.cli("ps", "-n", server.name).stdout.splitlines()
     finally:
         stopped = server.cli("stop", server.name)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from modelserve.api.disconnects import unless_disconnected
 from modelserve.api.grps import grps_routes
@@ -93,9 +93,11 @@ def build_inference_app(
     count_response: Callable[[int], None],
     access: PlaneAccess | None = None,
     paddle: bool = False,
+    dashboard: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The Starlette app of the inference plane; ``paddle``: with the route of Paddle Serving
-    pipeline services (``POST /{service}/{method}``), for a server that serves some."""
+    pipeline services (``POST /{service}/{method}``), for a server that serves some;
+    ``dashboard``: the dashboard's routes, where this plane shows it (grps mode)."""
 
     infer, explain = plane.infer_streaming, plane.explain
 
@@ -150,6 +152,7 @@ def build_inference_app(
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
     # KServe v2 (Open Inference Protocol), TF Serving / KServe v1 REST and grps.
     routes += v2_routes(plane) + tf_serving_routes(plane) + grps_routes(grps)
+    routes += dashboard
     if paddle:  # last: it takes any two-segment path the routes above leave
         routes += paddle_routes(plane)
     return build_plane(routes, count_response, max_request_size, access)
