@@ -234,6 +234,20 @@ def sample(samples: dict[tuple, float], name: str, **labels: str) -> float | Non
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
+def pipeline_samples(server: RunningServer, pipeline: str, platform: str) -> dict[tuple, float]:
+    """The samples of one pipeline's metrics (``modelserve_pipeline_*``) as {(sample name,
+    sorted labels less the pipeline's own): value}."""
+    own = {"pipeline": pipeline, "platform": platform, "hostname": socket.gethostname()}
+    samples = {}
+    for (name, labels), value in scrape(server).items():
+        rest = dict(labels)
+        if name.startswith("modelserve_pipeline_") and all(
+            rest.pop(key, None) == wanted for key, wanted in own.items()
+        ):
+            samples[(name, tuple(sorted(rest.items())))] = value
+    return samples
+
+
 def request_counts(server: RunningServer, model: str) -> dict[str, int]:
     """The requests a model (its default version) answered and failed, and the batches it
     executed, per its Triton statistics."""

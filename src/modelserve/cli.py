@@ -286,7 +286,10 @@ def _add_paddle_command(paddle: argparse.ArgumentParser) -> None:
         "inference model in that directory) serves as a model of its own, with the op's "
         "batch_size. Clients call POST /SERVICE_NAME/prediction on http_port with "
         '{"key": [...], "value": [...]}, or PipelineClient on rpc_port (gRPC); the answer is '
-        "Paddle's {err_no, err_msg, key, value}. The flags below win over config.yml's ports."
+        "Paddle's {err_no, err_msg, key, value}. GET /services/SERVICE_NAME on the management "
+        "port describes its ops and their state; the metrics port counts its requests and "
+        "each op's latency (modelserve_pipeline_*). The flags below win over config.yml's "
+        "ports."
     )
     paddle.add_argument(
         "service_file", type=Path, metavar="SERVICE", help="the service's web_service.py"

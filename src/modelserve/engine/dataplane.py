@@ -25,16 +25,20 @@ from modelserve.engine.errors import (
     ConflictStatusException,
     InternalServerException,
     ModelVersionNotFoundException,
+    ServiceNotFoundException,
     ServingError,
 )
 from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.model_version import ModelVersion
 from modelserve.engine.outcomes import Outcome
+from modelserve.engine.paddle_pipelines import PLATFORM as PADDLE_PLATFORM
 from modelserve.engine.paddle_pipelines import (
+    PaddleFailure,
     PaddleRequest,
     PaddleResponse,
     PaddleService,
+    describe_service,
     run_paddle,
 )
 from modelserve.engine.pipeline_accounts import PipelineAccount
@@ -104,8 +108,10 @@ class DataPlane:
         # What each pipeline has answered (metrics, Triton statistics), by name.
         self._pipeline_accounts: dict[str, PipelineAccount] = {}
         self._workflows = Workflows(engine)
-        # Paddle Serving pipeline services by name (their ops are models of the registry).
+        # Paddle Serving pipeline services by name (their ops are models of the registry),
+        # and what each has answered.
         self._paddle_services: dict[str, PaddleService] = {}
+        self._paddle_accounts: dict[str, PipelineAccount] = {}
         settings = engine.settings
         self._limit = InferenceLimit.of(settings.max_concurrency, settings.max_connections)
 
@@ -561,6 +567,16 @@ class DataPlane:
         cycle (see ``pipelines.check``)."""
         check(service.pipeline, self)
         self._paddle_services[service.name] = service
+        metrics = self._engine.metrics.for_pipeline(service.name, PADDLE_PLATFORM)
+        self._paddle_accounts[service.name] = PipelineAccount(metrics)
+
+    def describe_paddle_service(self, name: str) -> list[dict[str, Any]]:
+        """The service's ops as a pipeline's nodes, edges and state (``describe_service``);
+        404 when no service has the name."""
+        service = self._paddle_services.get(name)
+        if service is None:
+            raise ServiceNotFoundException(f"Paddle Serving service not found: {name}")
+        return [describe_service(service, self._registry)]
 
     async def predict_paddle(self, request: PaddleRequest) -> PaddleResponse:
         """Run ``request`` through the service it names (no name: the only one), answered
@@ -572,7 +588,11 @@ class DataPlane:
             return PaddleResponse(
                 PaddleErrors.NO_SERVICE, "Failed to inference: Service name error."
             )
-        return await run_paddle(service, request, self)
+        account = self._paddle_accounts[service.name]
+        try:
+            return await account.run(functools.partial(run_paddle, service, request, self))
+        except PaddleFailure as failure:  # counted as failed; Paddle answers it
+            return PaddleResponse(failure.err_no, failure.err_msg)
 
 
 def _stream_ended(
