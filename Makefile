@@ -39,13 +39,14 @@ constraints:
 # The archives the README and docs use, in one model store: digits (trained the first time,
 # about 10 s on 2 cores), and the ONNX models pair, tiny and examples/onnx/model.onnx; the
 # Triton examples' ONNX digit classifier (the Paddle Serving example's model too); the
-# TorchServe workflow example's archives.
+# TorchServe workflow example's archives; the streaming example's token generator (tokens.mar).
 example: $(STAMP)
 	$(BIN)/python examples/digits/build.py
 	$(BIN)/python examples/onnx/build.py
 	$(BIN)/python examples/triton/build.py
 	$(BIN)/python examples/paddle/build.py
 	$(BIN)/python examples/workflows/build.py
+	$(BIN)/python examples/streaming/build.py
 
 run: example
 	@echo "Serving the digits model; once the server says it is ready, try in another shell:"

@@ -1,5 +1,6 @@
 """One model through every inference protocol: TorchServe's /predictions, the Open Inference
-Protocol (KServe v2) over REST with JSON and with binary tensors, and over gRPC.
+Protocol (KServe v2) over REST with JSON and with binary tensors, and over gRPC, and grps's
+HTTP API with gtensors.
 
     python benchmarks/run_protocols.py [--duration S] [--concurrency 1 16 64] [--out DIR] [--smoke]
 
@@ -53,7 +54,8 @@ def progress(message: str) -> None:
 
 
 def rest_routes() -> list[RestRoute]:
-    """The same all-zero 8x8 image as /predictions JSON, v2 JSON and v2 binary."""
+    """The same all-zero 8x8 image as /predictions JSON, v2 JSON, v2 binary and grps's
+    gtensors."""
     pixels = [0.0] * 64
     nested = [[[pixels[row * 8 : row * 8 + 8] for row in range(8)]]]
     v2_json = {
@@ -73,6 +75,7 @@ def rest_routes() -> list[RestRoute]:
         }
     ).encode()
     binary = header + struct.pack("<64f", *pixels)
+    gtensor = {"name": "", "dtype": "DT_FLOAT32", "shape": INPUT_SHAPE, "flat_float32": pixels}
     infer = f"/v2/models/{MODEL}/infer"
     return [
         RestRoute(
@@ -88,6 +91,12 @@ def rest_routes() -> list[RestRoute]:
             binary,
             "application/octet-stream",
             {"Inference-Header-Content-Length": str(len(header))},
+        ),
+        RestRoute(
+            "grps HTTP gtensors",
+            f"/grps/v1/infer/predict?model={MODEL}",
+            json.dumps({"gtensors": {"tensors": [gtensor]}}).encode(),
+            "application/json",
         ),
     ]
 

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -26,8 +27,9 @@ from modelserve.control import STARTED_MESSAGE
 from modelserve.instances import running_instances
 
 VENV = REPOSITORY / ".venv"
-# The ports the documents name: make run's five, and the README's second server's.
-DOCUMENTED_PORTS = (8080, 8081, 8082, 7070, 7071, 9080, 9081, 9082, 9070, 9071)
+# The ports the documents name: make run's five, the README's second server's, and grps's
+# two (from-grps.md).
+DOCUMENTED_PORTS = (8080, 8081, 8082, 7070, 7071, 9080, 9081, 9082, 9070, 9071, 7080, 7081)
 PORT_IN_TEXT = re.compile(r"(?<!\d)(" + "|".join(map(str, DOCUMENTED_PORTS)) + r")(?!\d)")
 # Where make run (and a plain modelserve start) listens: the settings' environment variables.
 PORT_SETTINGS = {
@@ -74,7 +76,7 @@ class DocSession:
         # their process groups, swept at the end.
         self.servers: list[psutil.Process] = []
         self.groups: list[int] = []
-        self._logs_before = _console_logs()
+        self._logs_before = _repository_logs()
 
     def _environment(self) -> dict[str, str]:
         # Nothing of the caller's own modelserve configuration leaks into the documents, nor
@@ -186,21 +188,27 @@ class DocSession:
 
     def close(self) -> None:
         """Stop every server the session started, whatever state the blocks left, and remove
-        the console logs its background starts wrote into the repository's logs/."""
+        what its background starts wrote into the repository's logs/ (console logs, a grps
+        command's log directory)."""
         instances = [_process(record.pid) for record in running_instances(self.runtime_dir)]
         _stop([*self.servers, *instances])
         for group in self.groups:
             _kill_group(group)
-        for path in _console_logs() - self._logs_before:
-            path.unlink(missing_ok=True)
+        for path in _repository_logs() - self._logs_before:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         logs = REPOSITORY / "logs"
         if not self._logs_before and logs.is_dir() and not any(logs.iterdir()):
             logs.rmdir()
 
 
-def _console_logs() -> set[Path]:
-    """The console logs of background servers in the repository (cli's default place)."""
-    return set((REPOSITORY / "logs").glob("modelserve-*.log"))
+def _repository_logs() -> set[Path]:
+    """What background servers wrote in the repository's logs/ (cli's default place): console
+    logs, and the log directories of grps commands (logs/NAME)."""
+    logs = REPOSITORY / "logs"
+    return set(logs.glob("modelserve-*.log")) | {path for path in logs.glob("*") if path.is_dir()}
 
 
 def _process(pid: int) -> psutil.Process | None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 import psutil
@@ -194,14 +194,25 @@ def ready_workers(server: RunningServer, model: str, version: str | None = None)
     return sum(worker["status"] == "READY" for worker in response.json()[0]["workers"])
 
 
-def queue_depth(server: RunningServer, model: str) -> float | None:
-    """A model's ``modelserve_queue_depth`` gauge (requests waiting for a worker), per /metrics."""
+class ServesMetrics(Protocol):
+    """A server under test: where its metrics plane listens."""
+
+    metrics: str
+
+
+def gauge(server: ServesMetrics, name: str, **labels: str) -> float | None:
+    """The sample of gauge ``name`` with ``labels`` on the server's /metrics, if any."""
     text = httpx.get(server.metrics + "/metrics").text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "modelserve_queue_depth" and sample.labels["model_name"] == model:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return None
+
+
+def queue_depth(server: ServesMetrics, model: str) -> float | None:
+    """A model's ``modelserve_queue_depth`` gauge (requests waiting for a worker), per /metrics."""
+    return gauge(server, "modelserve_queue_depth", model_name=model)
 
 
 def scrape(server: RunningServer, names: list[str] | None = None) -> dict[tuple, float]:
@@ -221,6 +232,20 @@ def scrape(server: RunningServer, names: list[str] | None = None) -> dict[tuple,
 def sample(samples: dict[tuple, float], name: str, **labels: str) -> float | None:
     """One sample of a ``scrape``; None when that series does not exist."""
     return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def pipeline_samples(server: RunningServer, pipeline: str, platform: str) -> dict[tuple, float]:
+    """The samples of one pipeline's metrics (``modelserve_pipeline_*``) as {(sample name,
+    sorted labels less the pipeline's own): value}."""
+    own = {"pipeline": pipeline, "platform": platform, "hostname": socket.gethostname()}
+    samples = {}
+    for (name, labels), value in scrape(server).items():
+        rest = dict(labels)
+        if name.startswith("modelserve_pipeline_") and all(
+            rest.pop(key, None) == wanted for key, wanted in own.items()
+        ):
+            samples[(name, tuple(sorted(rest.items())))] = value
+    return samples
 
 
 def request_counts(server: RunningServer, model: str) -> dict[str, int]:

@@ -19,9 +19,15 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODELS = {"noop", "digits"}
 SMOKE_CONCURRENCY = {1, 4}
-PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "v2 gRPC"}
+PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "grps HTTP gtensors", "v2 gRPC"}
 PYTHON_BACKEND_PROTOCOLS = {"v2 REST JSON", "v2 gRPC"}
 BATCHING_DEPLOYMENTS = {"one", "shared"}
+STREAMING_PROTOCOLS = {
+    "/predictions (chunked)",
+    "generate_stream (SSE)",
+    "gRPC StreamPredictions",
+    "gRPC StreamPredictions2",
+}
 PIPELINE_WAYS = {"pipeline", "client chain"}
 BATCHING_DELAYS_MS = {0, 5, 20}
 # A smoke run takes 5-40 s on 2 cores (the comparison mostly builds models); the rest is
@@ -192,3 +198,14 @@ def test_pipeline_overhead_smoke_run_writes_results_without_errors(tmp_path: Pat
         assert run["requests_per_s"] > 0, run
         assert run["errors"] == 0, run
     assert "| pipeline / chain req/s |" in results_file.with_suffix(".md").read_text()
+
+
+def test_streaming_smoke_run_times_every_protocol_and_checks_every_piece(tmp_path: Path) -> None:
+    results_file, results = smoke_run("run_streaming.py", tmp_path, "*-streaming.json")
+    assert set(results["latency"]) == STREAMING_PROTOCOLS
+    for label, run in results["latency"].items():
+        assert 0 < run["first_s"] <= run["total_s"], label
+    (load,) = results["load"]
+    assert load["complete"] == load["streams"] > 0
+    assert load["rss_peak_mb"] >= load["rss_before_mb"] > 0
+    assert "| first piece s |" in results_file.with_suffix(".md").read_text()

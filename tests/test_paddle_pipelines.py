@@ -4,8 +4,11 @@ request Paddle's own pipeline_http_client.py sends as the model called in-proces
 with the op's model batching the requests of the op's workers; a DAG that branches and joins
 (tests/fixtures/paddle/branches); Paddle's error format for a bad body, an unknown service,
 an op's err_code, an exception in an op, a model that refuses its feed and one that does not
-answer in time; Paddle's gRPC PipelineService; config.yml checked key by key; the DAG read
-in a process of its own; Paddle inference models."""
+answer in time; Paddle's gRPC PipelineService; the pipeline metrics (requests, failures by
+reason and op, latency end to end and per op); the service described on the management API
+(its ops, the models they call, its edges and state); a client that goes away (REST or gRPC)
+cancels the op it waits on, and the ops after it never run; config.yml checked key by key;
+the DAG read in a process of its own; Paddle inference models."""
 
 from __future__ import annotations
 
@@ -34,7 +37,17 @@ import yaml
 from modelserve_handlers.backends import ModelLoadError, load_model
 from PIL import Image
 from sklearn.datasets import load_digits
-from support import RunningServer, queue_depth, ready_workers, run_cli, start_server, wait_until
+from support import (
+    RunningServer,
+    pipeline_samples,
+    queue_depth,
+    ready_workers,
+    request_counts,
+    run_cli,
+    send_and_leave,
+    start_server,
+    wait_until,
+)
 
 from modelserve.config import ConfigError
 from modelserve.grpc.proto import paddle_pipeline_pb2, paddle_pipeline_pb2_grpc
@@ -46,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "paddle"
 BRANCHES = Path(__file__).parent / "fixtures" / "paddle" / "branches"
 IMAGES = 12
+BRANCHES_OPS = ("decode", "classify", "brightness", "join")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +107,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory, classifier: Any) -> Iterato
 def branches(tmp_path_factory: pytest.TempPathFactory, classifier: Any) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("branches")
     service = _service(BRANCHES, root / "service", "model", classifier)
-    ops = ("decode", "classify", "brightness", "join", "classify__model")
+    ops = (*BRANCHES_OPS, "classify__model")
     server = _serve(root / "server", service, {f"branches__{op}": 1 for op in ops})
     yield server
     server.stop()
@@ -117,6 +131,11 @@ def _digit_images() -> list[np.ndarray]:
     them (what the service's preprocess reads back)."""
     digits = load_digits()
     return [(image / 16 * 255).round() / 255 for image in digits.images[:IMAGES]]
+
+
+def _gains(before: dict[tuple, float], after: dict[tuple, float]) -> dict[tuple, float]:
+    """What each sample of ``pipeline_samples`` gained (a new series: its whole value)."""
+    return {key: value - before.get(key, 0.0) for key, value in after.items()}
 
 
 def _in_process(model: onnx.ModelProto, pixels: np.ndarray) -> np.ndarray:
@@ -156,6 +175,7 @@ def test_the_examples_own_client_reads_the_sample_digit(digits: RunningServer) -
 
 def test_bad_requests_are_answered_in_paddles_format(digits: RunningServer) -> None:
     url = f"{digits.inference}/digits/prediction"
+    before = pipeline_samples(digits, "digits", "paddle")
     not_json = httpx.post(url, content=b"{nope")
     assert not_json.status_code == 400  # the gateway refuses what is not a Request
     error = not_json.json()
@@ -184,6 +204,15 @@ def test_bad_requests_are_answered_in_paddles_format(digits: RunningServer) -> N
     assert bad_image.json()["err_msg"].startswith("image: not a base64 PNG or JPEG")
     # ...and serves on.
     assert _paddle_http_client(url, _png(_digit_images()[0])).json()["err_no"] == 0
+    # Every request the service took counts; those it refused before any op ran as "other",
+    # the op's own error as a failure of that op. Unreadable bodies and unknown services
+    # never reached it.
+    gained = _gains(before, pipeline_samples(digits, "digits", "paddle"))
+    assert gained[("modelserve_pipeline_requests_total", ())] == 4
+    other = ("modelserve_pipeline_failures_total", (("reason", "other"), ("step", "")))
+    in_op = ("modelserve_pipeline_failures_total", (("reason", "step"), ("step", "digits")))
+    assert (gained[other], gained[in_op]) == (2, 1)
+    assert pipeline_samples(digits, "no_such", "paddle") == {}
 
 
 def test_paddles_grpc_pipeline_service_answers_as_http(
@@ -246,8 +275,23 @@ def test_a_dag_that_branches_and_joins(branches: RunningServer, classifier: Any)
     assert log_id == "7"
 
 
+def test_every_request_and_op_is_measured(branches: RunningServer) -> None:
+    before = pipeline_samples(branches, "branches", "paddle")
+    url = f"{branches.inference}/branches/prediction"
+    answer = _paddle_http_client(url, _png(_digit_images()[0]))
+    assert answer.json()["err_no"] == 0
+    gained = _gains(before, pipeline_samples(branches, "branches", "paddle"))
+    assert gained[("modelserve_pipeline_requests_total", ())] == 1
+    assert gained[("modelserve_pipeline_latency_seconds_count", ())] == 1
+    for op in BRANCHES_OPS:  # each op, labelled with the model that serves it
+        key = (("model", f"branches__{op}"), ("step", op))
+        assert gained[("modelserve_pipeline_step_latency_seconds_count", key)] == 1
+    assert not any(value for (name, _), value in gained.items() if name.endswith("failures_total"))
+
+
 def test_failures_in_ops_and_models_name_them(branches: RunningServer) -> None:
     url = f"{branches.inference}/branches/prediction"
+    before = pipeline_samples(branches, "branches", "paddle")
     image = base64.b64encode(_png(_digit_images()[0])).decode()
 
     def call(**request: str) -> dict[str, Any]:
@@ -265,6 +309,16 @@ def test_failures_in_ops_and_models_name_them(branches: RunningServer) -> None:
     assert "Raise_msg: told to fail: now" in raised["err_msg"]
     assert "ClassName: DecodeOp.preprocess" in raised["err_msg"]
     assert call(image=image)["err_no"] == 0
+    gained = _gains(before, pipeline_samples(branches, "branches", "paddle"))
+    failures = {
+        labels: value
+        for (name, labels), value in gained.items()
+        if name == "modelserve_pipeline_failures_total" and value
+    }
+    assert failures == {
+        (("reason", "step"), ("step", "classify")): 1,
+        (("reason", "step"), ("step", "decode")): 1,
+    }
 
 
 def test_a_model_that_does_not_answer_in_time_is_a_timeout(branches: RunningServer) -> None:
@@ -281,6 +335,103 @@ def test_a_model_that_does_not_answer_in_time_is_a_timeout(branches: RunningServ
     assert "[classify] failed to predict." in late["err_msg"]
     assert "exceeded retry count" in late["err_msg"]
     assert _paddle_http_client(url, image).json()["err_no"] == 0
+
+
+def test_the_service_is_described_on_the_management_api(branches: RunningServer) -> None:
+    api = httpx.Client(base_url=branches.management, timeout=120)
+    (described,) = api.get("/services/branches").json()
+    assert {key: described[key] for key in ("serviceName", "platform", "ready")} == {
+        "serviceName": "branches",
+        "platform": "paddle",
+        "ready": True,
+    }
+    nodes = {node["name"]: node for node in described["nodes"]}
+    assert list(nodes) == list(BRANCHES_OPS)
+    for op, node in nodes.items():
+        assert (node["modelName"], node["state"]) == (f"branches__{op}", "AVAILABLE")
+        assert len(node["workers"]) == 1
+        assert node["outputMap"] == {"output": op}  # an op's answer flows on under its name
+    assert nodes["decode"]["inputMap"] == {"@DAGExecutor": "@DAGExecutor"}  # the request
+    assert nodes["join"]["inputMap"] == {"classify": "classify", "brightness": "brightness"}
+    # The op that calls a model shows it; the others call none.
+    model = nodes["classify"]["model"]
+    assert (model["modelName"], model["state"]) == ("branches__classify__model", "AVAILABLE")
+    assert [op for op, node in nodes.items() if "model" in node] == ["classify"]
+    assert [(edge["from"], edge["to"], edge["tensors"]) for edge in described["edges"]] == [
+        ("decode", "classify", ["decode"]),
+        ("decode", "brightness", ["decode"]),
+        ("classify", "join", ["classify"]),
+        ("brightness", "join", ["brightness"]),
+    ]
+    # Without its op's model the service cannot answer: it is not ready, and says why.
+    scaled = "/models/branches__classify__model"
+    assert api.put(scaled, params={"min_worker": 0, "max_worker": 0}).is_success
+    try:
+        (described,) = api.get("/services/branches").json()
+        classify = next(node for node in described["nodes"] if node["name"] == "classify")
+        assert (described["ready"], classify["model"]["state"]) == (False, "END")
+    finally:
+        assert api.put(scaled, params={"min_worker": 1, "synchronous": "true"}).is_success
+    assert api.get("/services/branches").json()[0]["ready"] is True
+    unknown = api.get("/services/no_such")
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == "Paddle Serving service not found: no_such"
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_a_client_that_goes_away_cancels_the_ops_not_yet_answered(
+    branches: RunningServer, protocol: str, tmp_path: Path
+) -> None:
+    image = base64.b64encode(_png(_digit_images()[0])).decode()
+    before = {op: request_counts(branches, f"branches__{op}") for op in BRANCHES_OPS}
+    samples_before = pipeline_samples(branches, "branches", "paddle")
+    # decode, the first op, naps on this request until the release file exists.
+    keys, values = ["image", "nap"], [image, str(tmp_path)]
+    try:
+        if protocol == "rest":
+            body = json.dumps({"key": keys, "value": values}).encode()
+            path = "/branches/prediction"
+            connection = send_and_leave(branches.inference, path, body, "application/json")
+            leave = connection.close
+        else:
+            channel = grpc.insecure_channel(branches.grpc_inference)
+            stub = paddle_pipeline_pb2_grpc.PipelineServiceStub(channel)
+            call = stub.inference.future(paddle_pipeline_pb2.Request(key=keys, value=values))
+            leave = call.cancel
+        try:
+            wait_until((tmp_path / "started").exists, 60)
+        finally:
+            leave()
+        # decode's request is cancelled at once, while decode's worker still naps on it ...
+        wait_until(
+            lambda: (
+                request_counts(branches, "branches__decode")["fail"] == before["decode"]["fail"] + 1
+            ),
+            60,
+        )
+    finally:
+        (tmp_path / "release").touch()
+        if protocol == "grpc":
+            channel.close()
+    # ... and once decode's worker is done with it, the ops after decode never hear of it: a
+    # request of our own, queued after anything the service would have sent them, is all
+    # they get.
+    wait_until(
+        lambda: (
+            request_counts(branches, "branches__decode")["executions"]
+            == before["decode"]["executions"] + 1
+        ),
+        60,
+    )
+    url = f"{branches.inference}/branches/prediction"
+    assert _paddle_http_client(url, _png(_digit_images()[0])).json()["err_no"] == 0
+    for op in BRANCHES_OPS[1:]:
+        counts = request_counts(branches, f"branches__{op}")
+        gained = {key: counts[key] - before[op][key] for key in counts}
+        assert gained == {"success": 1, "fail": 0, "executions": 1}, op
+    gained = _gains(samples_before, pipeline_samples(branches, "branches", "paddle"))
+    cancelled = ("modelserve_pipeline_failures_total", (("reason", "cancelled"), ("step", "")))
+    assert gained[cancelled] == 1
 
 
 def test_config_yml_is_checked_key_by_key() -> None:

@@ -253,12 +253,11 @@ def test_bad_flags_are_refused(tmp_path: Path, flags: list[str], message: str) -
     assert message in result.stderr
 
 
-def test_bad_device_is_a_config_error(tmp_path: Path) -> None:
+def test_a_bad_device_is_refused_naming_the_choices(tmp_path: Path) -> None:
     model, _ = save_onnx_linear(tmp_path)
-    result = run_serve(tmp_path, str(model), "--device", "gpu")
-    assert result.returncode == 1
-    assert result.stderr.startswith("modelserve: device: ")
-    assert "expected cpu, cuda or cuda:N" in result.stderr
+    result = run_serve(tmp_path, str(model), "--device", "tpu")
+    assert result.returncode == 2
+    assert "expected cpu, cuda, cuda:N, gpu, gpu:N or original, got 'tpu'" in result.stderr
 
 
 def test_help_documents_every_flag(tmp_path: Path) -> None:

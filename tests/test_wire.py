@@ -114,3 +114,22 @@ def test_tensor_response_round_trip() -> None:
     assert decoded[0].tensors.outputs[0].data is received[1]
     # max_response_size counts the tensors' data.
     assert decoded[0].size() == 16 + 4 + 5 and decoded[1].size() == len(responses[1].body)
+
+
+def test_parts_credit_and_cancel_round_trip() -> None:
+    part = wire.WireResponse(200, "", "text/plain", {"x": "y"}, b"token 1")
+    header_frame, *frames = wire.encode_part(4, 1, "r2", part)
+    header = wire.decode_header(header_frame)
+    assert (header["k"], header["id"], header["i"], header["rid"]) == (wire.PART, 4, 1, "r2")
+    assert frames == [b"token 1"] and wire.decode_part(header, frames) == part
+    [credit] = wire.encode_credit("r2", 8)
+    assert wire.decode_header(credit) == {"k": wire.CREDIT, "rid": "r2", "n": 8}
+    [cancel] = wire.encode_cancel("r2")
+    assert wire.decode_header(cancel) == {"k": wire.CANCEL, "rid": "r2"}
+
+
+def test_a_result_entry_may_say_the_parts_were_the_answer() -> None:
+    responses = [None, wire.WireResponse(200, "", None, {}, b"whole")]
+    header_frame, *frames = wire.encode_result(2, responses, wire.BatchTelemetry([], 1.0, 2.0))
+    assert frames == [b"whole"]
+    assert wire.decode_result(wire.decode_header(header_frame), frames) == responses

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import zipfile
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from support import (
     RunningServer,
     build_test_archive,
+    pipeline_samples,
     request_counts,
     send_and_leave,
     start_server,
@@ -67,23 +66,6 @@ def _archive(
         capture_output=True,
     )
     return store / f"{name}.war"
-
-
-def _pipeline_samples(served: RunningServer, workflow: str) -> dict[tuple, float]:
-    """The samples of the workflow's pipeline metrics: {(name, sorted labels less the
-    workflow's own): value}."""
-    text = httpx.get(f"{served.metrics}/metrics", timeout=30).text
-    own = {"pipeline": workflow, "platform": "workflow", "hostname": socket.gethostname()}
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = dict(sample.labels)
-            if not family.name.startswith("modelserve_pipeline_") or any(
-                labels.pop(key, None) != value for key, value in own.items()
-            ):
-                continue
-            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
-    return samples
 
 
 def _manifest_text(war: Path) -> str:
@@ -167,7 +149,7 @@ def test_a_workflow_registers_answers_and_unregisters(
     answer = infer.post(f"/wfpredict/{war}", content=b"my dog")
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"animal": "dog", "breed": "breed of MY DOG"}
-    samples = _pipeline_samples(served, war)
+    samples = pipeline_samples(served, war, "workflow")
     assert samples[("modelserve_pipeline_requests_total", ())] == 1
     assert samples[("modelserve_pipeline_latency_seconds_count", ())] == 1
     for node in NODES:
@@ -243,7 +225,7 @@ def test_a_failing_node_model_names_the_node(
         assert "after 1 attempt" in message  # the spec's retry-attempts: 0 for this node
         failed_in_cat_dog = (("reason", "step"), ("step", "cat_dog"))
         failures = ("modelserve_pipeline_failures_total", failed_in_cat_dog)
-        assert _pipeline_samples(served, "fails")[failures] == 1
+        assert pipeline_samples(served, "fails", "workflow")[failures] == 1
         ok = infer.post("/wfpredict/fails", content=b"a cat")
         assert ok.json() == {"animal": "cat", "breed": "breed of A CAT"}
     finally:
@@ -295,7 +277,7 @@ def test_a_client_that_goes_away_cancels_the_nodes_not_yet_answered(
         assert request_counts(served, "naps__last") == {"success": 1, "fail": 0, "executions": 1}
         cancelled = (("reason", "cancelled"), ("step", ""))
         failures = ("modelserve_pipeline_failures_total", cancelled)
-        assert _pipeline_samples(served, "naps")[failures] == 1
+        assert pipeline_samples(served, "naps", "workflow")[failures] == 1
     finally:
         api.delete("/workflows/naps")
         release.unlink(missing_ok=True)

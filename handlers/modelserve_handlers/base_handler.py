@@ -3,12 +3,18 @@
 
 Subclasses override the three stages; ``handle`` is the entry point the worker calls. The model
 itself is loaded by ``modelserve_handlers.backends``, which knows every supported format.
+
+An ``inference`` that returns a generator answers in parts (tokens, partial transcripts): each
+item it yields goes through ``postprocess`` and then to the clients at once, one part per
+request of the batch (docs/streaming.md).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,22 +107,33 @@ class BaseHandler:
         """One JSON-ready result per request."""
         return data.tolist()
 
-    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
-        """Answer a batch: describe, explain or predict.
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any] | Iterator[list[Any]]:
+        """Answer a batch: describe, explain or predict; a generator of parts when
+        ``inference`` returns one.
 
         ``HandlerTime`` is measured by the worker around every handler call, so it is not
         recorded here a second time.
         """
         self.context = context
         if self._is_describe():
-            output = [self.describe_handle()]
-        else:
-            data_preprocess = self.preprocess(data)
-            if self._is_explain():
-                output = self.explain_handle(data_preprocess, data)
-            else:
-                output = self.postprocess(self.inference(data_preprocess))
-        return output
+            return [self.describe_handle()]
+        data_preprocess = self.preprocess(data)
+        if self._is_explain():
+            return self.explain_handle(data_preprocess, data)
+        inferred = self.inference(data_preprocess)
+        # A generator only: other iterators (zip, map) are answers a postprocess may expect.
+        if inspect.isgenerator(inferred):
+            return self._postprocess_parts(inferred)
+        return self.postprocess(inferred)
+
+    def _postprocess_parts(self, steps: Generator[Any, None, None]) -> Iterator[list[Any]]:
+        """Each step of a generating ``inference``, postprocessed; closing this (the client
+        went away) closes ``inference``'s generator too, where it stands."""
+        try:
+            for step in steps:
+                yield self.postprocess(step)
+        finally:
+            steps.close()
 
     def explain_handle(self, data_preprocess: Any, raw_data: list[dict[str, Any]]) -> Any:
         """Explanations for ``/explanations``: ``get_insights`` with the first request's target."""

@@ -5,7 +5,9 @@ Each request carries the model's input as a JSON nested list (``[[...]]`` or
 (``{"inputs": [{"name", "shape", "datatype", "data"}]}``), and is answered in the same
 format (see ``tensor_io.formats``). The model is loaded by ``modelserve_handlers.backends``
 (TorchScript, eager PyTorch, ONNX Runtime, TensorFlow SavedModel, TensorRT), detected from
-the archive or named in the model-config yaml as ``handler: {backend: onnx}``.
+the archive or named in the model-config yaml as ``handler: {backend: onnx}``; the same
+``handler:`` section may ask for custom op libraries and a GPU memory limit
+(``backends.framework_setup``).
 
 With the request header ``modelserve-protocol`` (set by the frontend's protocol routes) a
 request is instead a KServe v2 / Open Inference Protocol infer request (``v2``, see
@@ -32,7 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from modelserve.protocol_contract import PLATFORMS
-from modelserve_handlers.backends import TORCH_BACKENDS, LoadedModel, load_model
+from modelserve_handlers.backends import (
+    TORCH_BACKENDS,
+    FrameworkOptions,
+    LoadedModel,
+    load_model,
+    serialized_name,
+)
 from modelserve_handlers.errors import BadInputError
 from modelserve_handlers.tensor_io import Tensors
 from modelserve_handlers.tensor_io.batching import run_requests
@@ -67,9 +75,13 @@ class TensorHandler:
         gpu_id = properties.get("gpu_id")
         device = "cpu" if gpu_id is None else f"cuda:{gpu_id}"
         model_config = context.model_yaml_config or {}
-        backend = (model_config.get("handler") or {}).get("backend")
+        handler_config = model_config.get("handler") or {}
         model_dir = Path(properties["model_dir"])
-        model = load_model(model_dir, context.manifest or {}, device, backend)
+        manifest = context.manifest or {}
+        options = FrameworkOptions.from_config(
+            handler_config, serialized_name(manifest) or "the model archive"
+        )
+        model = load_model(model_dir, manifest, device, handler_config.get("backend"), options)
         # The model config's ``inputs:`` type JSON numbers where the framework does not.
         self.model = declare_input_dtypes(model, model_config.get("inputs"))
         self.concatenate = batchable(self.model)

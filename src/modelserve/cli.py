@@ -1,5 +1,6 @@
-"""``modelserve start | serve | paddle | stop | status | ps | container``: argument parsing
-only (control.py does what each command means, container.py what the image runs)."""
+"""``modelserve start | serve | torch_serve | tf_serve | trt_serve | paddle | stop | status | ps |
+logs | container``: argument parsing only (control.py does what each command means, container.py
+what the image runs, grpst_flags.py what grpst's flags set)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from modelserve import __version__, container, control, quick_deploy, repository
+from modelserve import __version__, container, control, grpst_flags, quick_deploy, repository
 from modelserve.cli_flags import DEVICE_HELP, add_listen_flags, whole_number
 from modelserve.config import ConfigError, PortFlags, Settings, load_settings
-from modelserve.engine.settings import VersionSettings
 from modelserve.paddle import deploy as paddle_deploy
 
 DEFAULT_LOG_DIR = Path("logs")
@@ -92,31 +92,49 @@ def _start(args: argparse.Namespace) -> int:
     return control.start_background(args.arguments, settings, _console_log(args, settings))
 
 
-def _serve(args: argparse.Namespace) -> int:
-    request = quick_deploy.ServeRequest(
+def _serve_request(
+    args: argparse.Namespace, command: grpst_flags.Command | None
+) -> quick_deploy.ServeRequest:
+    """What serve (``command`` None) or a grps command was asked for; QuickDeployError for a
+    model the command does not serve, or flags that do not go together."""
+    if command is not None:
+        grpst_flags.check_format(command, args.path)
+    workers = getattr(args, "workers", None) or getattr(args, "streams", None) or 1
+    server = grpst_flags.server_overrides(args)
+    if command is not None and args.log_dir is None:
+        server["log_dir"] = DEFAULT_LOG_DIR / args.instance  # each server's logs apart
+    return quick_deploy.ServeRequest(
         path=args.path,
-        name=args.name,
-        settings=VersionSettings(
-            batch_size=args.batch_size,
-            max_batch_delay=args.max_batch_delay,
-            min_workers=args.workers,
-            max_workers=args.workers,
-        ),
-        device=args.device,
-        ports=_port_flags(args),
+        name=getattr(args, "name", None),
+        settings=grpst_flags.version_settings(args, workers),
+        device=grpst_flags.device(args),
+        ports=grpst_flags.ports(args, grps_command=command is not None),
         instance_name=args.instance,
         output=args.output,
+        server=server,
+        handler_options=grpst_flags.handler_options(args),
+        grps=command is not None,
     )
+
+
+def _serve(args: argparse.Namespace) -> int:
     try:
-        with quick_deploy.prepare(request, args.ts_config) as deployment:
-            if control.name_in_use(deployment.settings):
-                return 1
-            return control.run_foreground(
-                deployment.settings, deployment.startup_models, deployment.usage
-            )
+        return _serve_in_foreground(_serve_request(args, None), args.ts_config, None)
     except quick_deploy.QuickDeployError as exc:
         print(f"modelserve: {exc}", file=sys.stderr)
         return 1
+
+
+def _serve_in_foreground(
+    request: quick_deploy.ServeRequest, config_file: Path | None, console_log: Path | None
+) -> int:
+    try:
+        with quick_deploy.prepare(request, config_file) as deployment:
+            if control.name_in_use(deployment.settings):
+                return 1
+            return control.run_foreground(
+                deployment.settings, deployment.startup_models, deployment.usage, console_log
+            )
     except KeyboardInterrupt:  # Ctrl-C while packing, before the server handles signals
         return 130
 
@@ -138,6 +156,25 @@ def _paddle(args: argparse.Namespace) -> int:
             )
     except KeyboardInterrupt:  # Ctrl-C while the service file runs or packing
         return 130
+
+
+def _grps_serve(args: argparse.Namespace) -> int:
+    """A grps command: serve in the background, as grpst does, then follow the log."""
+    try:
+        request = _serve_request(args, grpst_flags.COMMANDS[args.command])
+        if args.foreground:  # the server itself, which the command below starts
+            return _serve_in_foreground(request, args.ts_config, args.log_file)
+        settings = quick_deploy.check(request, args.ts_config)
+    except quick_deploy.QuickDeployError as exc:
+        print(f"modelserve: {exc}", file=sys.stderr)
+        return 1
+    if control.name_in_use(settings):
+        return 1
+    log_path = _console_log(args, settings)
+    status = control.start_background(args.arguments, settings, log_path, wait_s=args.timeout)
+    if status != 0 or args.no_logging:
+        return status
+    return control.follow_log(log_path, settings.resolved_runtime_dir(), args.instance)
 
 
 def _console_log(args: argparse.Namespace, settings: Settings) -> Path:
@@ -164,7 +201,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _ps(args: argparse.Namespace) -> int:
-    return control.ps(_runtime_dir(args), args.json)
+    return control.ps(_runtime_dir(args), args.json, args.name)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    return control.logs(_runtime_dir(args), args.name)
 
 
 def _container(args: argparse.Namespace) -> int:
@@ -179,7 +220,8 @@ SERVE_HELP = "serve one saved model file at once, in the foreground"
 def _add_serve_command(serve: argparse.ArgumentParser) -> None:
     serve.description = (
         "Pack PATH for the built-in tensor handler (JSON nested lists in and out) and serve it "
-        f"in the foreground until Ctrl-C or SIGTERM. PATH is {quick_deploy.SUPPORTED_FORMATS}."
+        f"in the foreground until Ctrl-C or SIGTERM. PATH is {quick_deploy.SUPPORTED_FORMATS}. "
+        "grpst's quick-deploy flags work too (docs/from-grps.md)."
     )
     serve.add_argument("path", type=Path, metavar="PATH", help="the saved model")
     serve.add_argument("--name", help="model name in the URLs (default: the file name's stem)")
@@ -206,14 +248,27 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"worker processes (default {quick_deploy.DEFAULT_WORKERS})",
     )
-    serve.add_argument("--device", help=DEVICE_HELP)
-    add_listen_flags(serve)
+    serve.add_argument(
+        "--device",
+        type=grpst_flags.grps_device,
+        help=f"{DEVICE_HELP} (grpst's gpu, gpu:N and original too)",
+    )
+    serve.add_argument(
+        "--port",
+        type=grpst_flags.port_pair,
+        metavar="PORT[,GRPC_PORT]",
+        help="over the configured inference_address (default 8080; 0 = any free port), and "
+        "the gRPC inference port (grpst's HTTP,GRPC)",
+    )
+    add_listen_flags(serve, own_port=True)
     serve.add_argument(
         "--output",
+        "--output_path",
         type=Path,
         metavar="FILE.mar",
         help="also write the model archive here, for a later modelserve start",
     )
+    grpst_flags.add_flags(serve, grpst_flags.SERVE_FLAGS, defaults=False)
     serve.set_defaults(handler=_serve)
 
 
@@ -231,13 +286,43 @@ def _add_paddle_command(paddle: argparse.ArgumentParser) -> None:
         "inference model in that directory) serves as a model of its own, with the op's "
         "batch_size. Clients call POST /SERVICE_NAME/prediction on http_port with "
         '{"key": [...], "value": [...]}, or PipelineClient on rpc_port (gRPC); the answer is '
-        "Paddle's {err_no, err_msg, key, value}. The flags below win over config.yml's ports."
+        "Paddle's {err_no, err_msg, key, value}. GET /services/SERVICE_NAME on the management "
+        "port describes its ops and their state; the metrics port counts its requests and "
+        "each op's latency (modelserve_pipeline_*). The flags below win over config.yml's "
+        "ports."
     )
     paddle.add_argument(
         "service_file", type=Path, metavar="SERVICE", help="the service's web_service.py"
     )
     add_listen_flags(paddle)
     paddle.set_defaults(handler=_paddle)
+
+
+def _add_grps_command(parser: argparse.ArgumentParser, command: grpst_flags.Command) -> None:
+    parser.description = (
+        f"{command.help}: grpst's flags and defaults, in the background, its log followed "
+        "until Ctrl-C (the server keeps running: modelserve stop NAME). docs/from-grps.md."
+    )
+    parser.add_argument("path", type=Path, metavar="model_path", help=command.formats)
+    parser.add_argument(
+        "--name",
+        dest="instance",
+        default=grpst_flags.GRPS_NAME,
+        help="the server's name for modelserve ps, logs and stop "
+        f"(default {grpst_flags.GRPS_NAME})",
+    )
+    parser.add_argument(
+        "--no_logging", action="store_true", help="return once it serves, the log not followed"
+    )
+    for flag in ("--management-port", "--metrics-port", "--grpc-management-port"):
+        parser.add_argument(
+            flag, type=whole_number(0, 65535), metavar="PORT", help="default: any free port"
+        )
+    grpst_flags.add_flags(parser, command.flags, defaults=True)
+    # The server itself, as the command starts it in the background.
+    parser.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--log-file", type=Path, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=_grps_serve)
 
 
 def _add_start_command(start: argparse.ArgumentParser) -> None:
@@ -318,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_start_command(with_config(commands.add_parser("start", help="start a server")))
     _add_serve_command(with_config(commands.add_parser("serve", help=SERVE_HELP)))
     _add_paddle_command(with_config(commands.add_parser("paddle", help=PADDLE_HELP)))
+    for command in grpst_flags.COMMANDS.values():
+        _add_grps_command(
+            with_config(commands.add_parser(command.name, help=command.help)), command
+        )
     stop = with_config(commands.add_parser("stop", help="stop a running server"))
     stop.add_argument("name", nargs="?", metavar="NAME", help="which one, when several run")
     stop.add_argument("--all", action="store_true", help="stop every running server")
@@ -327,7 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_status)
     ps = with_config(commands.add_parser("ps", help="list your running servers"))
     ps.add_argument("--json", action="store_true", help="one JSON array of their records")
+    ps.add_argument("-n", "--name", help="only the server of this name (grpst ps -n)")
     ps.set_defaults(handler=_ps)
+    logs = with_config(commands.add_parser("logs", help="follow a background server's log"))
+    logs.add_argument("name", nargs="?", metavar="NAME", help="which one, when several run")
+    logs.set_defaults(handler=_logs)
     container_command = commands.add_parser(
         "container", help="what the container image runs (docs/deploy.md)"
     )

@@ -32,8 +32,9 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def add_listen_flags(command: argparse.ArgumentParser) -> None:
-    """Where the server listens, and its name: shared by start and serve."""
+def add_listen_flags(command: argparse.ArgumentParser, own_port: bool = False) -> None:
+    """Where the server listens, and its name: shared by start and serve (``own_port``: the
+    command adds a ``--port`` of its own)."""
     port = whole_number(0, 65535)
     for flag, key, default in (
         ("--port", "inference_address", 8080),
@@ -42,6 +43,8 @@ def add_listen_flags(command: argparse.ArgumentParser) -> None:
         ("--grpc-port", "grpc_inference_port", 7070),
         ("--grpc-management-port", "grpc_management_port", 7071),
     ):
+        if own_port and flag == "--port":
+            continue
         command.add_argument(
             flag,
             type=port,

@@ -123,8 +123,19 @@ def _grpc_ports(record: InstanceRecord) -> str:
 
 
 def ps_table(records: list[InstanceRecord]) -> str:
-    """``modelserve ps``: one row per running server."""
-    header = ("NAME", "PID", "UPTIME", "INFERENCE", "MANAGEMENT", "METRICS", "GRPC", "MODELS")
+    """``modelserve ps``: one row per running server (grpst ps's name, ports, pid and deploy
+    path among its columns)."""
+    header = (
+        "NAME",
+        "PID",
+        "UPTIME",
+        "INFERENCE",
+        "MANAGEMENT",
+        "METRICS",
+        "GRPC",
+        "MODELS",
+        "PATH",
+    )
     rows = [header]
     for record in records:
         grpc = _grpc_ports(record)
@@ -136,6 +147,7 @@ def ps_table(records: list[InstanceRecord]) -> str:
                 *(_short(record.addresses.get(plane)) for plane in HTTP_PLANES),
                 grpc or "off",
                 ",".join(record.models) or "-",
+                record.deploy_path or "-",
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]

@@ -97,10 +97,12 @@ def run_foreground(
     return 0
 
 
-def start_background(arguments: list[str], settings: Settings, log_path: Path) -> int:
+def start_background(
+    arguments: list[str], settings: Settings, log_path: Path, wait_s: float = START_WAIT_S
+) -> int:
     """Run ``modelserve <arguments> --foreground`` detached, its output going to
-    ``log_path``; return once it serves and its startup models have settled, showing what the
-    foreground console would, or why it failed."""
+    ``log_path``; return once it serves and its startup models have settled (waiting at most
+    ``wait_s``), showing what the foreground console would, or why it failed."""
     # The server logs these to its log file; the user who typed the command must see them.
     for notice in config_notices(settings):
         if notice.level >= logging.WARNING:
@@ -118,14 +120,14 @@ def start_background(arguments: list[str], settings: Settings, log_path: Path) -
             start_new_session=True,  # survives the shell that started it
         )
     runtime_dir = settings.resolved_runtime_dir()
-    deadline = time.monotonic() + START_WAIT_S
+    deadline = time.monotonic() + wait_s
 
     def started(record: InstanceRecord | None) -> bool:
         return record is not None and record.state == STARTED
 
     record = _await_record(runtime_dir, child, started, deadline)
     if record is None:
-        return _report_failure(child, log_path, offset)
+        return _report_failure(child, log_path, offset, wait_s)
     print(f"{STARTED_MESSAGE} (pid {child.pid}, log {log_path})")
     print(console_text.started_summary(record), flush=True)
 
@@ -135,9 +137,9 @@ def start_background(arguments: list[str], settings: Settings, log_path: Path) -
     final = _await_record(runtime_dir, child, settled, deadline)
     if final is None:
         if child.poll() is not None:
-            return _report_failure(child, log_path, offset)
+            return _report_failure(child, log_path, offset, wait_s)
         print(
-            f"Startup models still loading after {START_WAIT_S} s; "
+            f"Startup models still loading after {wait_s:g} s; "
             f"'modelserve status {record.name}' shows their progress."
         )
         return 0
@@ -162,10 +164,10 @@ def _await_record(
     return None
 
 
-def _report_failure(child: subprocess.Popen, log_path: Path, offset: int) -> int:
+def _report_failure(child: subprocess.Popen, log_path: Path, offset: int, wait_s: float) -> int:
     """Show why the background server did not start: the end of what it printed."""
     if child.poll() is None:
-        print(f"modelserve: not started after {START_WAIT_S} s; see {log_path}", file=sys.stderr)
+        print(f"modelserve: not started after {wait_s:g} s; see {log_path}", file=sys.stderr)
         return 1
     with log_path.open("rb") as log_file:
         log_file.seek(offset)
@@ -238,9 +240,47 @@ def status(runtime_dir: Path, name: str | None) -> int:
     return 0
 
 
-def ps(runtime_dir: Path, as_json: bool) -> int:
-    """List every running server of this user."""
+def follow_log(path: Path, runtime_dir: Path, name: str) -> int:
+    """Print what the server ``name`` writes to ``path`` from now on, until Ctrl-C (the server
+    keeps running) or until it stops."""
+    print(
+        f"Following {path}: Ctrl-C stops following; the server keeps running "
+        f"(modelserve stop {name}).",
+        flush=True,
+    )
+    with path.open("rb") as log:
+        log.seek(0, os.SEEK_END)
+        try:
+            while True:
+                line = log.readline()
+                if line:
+                    sys.stdout.write(line.decode(errors="replace"))
+                    sys.stdout.flush()
+                elif find_instance(runtime_dir, name) is None:
+                    print(f"modelserve {name} has stopped.")
+                    return 0
+                else:
+                    time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            return 0
+
+
+def logs(runtime_dir: Path, name: str | None) -> int:
+    """Follow the log of a background server (grpst logs)."""
+    record = choose_instance(runtime_dir, name, "logs")
+    if record is None:
+        return 1
+    if record.console_log is None:
+        print(f"modelserve {record.name} runs in the foreground: its log is on its terminal")
+        return 1
+    return follow_log(Path(record.console_log), runtime_dir, record.name)
+
+
+def ps(runtime_dir: Path, as_json: bool, name: str | None = None) -> int:
+    """List every running server of this user (``name``: only that one, as grpst ps -n)."""
     records = running_instances(runtime_dir)
+    if name is not None:
+        records = [record for record in records if record.name == name]
     if as_json:
         print(orjson.dumps([record.__dict__ for record in records]).decode())
     elif records:

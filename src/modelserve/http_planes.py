@@ -11,6 +11,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from modelserve.api.auth import HEALTH_PATHS
+from modelserve.api.dashboard import PAGE_PATHS
 from modelserve.api.http_protocol import bounded_protocol
 from modelserve.api.plane import SIMPLE_METHODS, CorsPolicy, PlaneAccess
 from modelserve.config import Address, ConfigError, Settings
@@ -116,8 +117,10 @@ def plane_accesses(settings: Settings, policy: AccessPolicy) -> dict[str, PlaneA
     """Each plane's key requirement and CORS policy; metrics needs no key, as in TorchServe."""
     cors = cors_policy(settings)
     health = HEALTH_PATHS if settings.open_health_checks else frozenset()
+    # The dashboard page on the inference plane (grps mode): its series stay keyed.
+    page = PAGE_PATHS if settings.inference_dashboard else frozenset()
     return {
-        "inference": PlaneAccess(policy.verifier, KeyKind.INFERENCE, cors, health),
+        "inference": PlaneAccess(policy.verifier, KeyKind.INFERENCE, cors, health | page),
         "management": PlaneAccess(policy.verifier, KeyKind.MANAGEMENT, cors),
         "metrics": PlaneAccess(None, KeyKind.INFERENCE, cors),
     }

@@ -43,6 +43,8 @@ class InstanceRecord:
     # address it really listens on.
     addresses: dict[str, str] = field(default_factory=dict)
     model_store: str | None = None
+    # What it was started to serve: serve's model file, else the model store.
+    deploy_path: str | None = None
     log_dir: str | None = None
     console_log: str | None = None
     snapshot_dir: str | None = None

@@ -213,6 +213,9 @@ REGISTER_WORKFLOW = Operation(
 # GET and DELETE /workflows/{workflow_name}: no query parameters.
 WORKFLOW = Operation()
 
+# GET /services/{service_name} (a Paddle Serving service): no query parameters.
+SERVICE = Operation()
+
 # GET /models/{model_name}[/{version}]
 DESCRIBE = Operation(
     Parameter(

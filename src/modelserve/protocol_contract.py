@@ -70,6 +70,8 @@ TENSOR_DATATYPES: tuple[str, ...] = tuple(
 PROTOCOL_HEADER = "modelserve-protocol"
 V2 = "v2"
 TF_SERVING = "tfserving"
+# KServe's generate extension (/v2/models/{m}/generate[_stream]): the body is its JSON object.
+GENERATE = "generate"
 
 # A stateful model's request headers, TorchServe's names (a TorchServe handler reads the id
 # with ``context.get_sequence_id``): the sequence, and "true" on its first and last request.
@@ -138,7 +140,7 @@ def pack_values(values: list[Any], datatype: str) -> bytes:
         raise ValueError(f"datatype {datatype!r} cannot be sent as values")
     try:
         return struct.pack(f"<{len(values)}{row.struct_format}", *values)
-    except (struct.error, TypeError) as exc:
+    except (struct.error, TypeError, OverflowError) as exc:  # Overflow: too large for FP32/FP16
         raise ValueError(f"values do not fit datatype {datatype}") from exc
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.errors import ArchiverError
 from modelserve_archiver.options import ArchiveOptions
@@ -38,6 +39,8 @@ MODEL_VERSION = "1.0"
 DEFAULT_BATCH_SIZE = 1
 DEFAULT_MAX_BATCH_DELAY_MS = 5
 DEFAULT_WORKERS = 1
+# The model config packed with the archive when the request has handler options.
+MODEL_CONFIG_FILE = "model-config.yaml"
 SUPPORTED_FORMATS = (
     "a TorchScript .pt/.pth file, an .onnx file, a TensorFlow SavedModel directory "
     f"(with {SAVED_MODEL_FILE}), a TensorRT .engine/.plan/.trt file or a Paddle inference "
@@ -71,6 +74,13 @@ class ServeRequest:
     ports: PortFlags = field(default_factory=PortFlags)
     instance_name: str | None = None
     output: Path | None = None
+    # Further server settings (None: as configured) and the model config's ``handler:``
+    # entries (custom op libraries, a GPU memory limit): grpst's flags (grpst_flags).
+    server: dict[str, Any] = field(default_factory=dict)
+    handler_options: dict[str, Any] = field(default_factory=dict)
+    # Started as a grps command: its usage line is grps's, and the dashboard is also at / of
+    # the inference plane.
+    grps: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,9 +172,14 @@ def pack(
 def build_model_archive(
     request: ServeRequest, name: str, inputs: dict[str, Any], store: Path
 ) -> Path:
-    """Pack ``inputs`` (see archive_inputs) for the ``tensor`` handler into ``store``, and
-    copy the archive to ``--output``."""
-    archive = pack(name, inputs, store)
+    """Pack ``inputs`` (see archive_inputs) for the ``tensor`` handler into ``store``, with a
+    model config of the request's handler options, and copy the archive to ``--output``."""
+    options: dict[str, Any] = {}
+    if request.handler_options:
+        config_file = store / MODEL_CONFIG_FILE
+        config_file.write_text(yaml.safe_dump({"handler": request.handler_options}))
+        options["config_file"] = str(config_file)
+    archive = pack(name, inputs, store, **options)
     if request.output is not None:
         try:
             request.output.parent.mkdir(parents=True, exist_ok=True)
@@ -175,9 +190,10 @@ def build_model_archive(
 
 
 def server_settings(
-    request: ServeRequest, name: str, store: Path, config_file: Path | None
+    request: ServeRequest, name: str, store: Path | None, config_file: Path | None
 ) -> Settings:
-    """The configured settings with the temporary store, the model's knobs and the ports."""
+    """The configured settings with the store, the model's knobs, the request's settings and
+    the ports."""
     overrides = {
         "model_store": store,
         # The ``models`` property, which registration reads the knobs of startup models from.
@@ -186,6 +202,9 @@ def server_settings(
         "instance_name": request.instance_name,
         # The archive lives in a temporary store: a snapshot of it could not be restored.
         "enable_snapshots": False,
+        "deploy_path": request.path.resolve(),
+        "inference_dashboard": request.grps or None,
+        **request.server,
     }
     return request.ports.apply(load_settings(config_file, overrides))
 
@@ -197,14 +216,30 @@ def client_url(settings: Settings) -> str:
     return str(dataclasses.replace(address, host=host))
 
 
-def usage(settings: Settings, name: str) -> str:
-    """A curl command line that asks the model for a prediction, and what it sends."""
+def usage(settings: Settings, name: str, grps: bool = False) -> str:
+    """A curl command line that asks the model for a prediction (grps's, for a grps
+    command), and what it sends."""
+    url = client_url(settings)
+    if grps:
+        return (
+            f"curl -X POST {url}/grps/v1/infer/predict -H 'Content-Type: application/json' "
+            """-d '{"ndarray": [[0.5, 1.0, 1.5]]}'\n"""
+            "  (ndarray: the model's float32 input as a JSON nested list; gtensors: "
+            "docs/from-grps.md)"
+        )
     return (
-        f"curl -X POST {client_url(settings)}/predictions/{name} "
+        f"curl -X POST {url}/predictions/{name} "
         "-H 'Content-Type: application/json' -d @input.json\n"
         "  (input.json: the model's input as a JSON nested list, one row per item, "
         "e.g. [[0.5, 1.0, 1.5]])"
     )
+
+
+def check(request: ServeRequest, config_file: Path | None = None) -> Settings:
+    """The settings the server will run with, the request checked as ``prepare`` checks it,
+    without packing the model (a command that starts the server in the background)."""
+    archive_inputs(request.path)
+    return server_settings(request, model_name(request), None, config_file)
 
 
 @contextlib.contextmanager
@@ -220,4 +255,5 @@ def prepare(request: ServeRequest, config_file: Path | None = None) -> Iterator[
         store = Path(directory)
         settings = server_settings(request, name, store, config_file)
         archive = build_model_archive(request, name, inputs, store)
-        yield Deployment(settings, [f"{name}={archive.name}"], usage(settings, name))
+        note = usage(settings, name, request.grps)
+        yield Deployment(settings, [f"{name}={archive.name}"], note)

@@ -10,6 +10,8 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from starlette.routing import BaseRoute
+
 from modelserve.api.dashboard import dashboard_routes
 from modelserve.api.inference import build_inference_app
 from modelserve.api.management import build_management_app
@@ -25,6 +27,7 @@ from modelserve.grpc.server import (
     start_grpc_planes,
     stop_grpc_planes,
 )
+from modelserve.grps.service import GrpsService
 from modelserve.http_planes import (
     bind_socket,
     how_to_move,
@@ -158,26 +161,39 @@ async def _serve(
     count = metrics.count_response
     limit = settings.max_request_size
     access = plane_accesses(settings, policy)
+    grps = GrpsService(data_plane, settings)
+    recorder: DashboardRecorder | None = None
+    dashboard: list[BaseRoute] = []
+    if settings.enable_metrics_api or settings.inference_dashboard:
+        # Before any model registers: versions keep their latencies for the dashboard.
+        metrics.keep_latencies()
+        recorder = DashboardRecorder(data_plane.version_readouts, ProcessUsage())
+        dashboard = dashboard_routes(recorder, instance.record.name)
     apps = {
+        # settings.inference_dashboard (the grps commands): the dashboard joins this plane at
+        # GET /, where grps users look for it.
         "inference": build_inference_app(
-            data_plane, limit, count, access["inference"], paddle=bool(paddle_services)
+            data_plane,
+            grps,
+            limit,
+            count,
+            access["inference"],
+            paddle=bool(paddle_services),
+            dashboard=dashboard if settings.inference_dashboard else (),
         ),
         "management": build_management_app(
             data_plane, limit, policy.model_control_refusal, count, access["management"]
         ),
     }
-    recorder: DashboardRecorder | None = None
     if settings.enable_metrics_api:
-        collectors = metrics.collectors(data_plane.version_states)
+        collectors = metrics.collectors(data_plane.version_states, data_plane.waiting_for_slot)
         if settings.metrics_mode == "prometheus":  # legacy: TorchServe's three; log: none
             collectors.append(triton_collector(data_plane))
-        # Before any model registers: versions keep their latencies for the dashboard.
-        metrics.keep_latencies()
-        recorder = DashboardRecorder(data_plane.version_readouts, ProcessUsage())
-        dashboard = dashboard_routes(recorder, instance.record.name)
         apps["metrics"] = build_metrics_app(collectors, count, limit, access["metrics"], dashboard)
     servers = {plane: plane_server(app, settings, plane) for plane, app in apps.items()}
-    grpc_planes = build_grpc_planes(settings, data_plane, policy, paddle=bool(paddle_services))
+    grpc_planes = build_grpc_planes(
+        settings, data_plane, grps, policy, paddle=bool(paddle_services)
+    )
     _announce(policy, settings)
     if policy.generated_keys is not None:
         try:

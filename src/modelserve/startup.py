@@ -78,12 +78,14 @@ async def load_models(
 
 def claim_instance(settings: Settings, name: str, console_log: Path | None) -> InstanceFile:
     """This server's record among the user's running servers; a name in use stops the start."""
+    deployed = settings.deploy_path or settings.model_store
     record = InstanceRecord(
         name=name,
         pid=os.getpid(),
         started_at=psutil.Process().create_time(),
         working_dir=os.getcwd(),
         model_store=str(settings.model_store.resolve()) if settings.model_store else None,
+        deploy_path=str(deployed.resolve()) if deployed else None,
         log_dir=str(settings.log_dir.resolve()) if settings.log_dir else None,
         console_log=str(console_log.resolve()) if console_log else None,
         snapshot_dir=(

@@ -12,6 +12,14 @@ Kinds (header key ``k``):
 * ``batch``       frontend → worker: one batch of requests; its parameter values are the frames.
 * ``result``      worker → frontend: the batch's responses (or one batch-level error); bodies
   are the frames. Sending a result also means "idle again".
+* ``part``        worker → frontend: one part of a request's answer, sent while its batch runs
+  (streaming): the batch id, the request's index in the batch and its request id, the
+  response described as in a result, its body a frame. The request's entry in the result
+  that ends the batch is then its final part, or ``None``: nothing more.
+* ``credit``      frontend → worker: the client took parts of a request; the worker may send
+  that many more (each request starts with ``WorkerSpec.stream_window``).
+* ``cancel``      frontend → worker: the client of a request went away, or its stream timed
+  out; the handler sees it (``context.is_cancelled``) and its parts are dropped.
 * ``stop``        frontend → worker: finish and exit.
 
 A request or response may carry tensors in protocol-neutral form (``protocol_contract``'s
@@ -43,6 +51,9 @@ READY = "ready"
 LOAD_FAILED = "load_failed"
 BATCH = "batch"
 RESULT = "result"
+PART = "part"
+CREDIT = "credit"
+CANCEL = "cancel"
 STOP = "stop"
 # A batch header's mark that tensor data frames follow.
 TENSOR_FRAMES = "tf"
@@ -236,39 +247,64 @@ class BatchTelemetry:
 
 
 def encode_result(
-    batch_id: int, responses: list[WireResponse], telemetry: BatchTelemetry
+    batch_id: int, responses: Sequence[WireResponse | None], telemetry: BatchTelemetry
 ) -> list[Buffer]:
     """A successful batch: header describing each response + one body frame each (then one
-    frame per output tensor)."""
+    frame per output tensor). ``None``: the request's parts were its whole answer (no frame)."""
     frames: list[Buffer] = [b""]
     described = []
     for response in responses:
-        frames.append(response.body)
-        if response.tensors is None:
-            described.append(
-                (response.status, response.reason, response.content_type, response.headers)
-            )
-            continue
-        tensors = response.tensors
-        described.append(
-            (
-                response.status,
-                response.reason,
-                response.content_type,
-                response.headers,
-                (
-                    tensors.model_name,
-                    tensors.model_version,
-                    tensors.id,
-                    tensors.parameters,
-                    _describe_tensors(tensors.outputs),
-                ),
-            )
-        )
-        frames.extend(tensor.data for tensor in tensors.outputs)
+        described.append(None if response is None else _describe_response(response, frames))
     header = {"k": RESULT, "id": batch_id, "code": 200, "r": described, **telemetry.fields()}
     frames[0] = encode_header(header)
     return frames
+
+
+def _describe_response(response: WireResponse, frames: list[Buffer]) -> tuple[Any, ...]:
+    """A response's header entry; its body (then its output tensors' data) go to ``frames``."""
+    frames.append(response.body)
+    if response.tensors is None:
+        return (response.status, response.reason, response.content_type, response.headers)
+    tensors = response.tensors
+    frames.extend(tensor.data for tensor in tensors.outputs)
+    return (
+        response.status,
+        response.reason,
+        response.content_type,
+        response.headers,
+        (
+            tensors.model_name,
+            tensors.model_version,
+            tensors.id,
+            tensors.parameters,
+            _describe_tensors(tensors.outputs),
+        ),
+    )
+
+
+def encode_part(batch_id: int, index: int, request_id: str, response: WireResponse) -> list[Buffer]:
+    """One part of the answer to request ``index`` (``request_id``) of batch ``batch_id``."""
+    frames: list[Buffer] = [b""]
+    described = _describe_response(response, frames)
+    frames[0] = encode_header(
+        {"k": PART, "id": batch_id, "i": index, "rid": request_id, "r": described}
+    )
+    return frames
+
+
+def decode_part(header: dict[str, Any], frames: Sequence[Buffer]) -> WireResponse:
+    """The response a part message carries."""
+    return _decode_response(header["r"], iter(frames))
+
+
+def encode_credit(request_id: str, count: int) -> list[bytes]:
+    """Let the worker send ``count`` more parts of ``request_id``'s answer."""
+    return [encode_header({"k": CREDIT, "rid": request_id, "n": count})]
+
+
+def encode_cancel(request_id: str) -> list[bytes]:
+    """Tell the worker that nobody wants ``request_id``'s answer any more."""
+    return [encode_header({"k": CANCEL, "rid": request_id})]
 
 
 def encode_batch_error(batch_id: int, error: BatchError, telemetry: BatchTelemetry) -> list[bytes]:
@@ -286,12 +322,13 @@ def encode_batch_error(batch_id: int, error: BatchError, telemetry: BatchTelemet
 
 def decode_result(
     header: dict[str, Any], frames: Sequence[Buffer]
-) -> list[WireResponse] | BatchError:
-    """The responses of a result message, or its batch-level error."""
+) -> list[WireResponse | None] | BatchError:
+    """The responses of a result message (``None``: that request's parts were its answer), or
+    its batch-level error."""
     if header["code"] != 200:
         return BatchError(header["code"], header["type"], header["msg"])
     values = iter(frames)
-    return [_decode_response(entry, values) for entry in header["r"]]
+    return [None if entry is None else _decode_response(entry, values) for entry in header["r"]]
 
 
 def _decode_response(entry: list[Any], values: Iterator[Buffer]) -> WireResponse:
@@ -328,3 +365,6 @@ class WorkerSpec:
     # and the token it presents there ("" when none is needed or none can be given).
     server_url: str = ""
     server_token: str = ""
+    # Parts of one request's answer the worker may send ahead of its client (streaming); the
+    # frontend's credit messages let it send more.
+    stream_window: int = 16

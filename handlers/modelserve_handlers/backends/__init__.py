@@ -22,16 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import BACKENDS, detect_backend, serialized_name
+from .framework_setup import FrameworkOptions, prepare_framework
 from .model import LoadedModel, ModelLoadError, TensorSpec
 
 __all__ = [
     "BACKENDS",
     "TORCH_BACKENDS",
+    "FrameworkOptions",
     "LoadedModel",
     "ModelLoadError",
     "TensorSpec",
     "detect_backend",
     "load_model",
+    "serialized_name",
 ]
 
 TORCH_BACKENDS = frozenset({"torchscript", "eager"})
@@ -47,21 +50,26 @@ _LOADER_MODULES = {
 
 
 def load_model(
-    model_dir: Path, manifest: dict[str, Any], device: str, backend: str | None = None
+    model_dir: Path,
+    manifest: dict[str, Any],
+    device: str,
+    backend: str | None = None,
+    options: FrameworkOptions | None = None,
 ) -> LoadedModel:
     """Load the archive's model onto ``device`` (``"cpu"``, ``"cuda:0"`` …).
 
-    ``backend`` (one of BACKENDS) overrides detection. Raises ModelLoadError naming the
-    file, the framework and the cause; a missing framework package says which extra to
-    install.
+    ``backend`` (one of BACKENDS) overrides detection; the framework is first set up as
+    ``options`` ask (custom op libraries, a GPU memory limit: see ``framework_setup``).
+    Raises ModelLoadError naming the file, the framework and the cause; a missing framework
+    package says which extra to install.
     """
     model_dir = Path(model_dir)
     backend = backend or detect_backend(model_dir, manifest)
+    label = serialized_name(manifest) or "the model archive"
     if backend not in _LOADER_MODULES:
         raise ModelLoadError(
-            serialized_name(manifest) or "the model archive",
-            repr(backend),
-            f"unknown backend (choose one of {', '.join(BACKENDS)})",
+            label, repr(backend), f"unknown backend (choose one of {', '.join(BACKENDS)})"
         )
+    prepare_framework(backend, options or FrameworkOptions(), device, label)
     loader = importlib.import_module(f"{__name__}.{_LOADER_MODULES[backend]}")
     return loader.load(model_dir, manifest, device)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.telemetry.logs import ACCESS_LOGGER
+from modelserve.telemetry.logs import ACCESS_LOGGER, log_access
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -74,24 +74,5 @@ class AccessLog:
 def _log(scope: Scope, status: int, latency_ms: float) -> None:
     client = scope.get("client")
     client_text = f"{client[0]}:{client[1]}" if client else "-"
-    method = scope["method"]
-    path = scope["path"]
-    # makeRecord + handle instead of info(): info() walks the stack for the caller's file and
-    # line, which no access-log format shows and which costs on every request.
-    record = access_log.makeRecord(
-        ACCESS_LOGGER,
-        logging.INFO,
-        __file__,
-        0,
-        '%s "%s %s HTTP/%s" %d %.3f ms',
-        (client_text, method, path, scope["http_version"], status, latency_ms),
-        None,
-        extra={
-            "client": client_text,
-            "method": method,
-            "path": path,
-            "status": status,
-            "latency_ms": round(latency_ms, 3),
-        },
-    )
-    access_log.handle(record)
+    protocol = f"HTTP/{scope['http_version']}"
+    log_access(client_text, scope["method"], scope["path"], protocol, status, latency_ms)

@@ -17,7 +17,15 @@ from modelserve.security.tokens import AUTH_FAILED_MESSAGE, GeneratedKeys, KeyKi
 _BEARER = re.compile(rb"^Bearer\s+(\S+)$", re.IGNORECASE)
 TOKEN_API_PATH = "/token"
 # What open_health_checks lets through without a key: whether the server serves, nothing more.
-HEALTH_PATHS = frozenset({"/ping", "/v2/health/live", "/v2/health/ready"})
+HEALTH_PATHS = frozenset(
+    {
+        "/ping",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/grps/v1/health/live",
+        "/grps/v1/health/ready",
+    }
+)
 
 
 def presented_key(scope: Scope) -> str | None:

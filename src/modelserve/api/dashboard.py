@@ -31,6 +31,8 @@ STATIC_FILES = {
     "uplot/uPlot.iife.min.js": "text/javascript; charset=utf-8",
     "uplot/uPlot.min.css": "text/css; charset=utf-8",
 }
+# What a browser loads before the page can send a key (the series it fetches carry one).
+PAGE_PATHS = frozenset({"/", *(f"{STATIC_PREFIX}/{name}" for name in STATIC_FILES)})
 # The page runs only its own files: no inline script, nothing from elsewhere.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",

@@ -1,30 +1,40 @@
-"""The inference plane (8080): ping, predictions, explanations, API description."""
+"""The inference plane (8080): ping, predictions, explanations, API description, and the
+other protocols' REST routes (KServe v2, TF Serving, grps)."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from modelserve.api.disconnects import unless_disconnected
+from modelserve.api.grps import grps_routes
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.paddle import paddle_routes
 from modelserve.api.plane import PlaneAccess, build_plane
 from modelserve.api.responses import handler_response, json_response
+from modelserve.api.streaming import (
+    TORCHSERVE_STREAM_HEADERS,
+    PartsResponse,
+    part_body,
+    parts_response,
+)
 from modelserve.api.tf_serving import tf_serving_routes
 from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
 from modelserve.engine.health import HealthStatus
+from modelserve.engine.streams import ResponseStream
+from modelserve.grps.service import GrpsService
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
-# The data plane's infer or explain.
-Infer = Callable[[str, str | None, WireRequest], Awaitable[WireResponse]]
+# The data plane's infer_streaming or explain.
+Infer = Callable[[str, str | None, WireRequest], Awaitable[WireResponse | ResponseStream]]
 
 MULTIPART_FORM = "multipart/form-data"
 URLENCODED_FORM = "application/x-www-form-urlencoded"
@@ -78,28 +88,35 @@ async def wire_request(request: Request, url_path: str, max_part_size: int) -> W
 
 def build_inference_app(
     plane: DataPlane,
+    grps: GrpsService,
     max_request_size: int,
     count_response: Callable[[int], None],
     access: PlaneAccess | None = None,
     paddle: bool = False,
+    dashboard: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The Starlette app of the inference plane; ``paddle``: with the route of Paddle Serving
-    pipeline services (``POST /{service}/{method}``), for a server that serves some."""
+    pipeline services (``POST /{service}/{method}``), for a server that serves some;
+    ``dashboard``: the dashboard's routes, where this plane shows it (grps mode)."""
 
-    infer, explain = plane.infer, plane.explain
+    infer, explain = plane.infer_streaming, plane.explain
 
-    async def run(request: Request, call: Infer) -> Response:
+    async def run(request: Request, call: Infer) -> Response | PartsResponse:
         if request.method == "OPTIONS":
             return json_response(inference_openapi())
         params = request.path_params
         wire = await wire_request(request, params.get("url_path", ""), max_request_size)
-        response = await call(params["model_name"], params.get("version"), wire)
-        return handler_response(response, wire.request_id)
+        answer = await call(params["model_name"], params.get("version"), wire)
+        if isinstance(answer, ResponseStream):  # TorchServe's chunked answer in parts
+            return parts_response(
+                answer, wire.request_id, part_body, headers=TORCHSERVE_STREAM_HEADERS
+            )
+        return handler_response(answer, wire.request_id)
 
-    async def predictions(request: Request) -> Response:
+    async def predictions(request: Request) -> Response | PartsResponse:
         return await run(request, infer)
 
-    async def explanations(request: Request) -> Response:
+    async def explanations(request: Request) -> Response | PartsResponse:
         return await run(request, explain)
 
     async def workflow_predictions(request: Request) -> Response:
@@ -133,8 +150,9 @@ def build_inference_app(
             ),
         ]
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
-    # KServe v2 (Open Inference Protocol) and TF Serving / KServe v1 REST.
-    routes += v2_routes(plane) + tf_serving_routes(plane)
+    # KServe v2 (Open Inference Protocol), TF Serving / KServe v1 REST and grps.
+    routes += v2_routes(plane) + tf_serving_routes(plane) + grps_routes(grps)
+    routes += dashboard
     if paddle:  # last: it takes any two-segment path the routes above leave
         routes += paddle_routes(plane)
     return build_plane(routes, count_response, max_request_size, access)

@@ -25,6 +25,7 @@ from modelserve.parameters import (
     REGISTER,
     REGISTER_WORKFLOW,
     SCALE,
+    SERVICE,
     SET_DEFAULT,
     UNREGISTER,
     WORKFLOW,
@@ -117,6 +118,10 @@ def build_management_app(
         require_model_api()
         return outcome_response(await plane.unregister_workflow(name))
 
+    async def service(request: Request) -> Response:
+        SERVICE.parse(request.query_params)
+        return json_response(plane.describe_paddle_service(request.path_params["service_name"]))
+
     model_methods = ["GET", "PUT", "DELETE", "OPTIONS"]
     routes = [
         *description_routes(management_openapi),
@@ -126,6 +131,7 @@ def build_management_app(
         Route("/models/{model_name}/{version}/set-default", set_default, methods=["PUT"]),
         Route("/workflows", workflows, methods=["GET", "POST"]),
         Route("/workflows/{workflow_name}", workflow, methods=["GET", "DELETE"]),
+        Route("/services/{service_name}", service, methods=["GET"]),
     ]
     if access is not None and access.verifier is not None:
         routes.append(Route(TOKEN_API_PATH, token_endpoint(access.verifier), methods=["GET"]))

@@ -18,16 +18,17 @@ import binascii
 import uuid
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from modelserve.api.disconnects import unless_disconnected
+from modelserve.api.generate import generate_routes
 from modelserve.api.protocol_routes import (
     any_path,
     compact_json,
     error_body,
+    json_object,
     protocol_app,
     protocol_request,
 )
@@ -51,18 +52,6 @@ def check_header_length(request: Request, body_length: int) -> None:
         raise BadRequestException(
             f"{HEADER_LENGTH} is {int(stripped)} but the body has only {body_length} bytes"
         )
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    """The request's JSON object body; ``{}`` when there is none."""
-    body = await request.body()
-    try:
-        value = orjson.loads(body) if body.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestException(f"the request body is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise BadRequestException("the request body must be a JSON object")
-    return value
 
 
 def _base64(key: str, value: Any) -> bytes:
@@ -151,7 +140,7 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
 
     async def repository_index(request: Request) -> Response:
         # Triton's body is optional: {"ready": true} lists only the versions ready to serve.
-        asked = await _json_object(request)
+        asked = await json_object(request)
         if not isinstance(asked.get("ready", False), bool):
             raise BadRequestException('"ready" must be true or false')
         entries = plane.repository_index(ready_only=asked.get("ready", False))
@@ -170,7 +159,7 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
     async def load(request: Request) -> Response:
         # Triton's {"parameters": {"config": "<JSON>", "file:1/model.onnx": "<base64>"}}
         # loads with that config and those files instead.
-        parameters = (await _json_object(request)).get("parameters") or {}
+        parameters = (await json_object(request)).get("parameters") or {}
         if not isinstance(parameters, dict):
             raise BadRequestException('"parameters" must be a JSON object')
         config = parameters.get("config")
@@ -185,7 +174,7 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         return Response(status_code=200)
 
     async def unload(request: Request) -> Response:
-        await _json_object(request)  # unload_dependents: no model depends on another here
+        await json_object(request)  # unload_dependents: no model depends on another here
         await plane.unload_model(request.path_params["model_name"])
         return Response(status_code=200)
 
@@ -205,7 +194,9 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         Route("/repository/models/{model_name}/load", load, methods=["POST"]),
         Route("/repository/models/{model_name}/unload", unload, methods=["POST"]),
     ]
-    for prefix in ("/models/{model_name}", "/models/{model_name}/versions/{version}"):
+    prefixes = ("/models/{model_name}", "/models/{model_name}/versions/{version}")
+    model_routes += generate_routes(plane, prefixes)
+    for prefix in prefixes:
         model_routes += [
             Route(prefix, model_metadata, methods=["GET"]),
             Route(f"{prefix}/ready", model_ready, methods=["GET"]),

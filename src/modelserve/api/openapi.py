@@ -30,6 +30,7 @@ from modelserve.parameters import (
     REGISTER,
     REGISTER_WORKFLOW,
     SCALE,
+    SERVICE,
     SET_DEFAULT,
     TOKEN,
     UNREGISTER,
@@ -208,6 +209,15 @@ def management_openapi() -> dict[str, Any]:
                     "Unregister a workflow and its node models.",
                     WORKFLOW,
                     _answers({"200": _status("Unregistered")}, 400, 404, 405),
+                ),
+            },
+            "/services/{service_name}": {
+                "parameters": [_shared("service_name")],
+                "get": _operation(
+                    "Describe a Paddle Serving pipeline service (modelserve paddle): its ops "
+                    "as nodes, with the models they call, its edges and state.",
+                    SERVICE,
+                    _answers({"200": _json(described, "Description")}, 400, 404),
                 ),
             },
             TOKEN_API_PATH: {

@@ -4,7 +4,8 @@
 ``err_no`` (a service that fails a request still answers it). Only a body that is not a
 ``Request`` is an HTTP error: 400 with the gateway's ``{"error", "code", "message",
 "details"}`` (gRPC's INVALID_ARGUMENT, 3). Unknown fields are ignored, as the gateway
-ignores them; ``method`` is not looked at (Paddle's servicer does not either).
+ignores them; ``method`` is not looked at (Paddle's servicer does not either). A client that
+goes away cancels the ops not yet answered.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelserve.api.disconnects import unless_disconnected
 from modelserve.api.responses import JSON_MEDIA_TYPE
 from modelserve.engine.dataplane import DataPlane
 from modelserve.engine.paddle_pipelines import PaddleRequest, PaddleResponse
@@ -41,7 +43,7 @@ def paddle_routes(plane: DataPlane) -> list[Route]:
             message = str(exc)
             error = {"error": message, "code": INVALID_ARGUMENT, "message": message, "details": []}
             return Response(orjson.dumps(error), 400, media_type=JSON_MEDIA_TYPE)
-        answer = await plane.predict_paddle(parsed)
+        answer = await unless_disconnected(request, plane.predict_paddle(parsed))
         return Response(orjson.dumps(render(answer)), media_type=JSON_MEDIA_TYPE)
 
     return [Route("/{service}/{method}", prediction, methods=["POST"])]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp
 
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, NOT_FOUND_MESSAGE
 from modelserve.engine.dataplane import EXPLAIN_HEADER
-from modelserve.engine.errors import ServingError
+from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.protocol_contract import PROTOCOL_HEADER
 from modelserve.wire import RequestParameter, WireRequest
 
@@ -39,25 +40,29 @@ def compact_json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=JSON)
 
 
-async def _serving_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServingError)
-    return error_body(exc.status, exc.message, exc.headers)
+# A protocol's error response: (status, message, headers) → its body.
+ErrorRenderer = Callable[[int, str, dict[str, str] | None], Response]
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return error_body(404, NOT_FOUND_MESSAGE)
-    if exc.status_code == 405:
-        return error_body(405, METHOD_NOT_ALLOWED_MESSAGE, exc.headers)
-    return error_body(exc.status_code, str(exc.detail), exc.headers)
+def protocol_app(routes: list[BaseRoute], render: ErrorRenderer = error_body) -> ASGIApp:
+    """A router whose errors, routing ones included, are rendered by ``render`` (by default
+    ``{"error": ...}`` bodies)."""
 
+    async def serving_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServingError)
+        return render(exc.status, exc.message, exc.headers)
 
-def protocol_app(routes: list[BaseRoute]) -> ASGIApp:
-    """A router whose errors, routing ones included, are ``{"error": ...}`` bodies."""
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return render(404, NOT_FOUND_MESSAGE, None)
+        if exc.status_code == 405:
+            return render(405, METHOD_NOT_ALLOWED_MESSAGE, exc.headers)
+        return render(exc.status_code, str(exc.detail), exc.headers)
+
     return ExceptionMiddleware(
         Router(routes, redirect_slashes=False),
-        handlers={ServingError: _serving_error, HTTPException: _http_error},
+        handlers={ServingError: serving_error, HTTPException: http_error},
     )
 
 
@@ -70,6 +75,18 @@ def any_path(route: PathRoute) -> PathRoute:
     """
     route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
     return route
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object body; ``{}`` when there is none (400 for anything else)."""
+    body = await request.body()
+    try:
+        value = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestException(f"the request body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BadRequestException("the request body must be a JSON object")
+    return value
 
 
 async def protocol_request(request: Request, protocol: str) -> WireRequest:

@@ -103,7 +103,7 @@ def encode_infer_body(answer: TensorInferResponse, asked: InferBody) -> EncodedB
         }
         values = None
         if not asked.binary.get(tensor.name, asked.binary_output):
-            values = _json_values(tensor)
+            values = json_values(tensor)
         if values is None:
             entry["parameters"] = {BINARY_DATA_SIZE: len(tensor.data)}
             buffers.append(bytes(tensor.data))
@@ -202,7 +202,7 @@ def _requested(value: Any) -> tuple[list[RequestedOutput], dict[str, bool]]:
     return outputs, choices
 
 
-def _json_values(tensor: Tensor) -> list[Any] | None:
+def json_values(tensor: Tensor) -> list[Any] | None:
     """An output's elements for JSON ``data``; None where only binary data can carry them
     (BYTES that are not UTF-8, BF16)."""
     try:

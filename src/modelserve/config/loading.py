@@ -86,6 +86,8 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
+        if not key:  # a check across keys: its message names them
+            raise ConfigError(first["msg"].removeprefix("Value error, ")) from exc
         raise ConfigError(f"{key}: {first['msg']} (got {first.get('input')!r})") from exc
     for plane in ("inference", "management", "metrics"):
         settings.address(plane)

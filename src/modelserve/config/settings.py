@@ -14,7 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from modelserve.config.notices import ConfigNotice
 
@@ -71,6 +71,11 @@ class Settings(BaseModel):
     models: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     default_workers_per_model: int = Field(0, ge=0)
     job_queue_size: int = Field(100, ge=1)
+    # Inference requests in the models at once, the server over (grps's max_concurrency; more
+    # wait their turn), and in flight in all, waiting included (grps's max_connections; more
+    # are answered 503). 0 = no limit.
+    max_concurrency: int = Field(0, ge=0)
+    max_connections: int = Field(0, ge=0)
     default_response_timeout: int = Field(120, ge=1)
     default_startup_timeout: int = Field(120, ge=1)
     unregister_model_timeout: int = Field(120, ge=1)
@@ -80,6 +85,13 @@ class Settings(BaseModel):
     drain_timeout: float = Field(8, gt=0)
     max_request_size: int = Field(6553500, ge=1)
     max_response_size: int = Field(6553500, ge=1)
+    # Answers in parts (docs/streaming.md): parts a worker may send ahead of a slow client
+    # (its send blocks beyond), the seconds a stream waits for its next part or for its
+    # client to take one, and the seconds a whole answer may take. Past a timeout the stream
+    # ends with a 504 and the request is cancelled in its worker.
+    stream_window: int = Field(16, ge=1, le=1024)
+    stream_chunk_timeout: float = Field(60, gt=0)
+    stream_timeout: float = Field(600, gt=0)
     max_archive_size: int = Field(10 * 1024**3, ge=1)
     # TorchServe defaults this to false; a local user must be able to register models out of
     # the box, so modelserve enables it (docs/compatibility.md).
@@ -109,6 +121,11 @@ class Settings(BaseModel):
     # This server's name among the user's running servers (modelserve ps / status / stop);
     # None = the inference port it listens on, e.g. "8080".
     instance_name: str | None = None
+    # What the server was started to serve, for modelserve ps (serve: the model file).
+    deploy_path: Path | None = None
+    # Also serve the dashboard at / of the inference plane, where grps users look for it
+    # (the grps commands: torch_serve, tf_serve, trt_serve).
+    inference_dashboard: bool = False
     # Snapshots of the registered models; None = logs/config/<instance name> (TorchServe:
     # logs/config), so two servers started in one directory never restore each other's models.
     # --ncs turns them off.
@@ -230,6 +247,16 @@ class Settings(BaseModel):
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        # As grps: the requests in flight include those running.
+        if 0 < self.max_connections < self.max_concurrency:
+            raise ValueError(
+                f"max_connections ({self.max_connections}) must be at least max_concurrency "
+                f"({self.max_concurrency})"
+            )
+        return self
 
     def address(self, plane: str) -> Address:
         """The parsed listen address of ``plane`` (inference, management or metrics)."""

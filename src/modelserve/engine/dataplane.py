@@ -12,25 +12,33 @@ Errors are the engine's ``ServingError`` subclasses (a 404 for an unknown model 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from functools import partial
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from modelserve import __version__
+from modelserve.engine.concurrency import InferenceLimit
 from modelserve.engine.engine import Engine
 from modelserve.engine.errors import (
     BadRequestException,
     ConflictStatusException,
+    InternalServerException,
     ModelVersionNotFoundException,
+    ServiceNotFoundException,
     ServingError,
 )
 from modelserve.engine.health import Health, health_of
 from modelserve.engine.jobs import InferenceJob
+from modelserve.engine.model_version import ModelVersion
 from modelserve.engine.outcomes import Outcome
+from modelserve.engine.paddle_pipelines import PLATFORM as PADDLE_PLATFORM
 from modelserve.engine.paddle_pipelines import (
+    PaddleFailure,
     PaddleRequest,
     PaddleResponse,
     PaddleService,
+    describe_service,
     run_paddle,
 )
 from modelserve.engine.pipeline_accounts import PipelineAccount
@@ -47,6 +55,7 @@ from modelserve.engine.results import (
     VersionStatus,
 )
 from modelserve.engine.statistics import VersionStatistics
+from modelserve.engine.streams import AnswerParts, ResponseStream, StreamSummary
 from modelserve.engine.workflow_runner import run_workflow
 from modelserve.engine.workflows import Workflows
 from modelserve.protocol_contract import PaddleErrors
@@ -99,8 +108,12 @@ class DataPlane:
         # What each pipeline has answered (metrics, Triton statistics), by name.
         self._pipeline_accounts: dict[str, PipelineAccount] = {}
         self._workflows = Workflows(engine)
-        # Paddle Serving pipeline services by name (their ops are models of the registry).
+        # Paddle Serving pipeline services by name (their ops are models of the registry),
+        # and what each has answered.
         self._paddle_services: dict[str, PaddleService] = {}
+        self._paddle_accounts: dict[str, PipelineAccount] = {}
+        settings = engine.settings
+        self._limit = InferenceLimit.of(settings.max_concurrency, settings.max_connections)
 
     # ----- the server
 
@@ -133,6 +146,10 @@ class DataPlane:
             serving.setdefault(name, False)
             reasons.setdefault(name, error)
         return health_of(serving, reasons)
+
+    def waiting_for_slot(self) -> int:
+        """Inference requests waiting for one of the ``max_concurrency`` slots."""
+        return 0 if self._limit is None else self._limit.waiting
 
     def version_states(self) -> list[VersionState]:
         """Queue depth and worker states of every version, for the scrape-time gauges."""
@@ -364,27 +381,87 @@ class DataPlane:
     async def infer(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """Queue one request on the version (the default one when ``version`` is None) and
         wait for the handler's answer; 404 for an unknown model or version, 503 when it has
-        no worker or its queue is full. A pipeline runs its steps, each such a request."""
+        no worker or its queue is full, or the server has ``max_connections`` in flight. A
+        pipeline runs its steps, each such a request (each taking a ``max_concurrency`` slot
+        of its own, the pipeline none: steps never wait for their own pipeline's slot). An
+        answer the handler sent in parts comes joined (``engine.streams.GatheredParts``)."""
+        # Never a stream: the job does not take parts as they come.
+        return cast(WireResponse, await self._answer(name, version, request, streaming=False))
+
+    async def infer_streaming(
+        self, name: str, version: str | None, request: WireRequest
+    ) -> WireResponse | ResponseStream:
+        """As ``infer``, for a client that takes parts as they come: the whole answer, or,
+        when the handler answers in parts, the stream of them (its first part has come)."""
+        return await self._answer(name, version, request, streaming=True)
+
+    def stream(self, name: str, version: str | None, request: WireRequest) -> AnswerParts:
+        """Every part of the answer, in order, as the handler sends them (one, when it answers
+        whole). ``cancel()`` it when the client leaves and the handler is told."""
+        return AnswerParts(functools.partial(self.infer_streaming, name, version, request))
+
+    async def _answer(
+        self, name: str, version: str | None, request: WireRequest, streaming: bool
+    ) -> WireResponse | ResponseStream:
         pipeline = self._pipeline(name, version)
         if pipeline is not None:
             account = self._pipeline_accounts[name]
-            return await account.run(partial(run_pipeline, pipeline, request, self))
+            return await account.run(functools.partial(run_pipeline, pipeline, request, self))
         model_version = self._registry.get(name, version)
         explicit = version is not None
+        limit = self._limit
+        if limit is None:
+            return await self._run(model_version, request, explicit, streaming)
+        await limit.acquire()
+        try:
+            answer = await self._run(model_version, request, explicit, streaming, limit.release)
+        except BaseException:
+            limit.release()
+            raise
+        if not isinstance(answer, ResponseStream):
+            limit.release()
+        return answer
+
+    async def _run(
+        self,
+        model_version: ModelVersion,
+        request: WireRequest,
+        explicit: bool,
+        streaming: bool,
+        release: Callable[[], None] | None = None,
+    ) -> WireResponse | ResponseStream:
+        """Submit the request to the version's batcher and wait for its answer, counted. An
+        answer in parts is counted at its end, when ``release`` (its ``max_concurrency``
+        slot) is called too."""
         metrics = model_version.metrics
         metrics.received(explicit)
         future = asyncio.get_running_loop().create_future()
-        job = InferenceJob(request, future, time.perf_counter(), explicit)
-        succeeded = False
+        job = InferenceJob(request, future, time.perf_counter(), explicit, streaming)
+        succeeded = handed_over = False
         try:
             model_version.submit(job)
-            response: WireResponse = await future
-            succeeded = response.status < 400
-            return response
+            answer: WireResponse | ResponseStream | None = await future
+            if isinstance(answer, ResponseStream):
+                # Its end is measured when the adapter has taken it all (or gave up).
+                answer.on_end = functools.partial(_stream_ended, model_version, explicit, release)
+                handed_over = True
+                return answer
+            if answer is None:  # the worker ended an answer whose parts nobody took
+                raise InternalServerException("The handler ended its answer without any part")
+            succeeded = answer.status < 400
+            return answer
+        except asyncio.CancelledError:
+            # The client went away: the worker holding the request is told.
+            if isinstance(job.parts, ResponseStream):
+                job.parts.cancel()
+            else:
+                job.cancel()
+            raise
         finally:
-            elapsed = time.perf_counter() - job.enqueued_at
-            metrics.finished(explicit, elapsed)
-            model_version.statistics.request_ended(succeeded, elapsed)
+            if not handed_over:
+                elapsed = time.perf_counter() - job.enqueued_at
+                metrics.finished(explicit, elapsed)
+                model_version.statistics.request_ended(succeeded, elapsed)
 
     async def explain(self, name: str, version: str | None, request: WireRequest) -> WireResponse:
         """As ``infer``, with the handler asked to explain its prediction."""
@@ -479,7 +556,9 @@ class DataPlane:
     async def predict_workflow(self, name: str, request: WireRequest) -> WireResponse:
         """Run ``request`` through the workflow's nodes; 404 when unknown."""
         served = self._workflows.served(name)
-        return await served.account.run(partial(run_workflow, served.workflow, request, self))
+        return await served.account.run(
+            functools.partial(run_workflow, served.workflow, request, self)
+        )
 
     # ----- Paddle Serving pipeline services
 
@@ -488,6 +567,16 @@ class DataPlane:
         cycle (see ``pipelines.check``)."""
         check(service.pipeline, self)
         self._paddle_services[service.name] = service
+        metrics = self._engine.metrics.for_pipeline(service.name, PADDLE_PLATFORM)
+        self._paddle_accounts[service.name] = PipelineAccount(metrics)
+
+    def describe_paddle_service(self, name: str) -> list[dict[str, Any]]:
+        """The service's ops as a pipeline's nodes, edges and state (``describe_service``);
+        404 when no service has the name."""
+        service = self._paddle_services.get(name)
+        if service is None:
+            raise ServiceNotFoundException(f"Paddle Serving service not found: {name}")
+        return [describe_service(service, self._registry)]
 
     async def predict_paddle(self, request: PaddleRequest) -> PaddleResponse:
         """Run ``request`` through the service it names (no name: the only one), answered
@@ -499,7 +588,26 @@ class DataPlane:
             return PaddleResponse(
                 PaddleErrors.NO_SERVICE, "Failed to inference: Service name error."
             )
-        return await run_paddle(service, request, self)
+        account = self._paddle_accounts[service.name]
+        try:
+            return await account.run(functools.partial(run_paddle, service, request, self))
+        except PaddleFailure as failure:  # counted as failed; Paddle answers it
+            return PaddleResponse(failure.err_no, failure.err_msg)
+
+
+def _stream_ended(
+    model_version: ModelVersion,
+    explicit: bool,
+    release: Callable[[], None] | None,
+    summary: StreamSummary,
+) -> None:
+    """A stream's end: its request's latency and statistics, the stream metrics, and its
+    ``max_concurrency`` slot given back (``release``, when it holds one)."""
+    if release is not None:
+        release()
+    model_version.metrics.finished(explicit, summary.duration_s)
+    model_version.metrics.stream_ended(summary.first_part_s, summary.parts, summary.duration_s)
+    model_version.statistics.request_ended(summary.succeeded, summary.duration_s)
 
 
 def _page(names: list[str], limit: int, page_token: int) -> tuple[list[str], str | None]:

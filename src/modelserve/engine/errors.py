@@ -38,6 +38,12 @@ class WorkflowNotFoundException(ServingError):
     status = 404
 
 
+class ServiceNotFoundException(ServingError):
+    """No Paddle Serving pipeline service of that name is served."""
+
+    status = 404
+
+
 class ModelVersionNotFoundException(ServingError):
     """The model exists but not this version."""
 

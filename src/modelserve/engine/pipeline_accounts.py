@@ -1,6 +1,7 @@
 """What each served pipeline has answered: every request counted on the metrics plane
-(requests, failures by reason, end-to-end and per-step latency) and, for a pipeline served as
-a v2 model (a Triton ensemble), in its statistics too, as Triton counts an ensemble's requests
+(requests, failures by reason, end-to-end and per-step latency; a Triton ensemble, a TorchServe
+workflow or a Paddle Serving service alike) and, for a pipeline served as a v2 model (a Triton
+ensemble), in its statistics too, as Triton counts an ensemble's requests
 in the ensemble's own statistics and ``nv_inference_*`` metrics.
 
 An ensemble request waits in no queue of its own and runs as one execution: on success its
@@ -13,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from modelserve.engine.pipeline_runner import PipelineTimeoutError, StepFinished
 from modelserve.engine.pipelines import PipelineStep
 from modelserve.engine.statistics import VersionStatistics
 from modelserve.telemetry.frontend_metrics import PipelineMetrics
-from modelserve.wire import WireResponse
+
+# A front door's answer: a WireResponse, or a Paddle service's response.
+T = TypeVar("T")
 
 
 class _Run:
@@ -46,8 +50,9 @@ class PipelineAccount:
         self.metrics = metrics
         self.statistics = statistics
 
-    async def run(self, work: Callable[[StepFinished], Awaitable[WireResponse]]) -> WireResponse:
-        """``work``'s answer (it is told of each step that ends), counted."""
+    async def run(self, work: Callable[[StepFinished], Awaitable[T]]) -> T:
+        """``work``'s answer (it is told of each step that ends), counted; a request fails
+        when ``work`` raises."""
         self.metrics.received()
         run = _Run(self.metrics)
         started = time.perf_counter()

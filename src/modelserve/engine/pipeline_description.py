@@ -1,7 +1,7 @@
 """A pipeline described on the management API: its nodes (each step, the model version that
 serves it, that version's state and workers), its edges (which step's outputs another step
-reads) and whether it can take requests now. Triton ensembles and TorchServe workflows answer
-the same shape, inside their own description.
+reads) and whether it can take requests now. Triton ensembles, TorchServe workflows and Paddle
+Serving services answer the same shape, inside their own description.
 """
 
 from __future__ import annotations
@@ -37,17 +37,24 @@ def _node(step: PipelineStep, registry: ModelRegistry) -> dict[str, Any]:
         "inputMap": step.inputs,
         "outputMap": step.outputs,
     }
-    try:
-        version = registry.get(step.model, step.version)
-    except ServingError as exc:
-        return {**node, "state": UNREGISTERED, "error": exc.message, "workers": []}
-    status = version.status()
-    node["modelVersion"] = version.version  # the default version, where the step names none
-    node["state"] = status.state.value
-    if status.error:
-        node["error"] = status.error
-    node["workers"] = version.worker_descriptions()
+    node.update(model_state(step.model, step.version, registry))
     return node
+
+
+def model_state(model: str, version: str | None, registry: ModelRegistry) -> dict[str, Any]:
+    """A node model's ``modelVersion`` (the default one, where ``version`` is None),
+    ``state``, ``error`` (when it has one) and ``workers``; ``UNREGISTERED`` without a
+    version when it is not registered."""
+    try:
+        served = registry.get(model, version)
+    except ServingError as exc:
+        return {"state": UNREGISTERED, "error": exc.message, "workers": []}
+    status = served.status()
+    state: dict[str, Any] = {"modelVersion": served.version, "state": status.state.value}
+    if status.error:
+        state["error"] = status.error
+    state["workers"] = served.worker_descriptions()
+    return state
 
 
 def _edges(pipeline: Pipeline) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from modelserve.engine.devices import Placement
 from modelserve.engine.sequences import SequencePolicy
+from modelserve.engine.streams import StreamLimits
 from modelserve.wire import WorkerSpec
 
 
@@ -33,6 +34,8 @@ class PoolLimits:
     queue_capacity: int
     max_response_size: int
     timeouts: PoolTimeouts
+    # How answers in parts are bounded (window, timeouts).
+    stream: StreamLimits
     # A stateful model's sequences (each on one worker, in order); None: stateless.
     sequences: SequencePolicy | None = None
 

@@ -49,6 +49,7 @@ from modelserve.engine.settings import (
     VersionSettings,
     resolve_settings,
 )
+from modelserve.engine.streams import StreamLimits
 from modelserve.engine.worker_pool import WorkerPool
 from modelserve.telemetry.frontend_metrics import ServerMetrics
 from modelserve.wire import WorkerSpec
@@ -232,6 +233,7 @@ class Registration:
                     python_path=python_path,
                     server_url=self.server_url,
                     server_token=self.server_token,
+                    stream_window=self._settings.stream_window,
                 ),
                 next_worker_id=lambda: str(next(self._worker_ids)),
                 spec_dir=self._runtime_dir / "specs",
@@ -295,6 +297,12 @@ class Registration:
                 response=settings.response_timeout,
                 unregister=self._settings.unregister_model_timeout,
                 max_retry=settings.max_retry_timeout,
+            ),
+            stream=StreamLimits(
+                window=self._settings.stream_window,
+                chunk_timeout_s=self._settings.stream_chunk_timeout,
+                stream_timeout_s=self._settings.stream_timeout,
+                max_response_size=self._settings.max_response_size,
             ),
             sequences=sequences,
         )

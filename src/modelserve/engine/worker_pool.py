@@ -21,6 +21,7 @@ from modelserve.engine.pool_config import PoolLimits, WorkerLaunch
 from modelserve.engine.restart_backoff import RestartBackoff
 from modelserve.engine.sequence_batcher import SequenceBatcher
 from modelserve.engine.statistics import VersionStatistics
+from modelserve.engine.streams import take_part
 from modelserve.engine.worker_failures import (
     LoadFailure,
     ResponseTooLargeException,
@@ -68,6 +69,7 @@ class WorkerPool:
         self.sequences = limits.sequences
         self.batcher = self._make_batcher(limits)
         self._max_response_size = limits.max_response_size
+        self._stream_limits = limits.stream
         self._depth = UNBATCHED_PIPELINE_DEPTH if limits.batch_size == 1 else 1
         self._restarts = RestartBackoff(label, timeouts.max_retry, self._restart_workers)
         self.workers: dict[str, WorkerProcess] = {}
@@ -255,7 +257,9 @@ class WorkerPool:
         self, worker: WorkerProcess, header: dict[str, Any], frames: list[bytes]
     ) -> None:
         kind = header["k"]
-        if kind == wire.RESULT:
+        if kind == wire.PART:
+            self._on_part(worker, header, frames)
+        elif kind == wire.RESULT:
             self._on_result(worker, header, frames)
         elif kind == wire.READY:
             self._on_ready(worker, header)
@@ -289,6 +293,8 @@ class WorkerPool:
         for job in jobs:
             self._metrics.dispatched(job.explicit_version, now - job.enqueued_at)
             self.statistics.dispatched(now - job.enqueued_at)
+            if job.streaming:
+                job.control = WorkerLink(self._dispatcher, worker.id, job.request.request_id)
         batch_id = next(self._batch_ids)
         frames = wire.encode_batch(batch_id, [job.request for job in jobs])
         if not self._dispatcher.send(worker.id, frames):
@@ -305,6 +311,22 @@ class WorkerPool:
         log.error("%s worker %s exceeded response_timeout; killing it", self.label, worker.id)
         worker.timed_out = True
         worker.kill()
+
+    def _on_part(self, worker: WorkerProcess, header: dict[str, Any], frames: list[bytes]) -> None:
+        """One part of the answer to a request of the batch the worker works on."""
+        if not worker.batches or worker.batches[0].batch_id != header["id"]:
+            log.error("%s worker %s sent a part for an unknown batch", self.label, worker.id)
+            return
+        job = worker.batches[0].jobs[header["i"]]
+        if job.request.request_id != header["rid"]:
+            log.error("%s worker %s sent a part for an unknown request", self.label, worker.id)
+            return
+        # A part shows the worker is alive and working: response_timeout starts again.
+        worker.stop_timing()
+        worker.time_head_batch(self.timeouts.response, self._batch_timed_out)
+        if job.control is None:
+            job.control = WorkerLink(self._dispatcher, worker.id, header["rid"])
+        take_part(job, wire.decode_part(header, frames), job.control, self._stream_limits)
 
     def _on_result(
         self, worker: WorkerProcess, header: dict[str, Any], frames: list[bytes]
@@ -331,7 +353,7 @@ class WorkerPool:
         else:
             limit = self._max_response_size
             for job, response in zip(batch.jobs, outcome, strict=True):
-                if response.size() > limit:
+                if response is not None and response.size() > limit:
                     job.fail(
                         ResponseTooLargeException(
                             f"The response of {response.size()} bytes exceeds "
@@ -340,6 +362,7 @@ class WorkerPool:
                     )
                 else:
                     job.resolve(response)
+        _unlink(batch.jobs)
         overhead_s = batch.send_overhead_s + time.perf_counter() - started
         self._metrics.batch_overhead(overhead_s * 1000)
         self._release(worker)
@@ -363,6 +386,7 @@ class WorkerPool:
                 self.batcher.batch_ended(len(batch.jobs))
                 for job in batch.jobs:
                     job.fail(error)
+                _unlink(batch.jobs)
             worker.batches.clear()
         if not worker.ready.done():
             not_loaded = load_error(self.last_failure, reason)
@@ -380,3 +404,34 @@ class WorkerPool:
     def _restart_workers(self) -> None:
         if not self._closed:
             self._reconcile()
+
+
+class WorkerLink:
+    """A streaming job's way back to the worker holding it (``StreamControl``): credit for
+    more parts, and cancellation. Silent once the batch is over (``close``)."""
+
+    __slots__ = ("_dispatcher", "_request_id", "_worker_id", "open")
+
+    def __init__(self, dispatcher: Dispatcher, worker_id: str, request_id: str) -> None:
+        self._dispatcher = dispatcher
+        self._worker_id = worker_id
+        self._request_id = request_id
+        self.open = True
+
+    def grant(self, count: int) -> None:
+        """The client took ``count`` parts: the worker may send that many more."""
+        if self.open:
+            self._dispatcher.send(self._worker_id, wire.encode_credit(self._request_id, count))
+
+    def cancel(self) -> None:
+        """Nobody wants the rest of the answer."""
+        if self.open:
+            self.open = False
+            self._dispatcher.send(self._worker_id, wire.encode_cancel(self._request_id))
+
+
+def _unlink(jobs: list[InferenceJob]) -> None:
+    """The worker is done with these jobs: their links fall silent."""
+    for job in jobs:
+        if isinstance(job.control, WorkerLink):
+            job.control.open = False

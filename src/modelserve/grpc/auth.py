@@ -48,6 +48,8 @@ HEALTH_METHODS = frozenset(
         "/inference.GRPCInferenceService/ServerLive",
         "/inference.GRPCInferenceService/ServerReady",
         "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Ping",
+        "/grps.protos.v1.GrpsService/CheckLiveness",
+        "/grps.protos.v1.GrpsService/CheckReadiness",
     }
 )
 

@@ -7,8 +7,8 @@ Run from anywhere, with grpcio-tools installed (a dev dependency)::
     python -m modelserve.grpc.generate --write   # regenerate the committed files
 
 Both run ``grpc_tools.protoc`` with ``src`` as the import root, so the generated modules import
-each other as ``modelserve.grpc.proto.*``; ``open_inference_pb2`` is then moved to a descriptor
-pool of its own (see ``_use_private_pool``).
+each other as ``modelserve.grpc.proto.*``; the modules of ``PRIVATE_POOL`` are then moved to a
+descriptor pool of their own (see ``_use_private_pool``).
 
 The check generates into a temporary directory and compares what the code describes (each
 module's serialized file descriptor, and the set of modules) with the committed code, so a
@@ -31,9 +31,15 @@ from pathlib import Path
 from google.protobuf.descriptor_pb2 import FileDescriptorProto
 
 PROTO_DIR = Path(__file__).resolve().parent / "proto"
-# Generated modules whose messages live in a descriptor pool of their own (no imports allowed).
-PRIVATE_POOL = ("open_inference", "tf_serving", "paddle_pipeline")
 SOURCE_ROOT = PROTO_DIR.parents[2]  # .../src
+# Generated modules (under the source root) whose messages live in a descriptor pool of their
+# own (their .proto may import nothing): other packages declare the same names.
+PRIVATE_POOL = (
+    "modelserve/grpc/proto/open_inference",
+    "modelserve/grpc/proto/tf_serving",
+    "modelserve/grpc/proto/paddle_pipeline",
+    "modelserve/grps/proto/grps",
+)
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 PROTOBUF_STAMP = re.compile(r"^# Protobuf Python Version: (\S+)$", re.MULTILINE)
 
@@ -60,9 +66,9 @@ def generate(out_root: Path) -> int:
     ]
     status = protoc.main(arguments)
     if status == 0:
-        generated_dir = out_root / PROTO_DIR.relative_to(SOURCE_ROOT)
         for name in PRIVATE_POOL:
-            _use_private_pool(generated_dir / f"{name}_pb2.py")
+            if (SOURCE_ROOT / f"{name}.proto").is_file():  # a partial tree (tests) may lack it
+                _use_private_pool(out_root / f"{name}_pb2.py")
     return status
 
 
@@ -73,8 +79,9 @@ def proto_dirs() -> list[Path]:
 
 def _use_private_pool(module: Path) -> None:
     """Register the module's descriptors in a pool of its own instead of protobuf's default
-    one, where the same ``inference.*`` names from another package (tritonclient, kserve)
-    would collide with them ("duplicate symbol") when both are imported in one process."""
+    one, where the same names from another package (``inference.*`` from tritonclient or
+    kserve, ``grps.protos.v1.*`` from grps_apis) would collide with them ("duplicate symbol")
+    when both are imported in one process."""
     text = module.read_text()
     default = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
     if default not in text:

@@ -1,7 +1,9 @@
 """Paddle Serving's gRPC ``PipelineService`` (its ``inference`` method), as its
 ``PipelineClient`` calls it: a ``Request``'s key/value pairs through the Paddle service the
 data plane serves (a request names none: the only one), answered with Paddle's ``err_no``,
-``err_msg``, ``key`` and ``value``. Every answer is a gRPC OK, as Paddle's servicer gives."""
+``err_msg``, ``key`` and ``value``. Every answer is a gRPC OK, as Paddle's servicer gives. A
+caller that cancels its call cancels the ops not yet answered (grpc.aio cancels the handler).
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import grpc
 from modelserve.config import Address, ConfigError, Settings
 from modelserve.engine.dataplane import DataPlane
 from modelserve.grpc.auth import HEALTH_METHODS, RequireKey
+from modelserve.grpc.grps import GrpsServicer
 from modelserve.grpc.open_inference import OpenInferenceServicer
 from modelserve.grpc.paddle_pipeline import PipelineServicer
 from modelserve.grpc.proto import (
@@ -24,6 +25,8 @@ from modelserve.grpc.proto import (
 )
 from modelserve.grpc.tf_serving import ModelServicer, PredictionServicer
 from modelserve.grpc.torchserve import InferenceServicer, ManagementServicer
+from modelserve.grps.proto import grps_pb2_grpc
+from modelserve.grps.service import GrpsService
 from modelserve.security.exposure import AccessPolicy
 from modelserve.security.tokens import KeyKind
 
@@ -124,7 +127,11 @@ def _bind(
 
 
 def build_grpc_planes(
-    settings: Settings, plane: DataPlane, policy: AccessPolicy, paddle: bool = False
+    settings: Settings,
+    plane: DataPlane,
+    grps: GrpsService,
+    policy: AccessPolicy,
+    paddle: bool = False,
 ) -> list[GrpcPlane]:
     """The inference and management gRPC servers, bound but not started; none when
     ``enable_grpc`` is false. ``paddle``: with Paddle Serving's PipelineService, for a server
@@ -145,6 +152,7 @@ def build_grpc_planes(
     tf_serving_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(plane, policy.model_control_refusal), inference
     )
+    grps_pb2_grpc.add_GrpsServiceServicer_to_server(GrpsServicer(grps), inference)
     if paddle:
         paddle_pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(
             PipelineServicer(plane), inference

@@ -25,6 +25,8 @@ from modelserve.engine.errors import (
     ServingError,
 )
 from modelserve.engine.registration import RegisterOptions
+from modelserve.engine.streams import AnswerParts
+from modelserve.grpc.access import StreamAccess
 from modelserve.grpc.proto import (
     inference_pb2,
     inference_pb2_grpc,
@@ -86,16 +88,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
         self.plane = plane
 
     async def _predict(self, request: inference_pb2.PredictionsRequest) -> WireResponse:
-        """Run one prediction; the inputs become the handler's request parameters, as bytes,
-        and ``sequence_id`` (a stateful model's sequence) TorchServe's sequence header."""
-        if not request.model_name:
-            raise BadRequestException("Parameter model_name is required.")
-        wire = WireRequest(
-            str(uuid.uuid4()),
-            {SEQUENCE_ID_HEADER: request.sequence_id} if request.sequence_id else {},
-            [RequestParameter(name, None, value) for name, value in request.input.items()],
-        )
+        """Run one prediction; the inputs become the handler's request parameters, as bytes."""
+        wire = _wire_request(request)
         return await self.plane.infer(request.model_name, request.model_version or None, wire)
+
+    def _parts(self, request: inference_pb2.PredictionsRequest) -> AnswerParts:
+        """Every part of one prediction's answer, as the handler sends them."""
+        wire = _wire_request(request)
+        return self.plane.stream(request.model_name, request.model_version or None, wire)
 
     async def Ping(
         self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext
@@ -115,38 +115,75 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
     async def StreamPredictions(
         self, request: inference_pb2.PredictionsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[inference_pb2.PredictionResponse]:
-        # Handlers here answer once, so the stream has exactly one message.
+        # One message per part of the answer, sent as the handler sends it; an error after
+        # the first part ends the call with its status.
+        access = StreamAccess(context, "StreamPredictions")
         try:
-            response = await self._predict(request)
+            parts = self._parts(request)
+            # The call may end while the generator waits to be resumed: the handler is told.
+            context.add_done_callback(lambda _context: parts.cancel())
+            async for part in parts:
+                failure = _handler_failure(part)
+                if failure is not None:
+                    access.status = part.status
+                    await context.abort(*failure)
+                yield inference_pb2.PredictionResponse(prediction=part.body)
         except ServingError as exc:
+            access.status = exc.status
             await abort_with(context, exc)
-        failure = _handler_failure(response)
-        if failure is not None:
-            await context.abort(*failure)
-        yield inference_pb2.PredictionResponse(prediction=response.body)
+        access.status = 200
 
     async def StreamPredictions2(
         self,
         request_iterator: AsyncIterator[inference_pb2.PredictionsRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[inference_pb2.PredictionResponse]:
-        # Requests are answered one at a time, in order; a failed one is answered with its
-        # status and the stream goes on. A stateful model keeps each sequence on one worker.
+        # Requests are answered one at a time, in order, each with every part of its answer
+        # as the handler sends it; a failed one is answered with its status and the stream
+        # goes on. Each response echoes its request's sequence_id, which names the request's
+        # sequence (the handler's context.get_sequence_id): a stateful model keeps each
+        # sequence on one worker.
+        access = StreamAccess(context, "StreamPredictions2")
+        answering: list[AnswerParts] = []  # the answer under way, told when the call ends
+        context.add_done_callback(lambda _context: [parts.cancel() for parts in answering])
         async for request in request_iterator:
             sequence = request.sequence_id if request.HasField("sequence_id") else None
             try:
-                response = await self._predict(request)
+                parts = self._parts(request)
+                answering[:] = [parts]
+                async for part in parts:
+                    failure = _handler_failure(part)
+                    if failure is not None:
+                        parts.cancel()
+                        yield _failed(sequence, *failure)
+                        break
+                    yield inference_pb2.PredictionResponse(
+                        prediction=part.body, sequence_id=sequence
+                    )
             except ServingError as exc:
-                failure = (grpc_code(exc.status), exc.message)
-            else:
-                failure = _handler_failure(response)
-            if failure is None:
-                yield inference_pb2.PredictionResponse(
-                    prediction=response.body, sequence_id=sequence
-                )
-            else:
-                status = inference_pb2.RpcStatus(code=failure[0].value[0], message=failure[1])
-                yield inference_pb2.PredictionResponse(sequence_id=sequence, status=status)
+                yield _failed(sequence, grpc_code(exc.status), exc.message)
+        access.status = 200
+
+
+def _wire_request(request: inference_pb2.PredictionsRequest) -> WireRequest:
+    """The handler's request: the inputs as parameters (bytes), the sequence as TorchServe's
+    sequence header (a stateful model keeps the sequence on one worker)."""
+    if not request.model_name:
+        raise BadRequestException("Parameter model_name is required.")
+    headers = {SEQUENCE_ID_HEADER: request.sequence_id} if request.HasField("sequence_id") else {}
+    return WireRequest(
+        str(uuid.uuid4()),
+        headers,
+        [RequestParameter(name, None, value) for name, value in request.input.items()],
+    )
+
+
+def _failed(
+    sequence: str | None, code: grpc.StatusCode, message: str
+) -> inference_pb2.PredictionResponse:
+    """A StreamPredictions2 request's failure: its status in the response, the stream goes on."""
+    status = inference_pb2.RpcStatus(code=code.value[0], message=message)
+    return inference_pb2.PredictionResponse(sequence_id=sequence, status=status)
 
 
 class ManagementServicer(management_pb2_grpc.ManagementAPIsServiceServicer):

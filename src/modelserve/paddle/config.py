@@ -66,7 +66,10 @@ def _ignored(key: Key, why: str) -> Key:
 
 GATEWAY = "the frontend serves every request on its event loop"
 INFERENCE = "Paddle Inference's own tuning; the op's model runs with its framework's defaults"
-PROFILING = "modelserve's metrics plane reports each op model's latency and queue"
+PROFILING = (
+    "modelserve's metrics plane reports the service's requests and latency, and each op's "
+    "(modelserve_pipeline_*)"
+)
 SERVER_KEYS = {
     "http_port": PORT,
     "rpc_port": PORT,

@@ -94,6 +94,11 @@ def prepare(
             dag.last,
             settings.default_response_timeout,
             config.retry,
+            {
+                op.name: models[op.name][1]
+                for op in dag.ops
+                if ops[op.name].model_config is not None
+            },
         )
         yield PaddleDeployment(settings, archives, service, _usage(settings, dag), notices)
 

@@ -32,10 +32,19 @@ log = logging.getLogger("modelserve.metrics")
 SYSTEM_METRICS = frozenset(HOST_METRICS) | frozenset(GPU_METRICS)
 
 LATENCY_HISTOGRAM = "modelserve_inference_latency_seconds"
+# Answers in parts (docs/streaming.md): time to the first part, parts per answer, duration.
+STREAM_FIRST_PART = "modelserve_stream_first_response_seconds"
+STREAM_PARTS = "modelserve_stream_responses"
+STREAM_DURATION = "modelserve_stream_duration_seconds"
+STREAM_PARTS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0)
+STREAM_SECONDS_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
 QUEUE_DEPTH = "modelserve_queue_depth"
 WORKERS = "modelserve_workers"
 SEQUENCES = "modelserve_sequences"
 SEQUENCES_EXPIRED = "modelserve_sequences_expired"  # a counter: exposed with _total
+WAITING = "modelserve_inference_waiting"
 VERSION_LABELS = ("model_name", "model_version", "hostname")
 PIPELINE_REQUESTS = "modelserve_pipeline_requests_total"
 PIPELINE_FAILURES = "modelserve_pipeline_failures_total"
@@ -102,6 +111,12 @@ class ServerMetrics:
         if mode == "prometheus":
             self.store.add(HistogramFamily(LATENCY_HISTOGRAM, "Seconds", VERSION_LABELS))
             self._add_pipeline_families()
+            for name, unit, buckets in (
+                (STREAM_FIRST_PART, "Seconds", STREAM_SECONDS_BUCKETS),
+                (STREAM_PARTS, "Count", STREAM_PARTS_BUCKETS),
+                (STREAM_DURATION, "Seconds", STREAM_SECONDS_BUCKETS),
+            ):
+                self.store.add(HistogramFamily(name, unit, VERSION_LABELS, buckets))
         host_labels = {"Level": "Host", "Hostname": hostname, "hostname": hostname}
         self._status = [
             (family, _key(family, host_labels))
@@ -116,13 +131,16 @@ class ServerMetrics:
             else None
         )
 
-    def collectors(self, states: Callable[[], Iterable[VersionState]]) -> list[Collector]:
-        """What /metrics exposes: the store, plus gauges computed from ``states()`` per scrape."""
+    def collectors(
+        self, states: Callable[[], Iterable[VersionState]], waiting: Callable[[], int]
+    ) -> list[Collector]:
+        """What /metrics exposes: the store, plus gauges computed per scrape from ``states()``
+        and ``waiting()`` (requests waiting for a ``max_concurrency`` slot)."""
         collectors: list[Collector] = [StoreCollector(self.store)]
         if self._system is not None:
             collectors.append(self._system)
         if self._exports_state:
-            collectors.append(CallbackCollector(lambda: self._state_metrics(states())))
+            collectors.append(CallbackCollector(lambda: self._state_metrics(states(), waiting())))
         return collectors
 
     def _add_pipeline_families(self) -> None:
@@ -210,7 +228,7 @@ class ServerMetrics:
             family = MetricFamily(name, spec.kind, spec.unit, labels, logged=self._log_others)
         return self.store.add(family)
 
-    def _state_metrics(self, states: Iterable[VersionState]) -> Iterator[Metric]:
+    def _state_metrics(self, states: Iterable[VersionState], waiting: int) -> Iterator[Metric]:
         queue = GaugeMetricFamily(
             QUEUE_DEPTH, "Requests waiting for a worker", labels=list(VERSION_LABELS)
         )
@@ -236,6 +254,13 @@ class ServerMetrics:
                 expired.add_metric(labels, state.expired_sequences)
         yield queue
         yield workers
+        slots = GaugeMetricFamily(
+            WAITING,
+            "Inference requests waiting for a slot (max_concurrency)",
+            labels=["hostname"],
+        )
+        slots.add_metric([self.hostname], waiting)
+        yield slots
         if sequences.samples:
             yield sequences
             yield expired
@@ -258,6 +283,7 @@ class VersionMetrics:
         "_queue_time_key",
         "_requests",
         "_server",
+        "_streams",
         "_thread_time",
         "_thread_time_key",
         "_worker_time_key",
@@ -294,6 +320,8 @@ class VersionMetrics:
         self._queue_latency = keyed("ts_queue_latency_microseconds")
         self._histogram = store.get(LATENCY_HISTOGRAM)
         self._histogram_key = _key(self._histogram, by_route[True])
+        streams = [store.get(name) for name in (STREAM_FIRST_PART, STREAM_PARTS, STREAM_DURATION)]
+        self._streams = None if None in streams else streams
         host_labels = {"Level": "Host", "Hostname": host}
         self._queue_time = store.get("QueueTime")
         self._queue_time_key = _key(self._queue_time, host_labels)
@@ -340,6 +368,15 @@ class VersionMetrics:
             return []
         self._latencies = []
         return taken
+
+    def stream_ended(self, first_part_s: float, parts: int, duration_s: float) -> None:
+        """An answer in parts ended: ``first_part_s`` after its request arrived the first part
+        came, the client took ``parts`` parts, and it lasted ``duration_s``."""
+        if self._streams is not None:
+            first, count, duration = self._streams
+            first.observe(self._histogram_key, first_part_s)
+            count.observe(self._histogram_key, parts)
+            duration.observe(self._histogram_key, duration_s)
 
     def batch_overhead(self, elapsed_ms: float) -> None:
         """Frontend time spent on one batch outside the worker (encode, send, decode)."""

@@ -3,7 +3,8 @@
 TorchServe keeps three streams apart; so does modelserve:
 
 - the server log: logger ``modelserve`` and its children (and anything a library logs);
-- the access log: logger ``modelserve.access``, one line per HTTP request;
+- the access log: logger ``modelserve.access``, one line per HTTP request and per gRPC
+  streaming call (``log_access``);
 - the model log: logger ``modelserve.model_log``, the workers' stdout and stderr lines.
 
 All three go to stderr. With ``log_dir`` each also goes to its own file there, rotated at
@@ -39,6 +40,33 @@ MODEL_TEXT_FORMAT = (
     "%(message)s"
 )
 MODEL_FIELD_DEFAULTS = {"model_name": "-", "model_version": "-", "worker_id": "-"}
+_access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+def log_access(
+    client: str, method: str, path: str, protocol: str, status: int, latency_ms: float
+) -> None:
+    """One access-log line: ``client "METHOD PATH PROTOCOL" status latency``, with the
+    fields as the record's attributes (JSON logs)."""
+    # makeRecord + handle instead of info(): info() walks the stack for the caller's file and
+    # line, which no access-log format shows and which costs on every request.
+    record = _access_log.makeRecord(
+        ACCESS_LOGGER,
+        logging.INFO,
+        __file__,
+        0,
+        '%s "%s %s %s" %d %.3f ms',
+        (client, method, path, protocol, status, latency_ms),
+        None,
+        extra={
+            "client": client,
+            "method": method,
+            "path": path,
+            "status": status,
+            "latency_ms": round(latency_ms, 3),
+        },
+    )
+    _access_log.handle(record)
 
 
 class _FlushLater:

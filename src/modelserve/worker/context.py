@@ -1,12 +1,35 @@
 """The ``context`` object handed to handlers, with TorchServe 0.12's attributes and methods.
 
 The method signatures keep TorchServe's inconsistent argument orders on purpose: existing
-handlers call them positionally.
+handlers call them positionally. Beyond TorchServe's: ``send_part`` and ``is_cancelled``, for
+handlers that answer in parts (docs/streaming.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+
+
+class PartStream(Protocol):
+    """Where a handler's parts go: the worker's channel to the frontend."""
+
+    def send(self, index: int, output: Any) -> bool:
+        """Send ``output`` as one part of request ``index``'s answer; False when cancelled."""
+
+    def cancelled(self, index: int) -> bool:
+        """Whether request ``index`` was cancelled."""
+
+
+class NoPartStream:
+    """Outside a worker (a handler called by a test): no parts, nothing cancelled."""
+
+    def send(self, index: int, output: Any) -> bool:
+        """Refuse: parts travel only from a worker."""
+        raise RuntimeError("parts of an answer can only be sent from a modelserve worker")
+
+    def cancelled(self, index: int) -> bool:
+        """Nothing is ever cancelled here."""
+        return False
 
 
 class RequestProcessor:
@@ -94,6 +117,7 @@ class Context:
         self.metrics: Any = None
         self.model_yaml_config: dict[str, Any] = model_yaml_config or {}
         self.stopping_criteria = None
+        self.parts: PartStream = NoPartStream()
 
     def start_batch(self, request_ids: list[str], headers: list[dict[str, Any]]) -> None:
         """Reset the per-request state for a new batch."""
@@ -141,6 +165,22 @@ class Context:
     def set_response_header(self, idx: int, key: str, value: str) -> None:
         """Add a header to response ``idx``."""
         self.request_processor[idx].add_response_property(key, value)
+
+    def send_part(self, idx: int, output: Any) -> bool:
+        """Send ``output`` to request ``idx``'s client now, as one part of its answer, with the
+        status and headers set for that request so far; the handler's return value (or, for
+        a generator, nothing) ends the answer.
+
+        Blocks while the client is ``stream_window`` parts behind. Returns False when the
+        request was cancelled (the part is dropped); raises ``StreamCancelled`` when every
+        request of the batch was.
+        """
+        return self.parts.send(idx, output)
+
+    def is_cancelled(self, idx: int = 0) -> bool:
+        """Whether request ``idx``'s client went away (or its stream timed out): the handler
+        may stop working on it. Cheap enough to ask between any two steps."""
+        return self.parts.cancelled(idx)
 
     def get_sequence_id(self, idx: int) -> str | None:
         """The sequence id of request ``idx`` (stateful models), None otherwise."""

@@ -8,6 +8,7 @@ the frontend process disappears, so no worker outlives its server.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -15,7 +16,6 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import zmq
 
@@ -23,6 +23,7 @@ from modelserve import wire
 from modelserve.wire import WorkerSpec
 from modelserve.worker.paddle_compat import enable_paddle_compat
 from modelserve.worker.service import ModelService
+from modelserve.worker.streaming import ResponseChannel
 from modelserve.worker.triton_compat import enable_triton_compat
 from modelserve.worker.ts_compat import enable_ts_compat
 
@@ -44,69 +45,57 @@ def serve(spec: WorkerSpec) -> int:
     socket.setsockopt(zmq.IDENTITY, spec.worker_id.encode())
     socket.setsockopt(zmq.LINGER, LINGER_MS)
     socket.connect(spec.endpoint)
+    channel = ResponseChannel(
+        socket, spec.stream_window, functools.partial(_parent_alive, spec.parent_pid)
+    )
     started = time.perf_counter()
     try:
-        service = ModelService(spec)
+        service = ModelService(spec, channel)
     except Exception as exc:
         log.error("failed to load the model:\n%s", traceback.format_exc())
         message = str(exc) or type(exc).__name__
-        socket.send_multipart(
-            wire.encode_load_failed(type(exc).__name__, message, traceback.format_exc())
-        )
+        channel.send(wire.encode_load_failed(type(exc).__name__, message, traceback.format_exc()))
         socket.close()
         zmq_context.term()
         return 1
     load_ms = (time.perf_counter() - started) * 1000
-    ready = wire.encode_ready(spec.worker_id, os.getpid(), load_ms, service.tensor_metadata())
-    socket.send_multipart(ready)
+    channel.send(wire.encode_ready(spec.worker_id, os.getpid(), load_ms, service.tensor_metadata()))
     log.info("model %s version %s loaded in %.0f ms", spec.model_name, spec.model_version, load_ms)
-    exit_code = _serve_batches(socket, service, spec.parent_pid)
+    exit_code = _serve_batches(channel, service, spec.parent_pid)
     service.close()
     socket.close()
     zmq_context.term()
     return exit_code
 
 
-def _serve_batches(socket: zmq.Socket, service: ModelService, parent_pid: int) -> int:
+def _serve_batches(channel: ResponseChannel, service: ModelService, parent_pid: int) -> int:
     while True:
-        if not socket.poll(PARENT_CHECK_INTERVAL_MS):
+        message = channel.receive(PARENT_CHECK_INTERVAL_MS)
+        if message is None:
             if not _parent_alive(parent_pid):
                 log.warning("frontend process is gone; worker exiting")
                 return 0
             continue
-        header, frames = _receive(socket)
+        header, frames = message
         if header["k"] == wire.STOP:
             return 0
         if header["k"] != wire.BATCH:
             log.error("ignoring unexpected message kind %r", header["k"])
             continue
-        outcome, telemetry = service.predict(wire.decode_batch(header, frames))
+        requests = wire.decode_batch(header, frames)
+        channel.start_batch(header["id"], [request.request_id for request in requests])
+        outcome, telemetry = service.predict(requests)
+        channel.end_batch()
         if isinstance(outcome, wire.BatchError):
-            socket.send_multipart(wire.encode_batch_error(header["id"], outcome, telemetry))
+            channel.send(wire.encode_batch_error(header["id"], outcome, telemetry))
             continue
         try:
-            socket.send_multipart(wire.encode_result(header["id"], outcome, telemetry), copy=False)
+            channel.send(wire.encode_result(header["id"], outcome, telemetry))
         except (TypeError, ValueError) as exc:
             # Output tensors the handler described with values the wire cannot carry (checked
             # before anything is sent): the batch fails instead of the worker.
             error = wire.BatchError(500, "InvalidModelOutput", f"the handler's answer: {exc}")
-            socket.send_multipart(wire.encode_batch_error(header["id"], error, telemetry))
-
-
-def _receive(socket: zmq.Socket) -> tuple[dict[str, Any], list[wire.Buffer]]:
-    """One message: its header and its other frames (as recv_multipart, at the same cost).
-
-    A batch with tensors is received uncopied: tensor data reach the handler as writable views
-    of what ZeroMQ received (numpy.frombuffer without a copy); its other values become bytes
-    once, in ``decode_batch``.
-    """
-    header = wire.decode_header(socket.recv())
-    copy = not wire.carries_tensors(header)
-    frames: list[wire.Buffer] = []
-    while socket.getsockopt(zmq.RCVMORE):
-        frame = socket.recv(copy=copy)
-        frames.append(frame if copy else frame.buffer)
-    return header, frames
+            channel.send(wire.encode_batch_error(header["id"], error, telemetry))
 
 
 def main(argv: list[str] | None = None) -> int:

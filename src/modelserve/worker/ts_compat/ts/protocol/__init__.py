@@ -1,0 +1,1 @@
+"""``ts.protocol``: the old home of ``send_intermediate_predict_response``."""
