@@ -1,7 +1,7 @@
 """Stateful models served for real: TorchServe's sequence batching (the
-``ts_request_sequence_id`` header over REST, ``sequence_id`` over gRPC) and Triton's sequence
-batcher (``sequence_id`` / ``sequence_start`` / ``sequence_end`` from tritonclient over HTTP
-and gRPC). The handlers record every request (worker pid, sequence, step, batch) in a file:
+``ts_request_sequence_id`` header over REST, ``sequence_id`` over gRPC Predictions and
+StreamPredictions2) and Triton's sequence batcher (``sequence_id`` / ``sequence_start`` /
+``sequence_end`` from tritonclient over HTTP and gRPC). The handlers record every request (worker pid, sequence, step, batch) in a file:
 each sequence stays on one worker and arrives in order while others run beside it, a batch
 holds one request per sequence, an idle sequence expires, a dead worker ends its sequences,
 and every refusal says why."""
@@ -163,7 +163,27 @@ def test_sequences_stay_on_their_worker_in_order_beside_each_other(
 
         return _run_sequence(send)
 
-    sequences = {"rest-a": over_rest, "rest-b": over_rest, "grpc-c": over_grpc, "grpc-d": over_grpc}
+    def over_grpc_stream(sequence: str) -> list[dict]:
+        # StreamPredictions2: the sequence's requests on one call, answered in turn.
+        asked = (
+            inference_pb2.PredictionsRequest(
+                model_name="counter",
+                input={"json": json.dumps({"step": step}).encode()},
+                sequence_id=sequence,
+            )
+            for step in range(1, STEPS + 1)
+        )
+        replies = list(stub.StreamPredictions2(asked, timeout=60))
+        assert {reply.sequence_id for reply in replies} == {sequence}
+        return [json.loads(reply.prediction) for reply in replies]
+
+    sequences = {
+        "rest-a": over_rest,
+        "rest-b": over_rest,
+        "grpc-c": over_grpc,
+        "grpc-d": over_grpc,
+        "stream-e": over_grpc_stream,
+    }
     try:
         with ThreadPoolExecutor(len(sequences)) as pool:
             futures = {name: pool.submit(run, name) for name, run in sequences.items()}

@@ -5,7 +5,8 @@ keeps state between the requests of a sequence (TorchServe's ``sequenceBatching`
 * A sequence lives on one worker: its first request binds it to the free worker that holds
   the fewest sequences (among those with room for it in their next batch), and every later
   request goes to that worker, in the order they arrived, one at a time (the next leaves
-  once the previous one is answered).
+  once the previous one is answered; for an answer in parts, once its first part came: the
+  worker runs its batches one after the other, so it still comes after the whole answer).
 * A batch holds at most one request per sequence; requests of different sequences on the
   same worker leave together, up to ``batch_size``, as soon as a slot of the worker is free.
   Nothing is held back for batch-mates (``max_batch_delay`` does not apply).
