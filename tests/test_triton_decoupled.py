@@ -178,3 +178,23 @@ def test_unary_infer_refuses_a_decoupled_model_as_triton_does(served: RunningSer
     response = httpx.post(f"{served.inference}/v2/models/repeat_int32/infer", json=body, timeout=30)
     assert response.status_code == 501
     assert "HTTP end point doesn't support models with decoupled" in response.json()["error"]
+
+
+def test_a_client_that_cancels_frees_the_model_for_the_next_request(served: RunningServer) -> None:
+    # 600 responses, 100 ms apart: a minute of work unless the cancellation reaches the model
+    # (its thread asks response_sender.is_cancelled() before each response).
+    first = Stream(served)
+    first.client.async_stream_infer("repeat_int32", _repeat_inputs(list(range(600)), [100] * 600))
+    result, error = first.next()
+    assert error is None and int(result.as_numpy("OUT")[0]) == 0
+    first.client.stop_stream(cancel_requests=True)
+    first.client.close()
+    # The model has one instance: the next request is served once the first let it go.
+    second = Stream(served)
+    try:
+        second.client.async_stream_infer(
+            "repeat_int32", _repeat_inputs([8], [0]), enable_empty_final_response=True
+        )
+        assert int(second.until_final()[0].as_numpy("OUT")[0]) == 8
+    finally:
+        second.close()

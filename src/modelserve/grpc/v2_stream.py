@@ -39,9 +39,12 @@ class StreamAnswers:
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
+        # The latest request's answer, kept after it ends: the call's end may come while the
+        # generator is being cancelled, after anything it would clear on the way out.
         self._answering: AnswerParts | None = None
 
     def cancel(self) -> None:
+        """Cancel the request under way (nothing once its answer has ended)."""
         if self._answering is not None:
             self._answering.cancel()
 
@@ -78,8 +81,6 @@ class StreamAnswers:
                 yield _flagged(final, True, flagged)
         except ServingError as exc:
             yield pb.ModelStreamInferResponse(error_message=exc.message)
-        finally:
-            self._answering = None
 
 
 def _enabled(request: pb.ModelInferRequest) -> bool:
