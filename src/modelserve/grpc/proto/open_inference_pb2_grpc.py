@@ -5,7 +5,7 @@ import warnings
 
 from modelserve.grpc.proto import open_inference_pb2 as modelserve_dot_grpc_dot_proto_dot_open__inference__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
