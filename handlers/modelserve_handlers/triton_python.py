@@ -9,7 +9,11 @@ the tensor handler takes (KServe v2 REST and gRPC, TF Serving) and are checked a
 config's inputs first, as Triton checks them. Each ``InferenceResponse`` is answered in its
 request's protocol; one with a ``TritonError`` fails that request alone, with Triton's status
 (INVALID_ARG 400, NOT_FOUND 404, UNAVAILABLE 503, others 500). An exception from ``execute``
-fails the batch (500, the traceback in the model's log). ``triton_python_backend_utils`` is
+fails the batch (500, the traceback in the model's log). A decoupled model
+(``model_transaction_policy { decoupled: true }``) returns ``None`` from ``execute``; each
+response its requests' senders get, from any thread, goes to its client as a part at once, and
+``handle`` returns when every request had its FINAL flag or its client left (a request with no
+response at all gets an empty answer). ``triton_python_backend_utils`` is
 the worker's compatibility module unless a real one is installed; its BLS calls go to the
 server's inference plane (``triton.bls``). The module defines exactly one class, as handler
 loading requires.
