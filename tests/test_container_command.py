@@ -235,7 +235,8 @@ def test_the_container_serves_tf_servings_model_name_from_its_base_path(
                 return False
 
         wait_until(served, 120)
-        answer = httpx.post(f"{url}:predict", json={"instances": SAMPLE.tolist()})
+        # A SavedModel's first call traces its graph: seconds on a busy machine.
+        answer = httpx.post(f"{url}:predict", json={"instances": SAMPLE.tolist()}, timeout=120)
         assert answer.status_code == 200, answer.text
         assert np.allclose(answer.json()["predictions"], reference(SAMPLE), atol=1e-5)
         process.send_signal(signal.SIGTERM)

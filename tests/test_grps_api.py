@@ -256,7 +256,6 @@ def test_bad_http_requests_get_grps_errors(
     ("path", "query", "content_type", "status", "message"),
     [
         ("infer/predict", "model=summary", "text/csv", 400, "Content-Type text/csv is not served"),
-        ("infer/predict", "model=summary&streaming=true", "application/json", 501, "streaming"),
         (
             "infer/predict",
             "model=tensors&return-ndarray=true",
@@ -298,6 +297,3 @@ def test_bad_grpc_requests_get_grps_errors_in_an_ok_call(stub: pb_grpc.GrpsServi
         assert message in answer.status.msg
     missing = stub.ModelMetadata(pb.GrpsMessage())
     assert (missing.status.code, missing.status.status) == (400, pb.Status.FAILURE)
-    with pytest.raises(grpc.RpcError) as streaming:
-        next(iter(stub.PredictStreaming(pb.GrpsMessage(model="echo", str_data="x"))))
-    assert streaming.value.code() == grpc.StatusCode.UNIMPLEMENTED

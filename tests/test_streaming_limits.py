@@ -1,13 +1,15 @@
 """The bounds of a stream (docs/streaming.md): a handler silent longer than
 ``stream_chunk_timeout``, an answer longer than ``stream_timeout`` and a client that takes
 nothing each end the stream and cancel the request in its worker; a worker never runs more
-than ``stream_window`` parts ahead of a client that does not read."""
+than ``stream_window`` parts ahead of a client that does not read; a stream holds its
+``max_concurrency`` slot until it ends."""
 
 from __future__ import annotations
 
 import json
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +18,7 @@ import httpx
 import orjson
 import pytest
 from streaming_fixtures import TIMEOUT, Gate, served
-from support import RunningServer, wait_until
+from support import RunningServer, gauge, wait_until
 
 from modelserve.grpc.proto import inference_pb2, inference_pb2_grpc
 
@@ -94,3 +96,32 @@ def test_a_client_that_reads_nothing_holds_the_worker_back_then_is_cancelled(
     assert httpx.post(f"{server.inference}/predictions/modes", json={"pieces": 1}).text == (
         "piece 1\n"
     )
+
+
+@pytest.fixture
+def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Two workers, one ``max_concurrency`` slot: what keeps a second request out of the
+    workers is a request in flight alone."""
+    yield from served(tmp_path_factory, "one_slot", {"max_concurrency": "1"})
+
+
+def test_a_stream_holds_its_max_concurrency_slot_until_it_ends(
+    one_slot: RunningServer, tmp_path: Path
+) -> None:
+    gate = Gate(tmp_path / "gate")
+    url = f"{one_slot.inference}/predictions/tokens"
+    body = {"pieces": 3, "delay": 0, **gate.steer(hold_at=2)}
+    with (
+        httpx.stream("POST", url, json=body, timeout=TIMEOUT) as streaming,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        pieces = streaming.iter_raw()
+        assert next(pieces) == b"token 1 of 3\n"  # the stream is open, its slot taken
+        second = pool.submit(httpx.post, url, json={"pieces": 1, "delay": 0}, timeout=TIMEOUT)
+        wait_until(lambda: gauge(one_slot, "modelserve_inference_waiting") == 1)
+        assert not second.done()
+        gate.open()
+        assert b"".join(pieces) == b"token 2 of 3\ntoken 3 of 3\n"
+        answer = second.result(timeout=TIMEOUT)
+    assert answer.status_code == 200
+    assert answer.text == "token 1 of 1\n"

@@ -33,9 +33,12 @@ from modelserve.repository.proto import model_config_pb2
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "triton"
 FIXTURES = Path(__file__).parent / "fixtures" / "triton_models"
-# The BLS pipeline runs as several instances here, so that its BLS requests can be made to
-# meet in the classifier's queue (one instance awaits its batch's BLS answers before the next).
+# Here the BLS pipeline runs as more instances than the classifier, whatever the host's cores
+# (which a model without instance_group gets a worker each of), so that its BLS requests can be
+# made to meet in the classifier's queue: one instance awaits its batch's BLS answers before
+# taking the next batch, and each classifier worker holds one BLS batch.
 PIPELINE_INSTANCES = 3
+CLASSIFIER_INSTANCES = 1
 
 
 def _example_build() -> Any:
@@ -55,7 +58,8 @@ def classifier() -> Any:
 
 def _set_instance_count(config_path: Path, count: int) -> None:
     config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
-    config.instance_group[0].count = count
+    del config.instance_group[:]
+    config.instance_group.add(count=count, kind=model_config_pb2.ModelInstanceGroup.KIND_CPU)
     config_path.write_text(text_format.MessageToString(config))
 
 
@@ -73,6 +77,7 @@ def served(
         EXAMPLES / "model_repository" / "digits_classifier" / "config.pbtxt",
         repository / "digits_classifier",
     )
+    _set_instance_count(repository / "digits_classifier" / "config.pbtxt", CLASSIFIER_INSTANCES)
     onnx.save(build.onnx_model(trained), repository / "digits_classifier" / "1" / "model.onnx")
     for name in ("batch_errors", "strings"):
         shutil.copytree(FIXTURES / name, repository / name)

@@ -801,6 +801,42 @@ def test_the_response_sender_keeps_tritons_rules(pb_utils: Any) -> None:
         bls_request.get_response_sender().send(pb_utils.InferenceResponse(), flags=final)
 
 
+def test_a_decoupled_requests_sender_hands_each_send_on_in_order(pb_utils: Any) -> None:
+    final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    asked = request(pb_utils, "scale", {}, decoupled=True, requested_output_names=["OUT"])
+    sender = asked.get_response_sender()
+    with pytest.raises(pb_utils.TritonModelException, match="not connected to a client"):
+        sender.send(pb_utils.InferenceResponse())
+    delivered: list[tuple[Any, bool]] = []
+    sender.deliver_to(lambda response, is_final: delivered.append((response, is_final)))
+    for value in (1.0, 2.0):
+        outputs = [pb_utils.Tensor(name, np.array([value])) for name in ("OUT", "OTHER")]
+        sender.send(pb_utils.InferenceResponse(output_tensors=outputs))
+    sender.send(flags=final)  # a flag-only FINAL after many responses: allowed when decoupled
+    assert [is_final for _response, is_final in delivered] == [False, False, True]
+    assert delivered[2][0] is None
+    # Each response is pruned to the requested outputs, as a final one is.
+    assert [[t.name() for t in r.output_tensors()] for r, _ in delivered[:2]] == [["OUT"]] * 2
+    with pytest.raises(pb_utils.TritonModelException, match="has been closed"):
+        sender.send(pb_utils.InferenceResponse())
+
+
+def test_a_decoupled_request_may_end_with_no_response_at_all(pb_utils: Any) -> None:
+    asked = request(pb_utils, "scale", {}, decoupled=True)
+    delivered: list[tuple[Any, bool]] = []
+    asked.get_response_sender().deliver_to(lambda *sent: delivered.append(sent))
+    asked.get_response_sender().send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+    assert delivered == [(None, True)]
+
+
+def test_is_cancelled_asks_the_client_side(pb_utils: Any) -> None:
+    client_left = False
+    asked = request(pb_utils, "scale", {}, cancelled=lambda: client_left)
+    assert not asked.is_cancelled() and not asked.get_response_sender().is_cancelled()
+    client_left = True
+    assert asked.is_cancelled() and asked.get_response_sender().is_cancelled()
+
+
 def test_logger_writes_to_the_triton_model_logger(
     model: Any, pb_utils: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

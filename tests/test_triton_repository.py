@@ -73,8 +73,9 @@ def test_version_policies_choose_among_numeric_directories(
         ("optimization { }", 'has no field named "optimization"'),
         ("max_batch_size: many", "config.pbtxt:1:17 : 'max_batch_size: many'"),  # line:column
         (
-            'backend: "python" model_transaction_policy { decoupled: true }',
-            "decoupled models (model_transaction_policy { decoupled: true })",
+            "model_transaction_policy { decoupled: true }",
+            "decoupled models (model_transaction_policy { decoupled: true }) are served for the "
+            "python backend only, not 'onnxruntime'",
         ),
         ('platform: "caffe2_netdef"', "'caffe2_netdef' is not served"),
         ("version_policy: { specific: { versions: [9] } }", "version(s) 9, which have no"),

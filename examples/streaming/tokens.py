@@ -80,7 +80,7 @@ class TokenGenerator(BaseHandler):
     # ----- internals
 
     def _parse(self, body: Any) -> dict[str, Any]:
-        if isinstance(body, bytes | bytearray):
+        if isinstance(body, str | bytes | bytearray):  # a text body (grps str_data) too
             try:
                 body = json.loads(body or b"{}")
             except ValueError:

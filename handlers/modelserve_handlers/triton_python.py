@@ -9,22 +9,27 @@ the tensor handler takes (KServe v2 REST and gRPC, TF Serving) and are checked a
 config's inputs first, as Triton checks them. Each ``InferenceResponse`` is answered in its
 request's protocol; one with a ``TritonError`` fails that request alone, with Triton's status
 (INVALID_ARG 400, NOT_FOUND 404, UNAVAILABLE 503, others 500). An exception from ``execute``
-fails the batch (500, the traceback in the model's log). A stateful model
-(``sequence_batching``, each sequence kept on one worker by the frontend) gets each request's
-``correlation_id()``, ``flags()`` and control inputs (``triton.sequence_controls``).
-``triton_python_backend_utils`` is the worker's compatibility module unless a real one is
-installed; its BLS calls go to the server's inference plane (``triton.bls``). The module
-defines exactly one class, as handler loading requires.
+fails the batch (500, the traceback in the model's log). A decoupled model
+(``model_transaction_policy { decoupled: true }``) returns ``None`` from ``execute``; each
+response its requests' senders get, from any thread, goes to its client as a part at once, and
+``handle`` returns when every request had its FINAL flag or its client left (a request with no
+response at all gets an empty answer). A stateful model (``sequence_batching``, each sequence
+kept on one worker by the frontend) gets each request's ``correlation_id()``, ``flags()`` and
+control inputs (``triton.sequence_controls``). ``triton_python_backend_utils`` is the worker's
+compatibility module unless a real one is installed; its BLS calls go to the server's inference
+plane (``triton.bls``). The module defines exactly one class, as handler loading requires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import importlib.util
 import inspect
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,7 @@ from modelserve_handlers.tensor_io.protocols import (
     respond,
 )
 from modelserve_handlers.triton.bls import BlsClient
+from modelserve_handlers.triton.cancellation import BatchCancellation
 from modelserve_handlers.triton.inputs import bind_config_inputs, v2_datatype
 from modelserve_handlers.triton.sequence_controls import control_tensors, request_sequence
 
@@ -49,7 +55,9 @@ DEFAULT_MODEL_FILE = "model.py"
 # HTTP status by Triton error code name; any other code is 500.
 STATUS_BY_CODE = {"INVALID_ARG": 400, "NOT_FOUND": 404, "UNAVAILABLE": 503}
 # Request parameters that are the transport's, not the model's.
-TRANSPORT_PARAMETERS = ("binary_data_output",)
+TRANSPORT_PARAMETERS = ("binary_data_output", "triton_enable_empty_final_response")
+# How often a decoupled model's wait for its FINAL flags looks whether the client went away.
+FINAL_WAIT_SLICE_S = 0.05
 
 
 class TritonPythonHandler:
@@ -131,19 +139,26 @@ class TritonPythonHandler:
         protocols = [protocol_of(row, context, index) for index, row in enumerate(data)]
         decoded: dict[int, Decoded] = {}
         requests = []
+        batch = BatchCancellation(context)
         for index, row in enumerate(data):
             try:
                 decoded[index] = decode(row, context, index, protocols[index])
                 tensors = bind_config_inputs(
                     decoded[index].tensors, decoded[index].typed, self.config
                 )
-                requests.append(self._request(decoded[index], tensors, context, index))
+                requests.append(self._request(decoded[index], tensors, context, index, batch))
             except BadInputError as exc:
                 results[index] = refuse(context, index, exc.error_code, str(exc), protocols[index])
                 decoded.pop(index, None)
         if not requests:
             return results
-        responses = self._run(self.model.execute(requests))
+        try:
+            if self.decoupled:
+                self._execute_decoupled(context, requests, decoded, protocols)
+                return results  # each request's answer was its parts (or nothing at all)
+            responses = self._run(self.model.execute(requests))
+        finally:
+            batch.over = True
         if not isinstance(responses, list | tuple) or len(responses) != len(requests):
             count = (
                 len(responses) if isinstance(responses, list | tuple) else type(responses).__name__
@@ -158,7 +173,66 @@ class TritonPythonHandler:
             )
         return results
 
+    @property
+    def decoupled(self) -> bool:
+        """Whether the config makes the model decoupled (any number of responses a request)."""
+        return bool((self.config.get("model_transaction_policy") or {}).get("decoupled"))
+
     # ----- internals
+
+    def _execute_decoupled(
+        self,
+        context: Any,
+        requests: list[Any],
+        decoded: dict[int, Decoded],
+        protocols: list[Any],
+    ) -> None:
+        """Run ``execute`` on a decoupled model's requests: each response a request's sender
+        gets (from ``execute`` or any thread after it) goes to its client as a part at once;
+        returns when every request got its FINAL flag, or its client went away."""
+        finished = {index: threading.Event() for index in decoded}
+        for index, request in zip(decoded, requests, strict=True):
+            context.answer_empty(index)  # unless it gets a response
+            request.get_response_sender().deliver_to(
+                functools.partial(
+                    self._deliver,
+                    context,
+                    index,
+                    decoded[index],
+                    protocols[index],
+                    request,
+                    finished[index],
+                )
+            )
+        returned = self._run(self.model.execute(requests))
+        if returned is not None:
+            raise RuntimeError(
+                "execute() of a decoupled model must return None: its responses go through "
+                "each request's response sender"
+            )
+        for index, request in zip(decoded, requests, strict=True):
+            # The FINAL flag may come from a thread of the model's; a client that left is
+            # not waited for (the model sees request.is_cancelled(), its sends are dropped).
+            while not finished[index].wait(FINAL_WAIT_SLICE_S):
+                if request.is_cancelled():
+                    break
+
+    def _deliver(
+        self,
+        context: Any,
+        index: int,
+        decoded: Decoded,
+        protocol: Any,
+        request: Any,
+        finished: threading.Event,
+        response: Any,
+        final: bool,
+    ) -> None:
+        """One send of a decoupled model's request: its response as a part, then the end."""
+        if response is not None and not request.is_cancelled():
+            context.send_part(index, self._answer(context, index, decoded, response, protocol))
+        if final:
+            finished.set()
 
     def _run(self, outcome: Any) -> Any:
         """``outcome`` itself, or what it awaits to (``async def`` methods) on the worker's loop."""
@@ -168,7 +242,14 @@ class TritonPythonHandler:
             self.loop = asyncio.new_event_loop()
         return self.loop.run_until_complete(outcome)
 
-    def _request(self, decoded: Decoded, tensors: dict[str, Any], context: Any, index: int) -> Any:
+    def _request(
+        self,
+        decoded: Decoded,
+        tensors: dict[str, Any],
+        context: Any,
+        index: int,
+        batch: BatchCancellation,
+    ) -> Any:
         """Request ``index`` of the batch as ``execute`` gets it: with its sequence's
         correlation id, flags and control inputs when the model is stateful."""
         request = decoded.request
@@ -201,6 +282,8 @@ class TritonPythonHandler:
             flags=sequence.flags,
             requested_output_names=wanted,
             parameters=parameters,
+            decoupled=self.decoupled,
+            cancelled=functools.partial(batch.is_cancelled, index),
         )
 
     def _sent(self, request: Any, returned: Any) -> Any:

@@ -15,7 +15,8 @@ Kinds (header key ``k``):
 * ``part``        worker → frontend: one part of a request's answer, sent while its batch runs
   (streaming): the batch id, the request's index in the batch and its request id, the
   response described as in a result, its body a frame. The request's entry in the result
-  that ends the batch is then its final part, or ``None``: nothing more.
+  that ends the batch is then its final part, or ``None``: nothing more. An entry ``0``
+  says the request was answered with nothing at all (``EmptyAnswer``).
 * ``credit``      frontend → worker: the client took parts of a request; the worker may send
   that many more (each request starts with ``WorkerSpec.stream_window``).
 * ``cancel``      frontend → worker: the client of a request went away, or its stream timed
@@ -96,6 +97,20 @@ class WireResponse:
         if self.tensors is None:
             return len(self.body)
         return len(self.body) + sum(len(tensor.data) for tensor in self.tensors.outputs)
+
+
+class EmptyAnswer(WireResponse):
+    """An answer with no response at all: a Triton decoupled model that sent a request only
+    its FINAL flag. A streaming client gets an empty stream; any other, an empty 204."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(204, "No Content")
+
+
+# A result entry for an ``EmptyAnswer`` (``None`` is "the parts were the whole answer").
+EMPTY_ANSWER_ENTRY = 0
 
 
 def failure_message(response: WireResponse) -> str:
@@ -250,11 +265,17 @@ def encode_result(
     batch_id: int, responses: Sequence[WireResponse | None], telemetry: BatchTelemetry
 ) -> list[Buffer]:
     """A successful batch: header describing each response + one body frame each (then one
-    frame per output tensor). ``None``: the request's parts were its whole answer (no frame)."""
+    frame per output tensor). ``None``: the request's parts were its whole answer (no frame);
+    an ``EmptyAnswer`` has no frame either."""
     frames: list[Buffer] = [b""]
-    described = []
+    described: list[Any] = []
     for response in responses:
-        described.append(None if response is None else _describe_response(response, frames))
+        if response is None:
+            described.append(None)
+        elif isinstance(response, EmptyAnswer):
+            described.append(EMPTY_ANSWER_ENTRY)
+        else:
+            described.append(_describe_response(response, frames))
     header = {"k": RESULT, "id": batch_id, "code": 200, "r": described, **telemetry.fields()}
     frames[0] = encode_header(header)
     return frames
@@ -328,7 +349,15 @@ def decode_result(
     if header["code"] != 200:
         return BatchError(header["code"], header["type"], header["msg"])
     values = iter(frames)
-    return [None if entry is None else _decode_response(entry, values) for entry in header["r"]]
+    return [_decode_entry(entry, values) for entry in header["r"]]
+
+
+def _decode_entry(entry: Any, values: Iterator[Buffer]) -> WireResponse | None:
+    if entry is None:
+        return None
+    if entry == EMPTY_ANSWER_ENTRY:
+        return EmptyAnswer()
+    return _decode_response(entry, values)
 
 
 def _decode_response(entry: list[Any], values: Iterator[Buffer]) -> WireResponse:

@@ -25,12 +25,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from modelserve.api.protocol_routes import JSON, protocol_app
+from modelserve.api.streaming import PartsResponse, parts_response
 from modelserve.api.tensor_bodies import json_values
 from modelserve.engine.errors import BadRequestException, InternalServerException, ServingError
+from modelserve.engine.streams import ResponseStream
 from modelserve.grps.proto import grps_pb2 as pb
-from modelserve.grps.service import BINARY, GrpsService, Payload
+from modelserve.grps.service import BINARY, GrpsService, Payload, answer_payload
 from modelserve.grps.tensors import json_input, ndarray_input, output_entry
 from modelserve.protocol_contract import Tensor
+from modelserve.wire import WireResponse
 
 PREFIX = "/grps/v1"
 OK = {"code": 200, "msg": "OK", "status": "SUCCESS"}
@@ -47,8 +50,11 @@ def grps_json(
     body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     """A GrpsMessage as compact JSON, ending in a newline (curl's output ends its line)."""
-    content = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
-    return Response(content, status_code=status, headers=headers, media_type=JSON)
+    return Response(_json_line(body), status_code=status, headers=headers, media_type=JSON)
+
+
+def _json_line(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def status_body(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -113,18 +119,25 @@ def _payload(field: str, value: Any) -> Payload:
 
 def answer_response(answer: Payload, as_ndarray: bool) -> Response:
     """The answer as grps renders it: bin_data as the body itself, else JSON."""
+    media_type = BINARY if answer.data is not None else JSON
+    return Response(answer_body(answer, as_ndarray), media_type=media_type)
+
+
+def answer_body(answer: Payload, as_ndarray: bool) -> bytes:
+    """An answer's body (one chunk of a streamed answer): bin_data itself, else the
+    GrpsMessage as one line of JSON."""
     if answer.data is not None:
-        return Response(answer.data, media_type=BINARY)
+        return answer.data
     if answer.text is not None:
-        return grps_json({"status": OK, "str_data": answer.text})
+        return _json_line({"status": OK, "str_data": answer.text})
     tensors = answer.tensors or []
     try:
         if as_ndarray:
-            return grps_json({"status": OK, "ndarray": _ndarray(tensors)})
+            return _json_line({"status": OK, "ndarray": _ndarray(tensors)})
         entries = [output_entry(tensor, _values(tensor)) for tensor in tensors]
     except ValueError as exc:
         raise InternalServerException(str(exc)) from exc
-    return grps_json({"status": OK, "gtensors": {"tensors": entries}})
+    return _json_line({"status": OK, "gtensors": {"tensors": entries}})
 
 
 def _values(tensor: Tensor) -> list[Any]:
@@ -163,12 +176,7 @@ def _flag(request: Request, name: str) -> bool:
 def grps_routes(service: GrpsService) -> list[BaseRoute]:
     """Every path under ``/grps/v1`` of the inference plane."""
 
-    async def predict(request: Request) -> Response:
-        if _flag(request, "streaming"):
-            raise ServingError(
-                "streaming answers are not served yet: send the request without streaming=true",
-                status=501,
-            )
+    async def predict(request: Request) -> Response | PartsResponse:
         body = await request.body()
         if not body:
             raise BadRequestException("the request body is empty")
@@ -184,8 +192,20 @@ def grps_routes(service: GrpsService) -> list[BaseRoute]:
                 f"Content-Type {mime} is not served: send application/json (gtensors, ndarray, "
                 "str_data) or application/octet-stream (bin_data)"
             )
-        answer = await service.predict(payload, model or "")
-        return answer_response(answer, _flag(request, "return-ndarray"))
+        as_ndarray = _flag(request, "return-ndarray")
+        if not _flag(request, "streaming"):
+            return answer_response(await service.predict(payload, model or ""), as_ndarray)
+        request_id, answer = await service.predict_streaming(payload, model or "")
+        if not isinstance(answer, ResponseStream):  # answered whole: one body
+            return answer_response(answer_payload(answer, payload), as_ndarray)
+
+        def render(part: WireResponse) -> bytes:
+            return answer_body(answer_payload(part, payload), as_ndarray)
+
+        def render_error(error: ServingError) -> bytes:
+            return status_body(error.status, error.message).body
+
+        return parts_response(answer, request_id, render, render_error, media_type=BINARY)
 
     async def online(_request: Request) -> Response:
         service.online = True

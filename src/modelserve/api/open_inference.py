@@ -114,6 +114,7 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         plane.check_model(name, version)  # 404 before reading the body
         if plane.is_pipeline(name, version) and not explain:
             return await run_pipeline(request, name, version)
+        plane.refuse_decoupled(name, version, "HTTP end point")
         wire = await protocol_request(request, V2)
         check_header_length(request, len(wire.parameters[0].value))
         call = plane.explain if explain else plane.infer

@@ -239,6 +239,23 @@ class DataPlane:
             "output": [_config_tensor(tensor) for tensor in metadata.outputs],
         }
 
+    def decoupled(self, name: str, version: str | None = None) -> bool:
+        """Whether the version is a Triton decoupled model (``model_transaction_policy {
+        decoupled: true }``): its answers come in any number of responses."""
+        if self._pipeline(name, version) is not None:
+            return False
+        config = self._registry.get(name, version).triton_config or {}
+        return bool((config.get("model_transaction_policy") or {}).get("decoupled"))
+
+    def refuse_decoupled(self, name: str, version: str | None, endpoint: str) -> None:
+        """501, as Triton answers, when ``endpoint`` (one answer per request) is asked of a
+        decoupled model: those are served by streaming (ModelStreamInfer, generate_stream)."""
+        if self.decoupled(name, version):
+            raise ServingError(
+                f"{endpoint} doesn't support models with decoupled transaction policy",
+                status=501,
+            )
+
     def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
         """Every registered version (and pipeline), by name then version, with Triton's
         state."""

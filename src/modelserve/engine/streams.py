@@ -32,7 +32,7 @@ from typing import Protocol
 from modelserve.engine.errors import InternalServerException, ServingError
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.worker_failures import ResponseTooLargeException
-from modelserve.wire import WireResponse, failure_message
+from modelserve.wire import EmptyAnswer, WireResponse, failure_message
 
 
 class StreamTimeoutException(ServingError):
@@ -384,7 +384,8 @@ class ResponseStream:
 
 class AnswerParts:
     """Every part of one answer, in order, for an adapter that always streams (gRPC): the
-    whole answer as its only part, or each part of its ``ResponseStream``. ``cancel()`` stops
+    whole answer as its only part, or each part of its ``ResponseStream``, or none for an
+    ``EmptyAnswer``. ``cancel()`` stops
     it from anywhere (a callback at the call's end), whatever it awaits."""
 
     def __init__(self, start: Callable[[], Awaitable[WireResponse | ResponseStream]]) -> None:
@@ -399,6 +400,8 @@ class AnswerParts:
         if self._start is not None:
             start, self._start = self._start, None
             answer = await start()  # cancelling the awaiting task cancels the request
+            if isinstance(answer, EmptyAnswer):
+                raise StopAsyncIteration  # an answer of no response: an empty stream
             if not isinstance(answer, ResponseStream):
                 return answer
             self._stream = answer

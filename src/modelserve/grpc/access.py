@@ -20,9 +20,11 @@ class StreamAccess:
     error's where it fails, and 499 while unset: the call ended before it could finish (the
     client cancelled)."""
 
-    def __init__(self, context: grpc.aio.ServicerContext, method: str) -> None:
+    def __init__(
+        self, context: grpc.aio.ServicerContext, method: str, service: str = SERVICE
+    ) -> None:
         self.status = CLIENT_CLOSED
-        self._path = f"{SERVICE}/{method}"
+        self._path = f"{service}/{method}"
         self._started = time.perf_counter()
         context.add_done_callback(self._ended)
 

@@ -5,17 +5,20 @@ What each method does is ``grps.service``'s, shared with the HTTP API: Predict r
 GrpsMessage's ``gtensors``, ``str_data`` or ``bin_data`` through the model its ``model`` names.
 As in grps, every call ends with gRPC status OK and the outcome in the answer's ``status``
 (``code`` 200 and SUCCESS, or the error's HTTP status, its message and FAILURE).
-PredictStreaming answers UNIMPLEMENTED for now.
+PredictStreaming answers with one GrpsMessage per part of the model's answer, as it comes.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from modelserve.engine.errors import BadRequestException, ServingError
+from modelserve.engine.streams import AnswerParts
 from modelserve.grps.proto import grps_pb2 as pb
 from modelserve.grps.proto import grps_pb2_grpc as pb_grpc
-from modelserve.grps.service import GrpsService, Payload
+from modelserve.grps.service import GrpsService, Payload, answer_payload
 from modelserve.grps.tensors import element_values, output_entry, proto_input
 
 
@@ -82,12 +85,24 @@ class GrpsServicer(pb_grpc.GrpsServiceServicer):
 
     async def PredictStreaming(
         self, request: pb.GrpsMessage, context: grpc.aio.ServicerContext
-    ) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "PredictStreaming is not served yet: call Predict, which answers the same request "
-            "in one message",
-        )
+    ) -> AsyncIterator[pb.GrpsMessage]:
+        # One message per part of the answer, as the handler sends it (a handler that answers
+        # whole: one); a failure, before or after the first, is a last message with its status.
+        answering: list[AnswerParts] = []  # told when the call ends (the client cancelled)
+        context.add_done_callback(lambda _context: [parts.cancel() for parts in answering])
+        try:
+            payload = request_payload(request)
+            parts = self.service.stream(payload, request.model)
+            answering.append(parts)
+            async for part in parts:
+                yield answer_message(answer_payload(part, payload))
+        except ServingError as exc:
+            yield answer(exc.status, exc.message)
+        except ValueError as exc:  # an output grps's DataType cannot carry
+            yield answer(500, str(exc))
+        finally:
+            for parts in answering:
+                parts.cancel()  # the rest of a failed answer (nothing once it has ended)
 
     async def Online(
         self, request: pb.GrpsMessage, context: grpc.aio.ServicerContext

@@ -10,18 +10,20 @@ input contents pass through untouched, and the handler's output tensors become
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import json_format
 
 from modelserve.engine.dataplane import FILE_PARAMETER_PREFIX, DataPlane
 from modelserve.engine.errors import ServingError
-from modelserve.grpc import v2_tensors
+from modelserve.grpc import v2_stream, v2_tensors
+from modelserve.grpc.access import StreamAccess
 from modelserve.grpc.proto import open_inference_pb2 as pb
 from modelserve.grpc.proto import open_inference_pb2_grpc as pb_grpc
-from modelserve.grpc.status import abort_with, grpc_code
+from modelserve.grpc.status import abort_with
 from modelserve.repository.proto import model_config_pb2
-from modelserve.wire import WireRequest, failure_message
+from modelserve.wire import WireRequest
 
 
 class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -81,25 +83,34 @@ class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         try:
+            self.plane.refuse_decoupled(
+                request.model_name, request.model_version or None, "ModelInfer RPC"
+            )
             wire = WireRequest(str(uuid.uuid4()), {}, [], v2_tensors.tensor_request(request))
             response = await self.plane.infer(
                 request.model_name, request.model_version or None, wire
             )
         except ServingError as exc:
             await abort_with(context, exc)
-        if response.status >= 400:
-            await context.abort(grpc_code(response.status), failure_message(response))
-        if response.tensors is None:
-            what = response.content_type or "bytes"
-            await context.abort(
-                grpc.StatusCode.INTERNAL,
-                f"model {request.model_name}: the handler's answer is not a v2 response "
-                f"(it answered {what}, not output tensors)",
-            )
-        try:
-            return v2_tensors.infer_response(response.tensors, request)
-        except (ValueError, TypeError) as exc:
-            await context.abort(grpc.StatusCode.INTERNAL, f"model {request.model_name}: {exc}")
+        rendered = v2_stream.render(response, request)
+        if isinstance(rendered, tuple):
+            await context.abort(*rendered)
+        return rendered
+
+    async def ModelStreamInfer(
+        self,
+        request_iterator: AsyncIterator[pb.ModelInferRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # Requests are answered in turn, each with every response as the model sends it; the
+        # request under way is cancelled in its worker when the call ends early.
+        access = StreamAccess(context, "ModelStreamInfer", v2_stream.SERVICE)
+        answers = v2_stream.StreamAnswers(self.plane)
+        context.add_done_callback(lambda _context: answers.cancel())
+        async for request in request_iterator:
+            async for reply in answers.answer(request):
+                yield reply
+        access.status = 200
 
     # ----- Triton's extensions
 

@@ -23,9 +23,10 @@ import yaml
 from modelserve.config import Settings
 from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
 from modelserve.engine.errors import BadRequestException, ModelNotFoundException, ServingError
+from modelserve.engine.streams import AnswerParts, ResponseStream
 from modelserve.grps.tensors import name_inputs
 from modelserve.protocol_contract import Tensor, TensorInferRequest
-from modelserve.wire import RequestParameter, WireRequest, failure_message
+from modelserve.wire import RequestParameter, WireRequest, WireResponse, failure_message
 
 TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
@@ -88,6 +89,26 @@ class GrpsService:
     async def predict(self, payload: Payload, model: str) -> Payload:
         """Run the request through the model; a refusal or failure of the handler is raised
         as a ServingError with its status and message."""
+        name, version, wire = self._wire_request(payload, model)
+        return answer_payload(await self.plane.infer(name, version, wire), payload)
+
+    async def predict_streaming(
+        self, payload: Payload, model: str
+    ) -> tuple[str, WireResponse | ResponseStream]:
+        """As ``predict``, for a client that takes the answer's parts as they come (HTTP
+        ``streaming=true``): the request's id, and the whole answer or the stream of its parts
+        (each made a Payload by ``answer_payload``)."""
+        name, version, wire = self._wire_request(payload, model)
+        return wire.request_id, await self.plane.infer_streaming(name, version, wire)
+
+    def stream(self, payload: Payload, model: str) -> AnswerParts:
+        """Every part of the answer, in order (gRPC PredictStreaming); ``cancel()`` it when the
+        client leaves."""
+        name, version, wire = self._wire_request(payload, model)
+        return self.plane.stream(name, version, wire)
+
+    def _wire_request(self, payload: Payload, model: str) -> tuple[str, str | None, WireRequest]:
+        """The model, version and handler's request ``payload`` makes."""
         name, version = self.resolve(model)
         request_id = str(uuid.uuid4())
         if payload.tensors is not None:
@@ -95,24 +116,16 @@ class GrpsService:
             if any(not tensor.name for tensor in inputs):
                 metadata = self.plane.model_metadata(name, version)
                 inputs = name_inputs(inputs, [str(spec.get("name")) for spec in metadata.inputs])
-            wire = WireRequest(request_id, {}, [], TensorInferRequest(inputs))
-        else:
-            binary = payload.data is not None
-            body = payload.data if payload.data is not None else (payload.text or "").encode()
-            mime = BINARY if binary else TEXT
-            headers = {"content-type": mime, "url_path": "", EXPLAIN_HEADER: "False"}
-            wire = WireRequest(request_id, headers, [RequestParameter("body", mime, body)])
-        response = await self.plane.infer(name, version, wire)
-        if response.status >= 400:
-            raise ServingError(failure_message(response), status=response.status)
-        if response.tensors is not None:
-            return Payload(tensors=response.tensors.outputs)
-        if payload.data is None:
-            try:
-                return Payload(text=response.body.decode())
-            except UnicodeDecodeError:
-                pass
-        return Payload(data=response.body)
+            return name, version, WireRequest(request_id, {}, [], TensorInferRequest(inputs))
+        binary = payload.data is not None
+        body = payload.data if payload.data is not None else (payload.text or "").encode()
+        mime = BINARY if binary else TEXT
+        headers = {"content-type": mime, "url_path": "", EXPLAIN_HEADER: "False"}
+        return (
+            name,
+            version,
+            WireRequest(request_id, headers, [RequestParameter("body", mime, body)]),
+        )
 
     # ----- metadata (YAML, as grps answers it)
 
@@ -150,3 +163,19 @@ class GrpsService:
             "inputs": metadata.inputs,
             "outputs": metadata.outputs,
         }
+
+
+def answer_payload(response: WireResponse, asked: Payload) -> Payload:
+    """The handler's answer (or part) to ``asked`` as grps data: output tensors, text, or bytes
+    (for a ``bin_data`` request, or an answer that is not UTF-8); its failure raised as a
+    ServingError."""
+    if response.status >= 400:
+        raise ServingError(failure_message(response), status=response.status)
+    if response.tensors is not None:
+        return Payload(tensors=response.tensors.outputs)
+    if asked.data is None:
+        try:
+            return Payload(text=response.body.decode())
+        except UnicodeDecodeError:
+            pass
+    return Payload(data=response.body)

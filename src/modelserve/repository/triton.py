@@ -36,6 +36,9 @@ BACKENDS = {
 }
 
 
+# The one backend whose models may be decoupled (many responses per request) here.
+PYTHON_BACKEND = "python"
+
 # An ensemble: no model file and no worker; its steps run as a pipeline (``ensembles``).
 ENSEMBLE = "ensemble"
 
@@ -113,10 +116,10 @@ def read_model(
     if not config.platform and not config.backend:
         config.backend = _backend_from_files(name, directory, available)
     key = config.platform or config.backend
-    if config.model_transaction_policy.decoupled:
+    if config.model_transaction_policy.decoupled and key != PYTHON_BACKEND:
         raise RepositoryError(
             f"model {name}: decoupled models (model_transaction_policy {{ decoupled: true }}) "
-            "answer in several responses, which is not served yet"
+            f"are served for the python backend only, not {key!r}"
         )
     if key == ENSEMBLE:
         # Its version directories hold nothing (Triton wants them all the same).
@@ -199,7 +202,7 @@ def _backend_from_files(name: str, directory: Path, versions: list[str]) -> str:
         if (newest / BACKENDS[key][0]).exists():
             return key
     if (newest / "model.py").exists():
-        return "python"
+        return PYTHON_BACKEND
     files = ", ".join(sorted(BACKENDS[key][0] for key in AUTO_COMPLETED))
     raise RepositoryError(
         f"model {name}: no {CONFIG_FILE}, and version {versions[-1]} holds none of {files}"

@@ -19,6 +19,9 @@ class PartStream(Protocol):
     def cancelled(self, index: int) -> bool:
         """Whether request ``index`` was cancelled."""
 
+    def answer_empty(self, index: int) -> None:
+        """Request ``index``'s answer is nothing at all unless it got parts."""
+
 
 class NoPartStream:
     """Outside a worker (a handler called by a test): no parts, nothing cancelled."""
@@ -30,6 +33,10 @@ class NoPartStream:
     def cancelled(self, index: int) -> bool:
         """Nothing is ever cancelled here."""
         return False
+
+    def answer_empty(self, index: int) -> None:
+        """Refuse: an empty answer travels only from a worker."""
+        raise RuntimeError("an empty answer can only be sent from a modelserve worker")
 
 
 class RequestProcessor:
@@ -176,6 +183,12 @@ class Context:
         request of the batch was.
         """
         return self.parts.send(idx, output)
+
+    def answer_empty(self, idx: int) -> None:
+        """Request ``idx`` gets no response at all unless parts were sent to it (a Triton
+        decoupled model that sends only the FINAL flag): the handler returns ``None`` for it,
+        and a streaming client gets an empty stream (any other client, an empty 204)."""
+        self.parts.answer_empty(idx)
 
     def is_cancelled(self, idx: int = 0) -> bool:
         """Whether request ``idx``'s client went away (or its stream timed out): the handler

@@ -11,7 +11,14 @@ from typing import Any
 
 from modelserve import __version__
 from modelserve.protocol_contract import TensorInferResponse
-from modelserve.wire import BatchError, BatchTelemetry, WireRequest, WireResponse, WorkerSpec
+from modelserve.wire import (
+    BatchError,
+    BatchTelemetry,
+    EmptyAnswer,
+    WireRequest,
+    WireResponse,
+    WorkerSpec,
+)
 from modelserve.worker.codec import encode_output, request_headers, request_row
 from modelserve.worker.context import Context, NoPartStream
 from modelserve.worker.handler_loader import HandleFunction, load_entry_point
@@ -44,6 +51,8 @@ class ModelService:
         self.context.metrics = self.metrics
         self._channel = channel
         self._requests: list[WireRequest] = []
+        # Requests of the batch in hand answered with nothing at all (``context.answer_empty``).
+        self._empty: set[int] = set()
         self.context.parts = self
         self._handle: HandleFunction = load_entry_point(spec.handler, spec.model_dir, self.context)
 
@@ -86,6 +95,7 @@ class ModelService:
             [request_headers(request) for request in requests],
         )
         self._requests = requests
+        self._empty.clear()
         self.metrics.set_request_ids(context.request_ids)
         data = [request_row(request) for request in requests]
         handler_started = time.perf_counter()
@@ -118,6 +128,11 @@ class ModelService:
         if self._channel is None:
             return NoPartStream().send(index, output)
         return self._channel.send_part(index, self._response(index, output, self._requests))
+
+    def answer_empty(self, index: int) -> None:
+        """Request ``index``'s answer is nothing at all, if it gets no part (``None`` from the
+        handler then means that, not a ``null`` answer)."""
+        self._empty.add(index)
 
     def cancelled(self, index: int) -> bool:
         """Whether request ``index`` was cancelled (``context.is_cancelled``)."""
@@ -165,6 +180,8 @@ class ModelService:
         for index, output in enumerate(outputs):
             if output is None and self._parts_sent(index):
                 responses.append(None)  # its parts were the whole answer
+            elif output is None and index in self._empty:
+                responses.append(EmptyAnswer())
             else:
                 responses.append(self._response(index, output, requests))
         return responses

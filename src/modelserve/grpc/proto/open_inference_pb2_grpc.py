@@ -64,6 +64,11 @@ class GRPCInferenceServiceStub:
                 request_serializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferResponse.FromString,
                 _registered_method=True)
+        self.ModelStreamInfer = channel.stream_stream(
+                '/inference.GRPCInferenceService/ModelStreamInfer',
+                request_serializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelStreamInferResponse.FromString,
+                _registered_method=True)
         self.ModelConfig = channel.unary_unary(
                 '/inference.GRPCInferenceService/ModelConfig',
                 request_serializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelConfigRequest.SerializeToString,
@@ -136,10 +141,18 @@ class GRPCInferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ModelConfig(self, request, context):
+    def ModelStreamInfer(self, request_iterator, context):
         """Triton's extensions, with Triton's field numbers (its grpc_service.proto).
 
-        A version's model configuration (config.pbtxt as served).
+        Inferences in a bidirectional stream, each answered with every response its model sends
+        (tritonclient's start_stream / async_stream_infer; decoupled models).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ModelConfig(self, request, context):
+        """A version's model configuration (config.pbtxt as served).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +218,11 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelInfer,
                     request_deserializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferRequest.FromString,
                     response_serializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferResponse.SerializeToString,
+            ),
+            'ModelStreamInfer': grpc.stream_stream_rpc_method_handler(
+                    servicer.ModelStreamInfer,
+                    request_deserializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferRequest.FromString,
+                    response_serializer=modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelStreamInferResponse.SerializeToString,
             ),
             'ModelConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelConfig,
@@ -394,6 +412,33 @@ class GRPCInferenceService:
             '/inference.GRPCInferenceService/ModelInfer',
             modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferRequest.SerializeToString,
             modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStreamInfer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/inference.GRPCInferenceService/ModelStreamInfer',
+            modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelInferRequest.SerializeToString,
+            modelserve_dot_grpc_dot_proto_dot_open__inference__pb2.ModelStreamInferResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,10 +19,11 @@ What modelserve's worker calls (models never need these):
   response returned from ``execute`` as ``send(response, TRITONSERVER_RESPONSE_COMPLETE_FINAL)``
   on the same sender; doing exactly that for each returned response applies Triton's rules
   (one response per request, no response after FINAL) and prunes unrequested outputs.
+* A decoupled model's request (``from_client(..., decoupled=True)``) may get any number of
+  responses, from any thread, until the FINAL flag: its sender hands each to the callback
+  given to ``sender.deliver_to(callback)`` as ``callback(response_or_None, final)``, in order.
 * ``set_bls_executor(executor)`` installs what runs business logic scripting (BLS) requests
   and the model loading API; see ``BLSExecutor``.
-
-Decoupled models (many responses per request) are not supported yet.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import json
 import logging
 import struct
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -509,20 +510,26 @@ class InferenceResponse:
 
 
 class InferenceResponseSender:
-    """Sends the response of one request from inside ``execute`` (``get_response_sender()``).
+    """Sends the responses of one request (``get_response_sender()``).
 
-    Models served by modelserve are not decoupled, so, as in Triton for such models, a request
-    gets exactly one response, and the ``TRITONSERVER_RESPONSE_COMPLETE_FINAL`` flag with it or
-    in a flag-only send after it. The sender keeps what was sent for modelserve to deliver.
+    For a model that is not decoupled, as in Triton, a request gets exactly one response, and
+    the ``TRITONSERVER_RESPONSE_COMPLETE_FINAL`` flag with it or in a flag-only send after it;
+    the sender keeps what was sent for modelserve to deliver. A decoupled model's request gets
+    any number (none included), from ``execute`` or any thread after it, until the FINAL
+    flag; each send goes at once to the callback given to ``deliver_to``.
     """
 
-    def __init__(self, request: InferenceRequest, *, serves_client: bool) -> None:
+    def __init__(
+        self, request: InferenceRequest, *, serves_client: bool, decoupled: bool = False
+    ) -> None:
         self._request = request
         self._serves_client = serves_client
+        self._decoupled = decoupled
         self._lock = threading.Lock()  # a model may send from a thread of its own
         self._sends = 0
         self._closed = False
         self._response: InferenceResponse | None = None
+        self._deliver: Callable[[InferenceResponse | None, bool], None] | None = None
 
     def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
         """Send ``response``; ``flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL`` ends the request."""
@@ -538,11 +545,13 @@ class InferenceResponseSender:
                 "state of the model."
             )
         with self._lock:
+            if self._decoupled:
+                self._send_decoupled(response, flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                return
             if response is not None and self._sends > 0:
                 raise TritonModelException(
                     "Unable to send response. Non-decoupled model cannot send more than one "
-                    "response. (modelserve does not serve decoupled models yet: they come with "
-                    "streaming responses.)"
+                    "response."
                 )
             if response is None and self._sends == 0:
                 raise TritonModelException(
@@ -554,9 +563,7 @@ class InferenceResponseSender:
                     "Unable to send response. Response sender has been closed."
                 )
             if response is not None:
-                requested = self._request.requested_output_names()
-                if requested:  # none requested means all, as a client asking for none gets
-                    response._keep_only(requested)
+                self._prune(response)
                 self._response = response
             self._closed = flags == TRITONSERVER_RESPONSE_COMPLETE_FINAL
             self._sends += 1
@@ -564,7 +571,32 @@ class InferenceResponseSender:
     def is_cancelled(self) -> bool:
         return self._request.is_cancelled()
 
+    def _send_decoupled(self, response: InferenceResponse | None, final: bool) -> None:
+        """Hand one send of a decoupled model on, in order (called with the lock held)."""
+        if self._closed:
+            raise TritonModelException("Unable to send response. Response sender has been closed.")
+        if self._deliver is None:
+            raise TritonModelException(
+                "Unable to send response. The response sender is not connected to a client."
+            )
+        if response is not None:
+            self._prune(response)
+        self._closed = final
+        self._sends += 1
+        self._deliver(response, final)
+
+    def _prune(self, response: InferenceResponse) -> None:
+        requested = self._request.requested_output_names()
+        if requested:  # none requested means all, as a client asking for none gets
+            response._keep_only(requested)
+
     # -- for modelserve ------------------------------------------------------------------------
+
+    def deliver_to(self, callback: Callable[[InferenceResponse | None, bool], None]) -> None:
+        """Where a decoupled model's sends go: ``callback(response, final)`` (modelserve, not
+        Triton)."""
+        with self._lock:
+            self._deliver = callback
 
     def response(self) -> InferenceResponse | None:
         """The response sent, if any (modelserve, not Triton)."""
@@ -690,9 +722,12 @@ class InferenceRequest:
         parameters: Mapping[str, Any] | None = None,
         timeout: int = 0,
         trace: InferenceTrace | None = None,
+        decoupled: bool = False,
+        cancelled: Callable[[], bool] | None = None,
     ) -> InferenceRequest:
         """The request modelserve hands to ``execute`` for a client's inference (modelserve,
-        not Triton).
+        not Triton); ``decoupled`` for a decoupled model's (its sender takes many responses);
+        ``cancelled`` tells whether the client went away (``is_cancelled()`` asks it).
 
         ``requested_output_names`` should name every output when the client asked for none,
         as Triton's core does. ``parameters`` are the client's (any JSON values, floats
@@ -713,7 +748,9 @@ class InferenceRequest:
             trace=trace,
             parameters_json=json.dumps(dict(parameters or {}), separators=(",", ":")),
             serves_client=True,
+            decoupled=decoupled,
         )
+        request._cancel_check = cancelled
         return request
 
     def _setup(
@@ -731,6 +768,7 @@ class InferenceRequest:
         trace: InferenceTrace | None,
         parameters_json: str,
         serves_client: bool,
+        decoupled: bool = False,
     ) -> None:
         self._request_id = _text(request_id, "request_id")
         self._model_name = _text(model_name, "model_name")
@@ -758,7 +796,10 @@ class InferenceRequest:
         self._trace = trace or InferenceTrace()
         self._parameters = parameters_json
         self._cancelled = threading.Event()
-        self._response_sender = InferenceResponseSender(self, serves_client=serves_client)
+        self._cancel_check: Callable[[], bool] | None = None
+        self._response_sender = InferenceResponseSender(
+            self, serves_client=serves_client, decoupled=decoupled
+        )
 
     # -- Triton's accessors --------------------------------------------------------------------
 
@@ -796,6 +837,9 @@ class InferenceRequest:
         return self._response_sender
 
     def is_cancelled(self) -> bool:
+        check = self._cancel_check
+        if not self._cancelled.is_set() and check is not None and check():
+            self._cancelled.set()
         return self._cancelled.is_set()
 
     def set_release_flags(self, flags: int) -> None:
