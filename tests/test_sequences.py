@@ -1,15 +1,16 @@
 """Stateful models served for real: TorchServe's sequence batching (the
 ``ts_request_sequence_id`` header over REST, ``sequence_id`` over gRPC Predictions and
 StreamPredictions2) and Triton's sequence batcher (``sequence_id`` / ``sequence_start`` /
-``sequence_end`` from tritonclient over HTTP and gRPC). The handlers record every request (worker pid, sequence, step, batch) in a file:
-each sequence stays on one worker and arrives in order while others run beside it, a batch
-holds one request per sequence, an idle sequence expires, a dead worker ends its sequences,
-and every refusal says why."""
+``sequence_end`` from tritonclient over HTTP and gRPC). The handlers record every request
+(worker pid, sequence, step, batch) in a file: each sequence stays on one worker and arrives in
+order while others run beside it, a batch holds one request per sequence, an idle sequence
+expires, a dead worker ends its sequences, and every refusal says why."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import threading
@@ -492,3 +493,36 @@ def test_a_framework_model_gets_its_control_inputs(
     client.close()
     # OUTPUT = INPUT + 100 * START + 10 * READY
     assert outputs == [111, 12, 13]
+
+
+def test_triton_sequences_over_a_grpc_stream(triton: tuple[RunningServer, Path]) -> None:
+    # Triton's simple_grpc_sequence_stream_infer_client: two sequences interleaved on one
+    # ModelStreamInfer call (start_stream / async_stream_infer), answered in turn.
+    server, _ = triton
+    answers: queue.Queue = queue.Queue()
+    client = triton_grpc.InferenceServerClient(server.grpc_inference)
+    client.start_stream(callback=lambda result, error: answers.put(error or result))
+    sent = []
+    for step in range(1, 5):
+        for sequence in (7001, 7002):
+            data = triton_grpc.InferInput("INPUT", [1, 1], "INT32")
+            data.set_data_from_numpy(np.array([[step * (sequence - 7000)]], dtype=np.int32))
+            client.async_stream_infer(
+                "sequence_recorder",
+                [data],
+                request_id=f"{sequence}-{step}",
+                sequence_id=sequence,
+                sequence_start=step == 1,
+                sequence_end=step == 4,
+            )
+            sent.append(f"{sequence}-{step}")
+    results = [answers.get(timeout=60) for _ in sent]
+    client.stop_stream()
+    assert [result.get_response().id for result in results] == sent
+    sums = [int(result.as_numpy("SUM")[0, 0]) for result in results]
+    # 7001 sends 1, 2, 3, 4 and 7002 twice that: their running sums, interleaved.
+    assert sums == [1, 2, 3, 6, 6, 12, 10, 20]
+    # The model config API describes the sequence batcher as config.pbtxt has it.
+    config = client.get_model_config("sequence_recorder", as_json=True)["config"]
+    assert config["sequence_batching"]["max_sequence_idle_microseconds"] == "60000000"
+    client.close()
