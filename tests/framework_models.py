@@ -182,6 +182,34 @@ def save_onnx_strings(directory: Path) -> Path:
     return path
 
 
+def save_onnx_sequence_controls(directory: Path) -> Path:
+    """Triton's simple_sequence shape: ``INPUT``, ``START`` and ``READY`` (int32, N x 1) in,
+    ``OUTPUT = INPUT + 100 * START + 10 * READY`` out: what a request's control inputs were."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["START", "hundred"], ["started"]),
+            helper.make_node("Mul", ["READY", "ten"], ["ready"]),
+            helper.make_node("Add", ["INPUT", "started"], ["partial"]),
+            helper.make_node("Add", ["partial", "ready"], ["OUTPUT"]),
+        ],
+        "sequence_controls",
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT32, ["N", 1])
+            for name in ("INPUT", "START", "READY")
+        ],
+        [helper.make_tensor_value_info("OUTPUT", TensorProto.INT32, ["N", 1])],
+        initializer=[
+            helper.make_tensor("hundred", TensorProto.INT32, [], [100]),
+            helper.make_tensor("ten", TensorProto.INT32, [], [10]),
+        ],
+    )
+    path = directory / "sequence_controls.onnx"
+    _save_onnx(graph, path)
+    return path
+
+
 def _save_onnx(graph: object, path: Path) -> None:
     import onnx
     from onnx import helper

@@ -80,8 +80,8 @@ def test_poll_follows_the_repository(tmp_path: Path, onnx_file: Path, model_stor
         wait_until(lambda: _max_batch_size(server) == 4, timeout=60)
 
         # A broken change is told once, and the model serves as it was.
-        (model / "config.pbtxt").write_text("sequence_batching { }")
-        wait_until(lambda: "sequence_batching" in server.log(), timeout=60)
+        (model / "config.pbtxt").write_text("optimization { }")
+        wait_until(lambda: "optimization" in server.log(), timeout=60)
         assert _max_batch_size(server) == 4 and _infers(server)
 
         # A removed model unloads.
@@ -89,7 +89,7 @@ def test_poll_follows_the_repository(tmp_path: Path, onnx_file: Path, model_stor
         wait_until(lambda: _ready(server, "pair") == 404, timeout=60)
     finally:
         server.stop()
-    assert server.log().count('has no field named "sequence_batching"') == 1
+    assert server.log().count('has no field named "optimization"') == 1
 
 
 def test_poll_swaps_versions_under_load_without_failing_a_request(

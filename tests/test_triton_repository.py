@@ -70,7 +70,7 @@ def test_version_policies_choose_among_numeric_directories(
     ("config", "message"),
     [
         ('name: "other"', "config.pbtxt names it 'other'"),
-        ("sequence_batching { }", 'has no field named "sequence_batching"'),
+        ("optimization { }", 'has no field named "optimization"'),
         ("max_batch_size: many", "config.pbtxt:1:17 : 'max_batch_size: many'"),  # line:column
         (
             "model_transaction_policy { decoupled: true }",
@@ -143,7 +143,7 @@ def served(
     repository = tmp_path_factory.mktemp("triton_repository")
     _model(repository, "pair", onnx_file, ["1", "2"], PAIR_CONFIG + "version_policy: { all: {} }")
     _model(repository, "auto", onnx_file, ["1"], None)
-    _model(repository, "broken", onnx_file, ["1"], "sequence_batching { }")
+    _model(repository, "broken", onnx_file, ["1"], "optimization { }")
     server = start_server(
         tmp_path_factory.mktemp("triton_server"),
         model_store,
@@ -182,7 +182,7 @@ def test_the_config_sets_workers_and_batching_and_bad_models_are_named(
     assert (described["batchSize"], described["maxBatchDelay"]) == (8, 2)
     assert len(described["workers"]) == 2
     assert httpx.get(served.inference + "/v2/models/broken/ready").status_code == 404
-    assert "model broken not served" in served.log() and "sequence_batching" in served.log()
+    assert "model broken not served" in served.log() and "optimization" in served.log()
 
 
 def test_the_model_config_and_repository_index_apis(served: RunningServer) -> None:

@@ -19,6 +19,9 @@ A row holding ``protocol_contract.TENSOR_REQUEST`` (gRPC ModelInfer) is a protoc
 answered with a ``TensorInferResponse`` whose output buffers go back as they are; a refusal is
 its message as text.
 
+A stateful Triton model (``sequence_batching`` in its config) gets the control inputs the
+config names (START, END, READY, CORRID) with each request (``triton.sequence_controls``).
+
 The requests of a batch go through the model in one call where their shapes allow. A request
 that does not fit the model is answered 400 with the reason, and the rest of its batch is
 still served. The module defines exactly one class, as handler loading requires.
@@ -50,6 +53,7 @@ from modelserve_handlers.tensor_io.datatypes import (
 from modelserve_handlers.tensor_io.formats import TensorRequest
 from modelserve_handlers.tensor_io.invoke import TORCH_OUTPUT, call_model
 from modelserve_handlers.tensor_io.protocols import Request, decode, protocol_of, refuse, respond
+from modelserve_handlers.triton.sequence_controls import control_inputs
 
 
 class TensorHandler:
@@ -63,6 +67,7 @@ class TensorHandler:
         # What the model config calls the outputs a torch module returns positionally, by
         # position (Triton's OUTPUT__0 …).
         self.output_names: dict[int, str] = {}
+        self.sequence_config: dict[str, Any] | None = None
 
     def initialize(self, context: Any) -> None:
         """Load the archive's model on the worker's GPU, if it has one, else the CPU."""
@@ -81,6 +86,9 @@ class TensorHandler:
         self.model = declare_input_dtypes(model, model_config.get("inputs"))
         self.concatenate = batchable(self.model)
         self.output_names = _positional_names(model_config.get("outputs"))
+        # A stateful Triton model takes its sequence's control inputs (START, READY …).
+        triton_config = model_config.get("tritonConfig") or {}
+        self.sequence_config = triton_config if "sequence_batching" in triton_config else None
         self.initialized = True
 
     def tensor_metadata(self) -> dict[str, Any]:
@@ -100,7 +108,11 @@ class TensorHandler:
             try:
                 decoded = decode(row, context, index, protocols[index])
                 requests[index] = decoded.request
-                inputs[index] = bind_inputs(decoded.tensors, decoded.typed, self.model)
+                tensors = decoded.tensors
+                if self.sequence_config is not None:
+                    controls = control_inputs(self.sequence_config, context, index, decoded.request)
+                    tensors = {**tensors, **controls}
+                inputs[index] = bind_inputs(tensors, decoded.typed, self.model)
             except BadInputError as exc:
                 results[index] = _refuse(context, index, exc, protocols[index])
         outcomes = run_requests(partial(call_model, self.model), inputs, self.concatenate)

@@ -13,10 +13,11 @@ fails the batch (500, the traceback in the model's log). A decoupled model
 (``model_transaction_policy { decoupled: true }``) returns ``None`` from ``execute``; each
 response its requests' senders get, from any thread, goes to its client as a part at once, and
 ``handle`` returns when every request had its FINAL flag or its client left (a request with no
-response at all gets an empty answer). ``triton_python_backend_utils`` is
-the worker's compatibility module unless a real one is installed; its BLS calls go to the
-server's inference plane (``triton.bls``). The module defines exactly one class, as handler
-loading requires.
+response at all gets an empty answer). A stateful model (``sequence_batching``, each sequence
+kept on one worker by the frontend) gets each request's ``correlation_id()``, ``flags()`` and
+control inputs (``triton.sequence_controls``). ``triton_python_backend_utils`` is the worker's
+compatibility module unless a real one is installed; its BLS calls go to the server's inference
+plane (``triton.bls``). The module defines exactly one class, as handler loading requires.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from modelserve.protocol_contract import SEQUENCE_PARAMETERS
 from modelserve_handlers.errors import BadInputError
 from modelserve_handlers.tensor_io.formats import TensorRequest
 from modelserve_handlers.tensor_io.open_inference import InferRequest
@@ -46,6 +48,7 @@ from modelserve_handlers.tensor_io.protocols import (
 from modelserve_handlers.triton.bls import BlsClient
 from modelserve_handlers.triton.cancellation import BatchCancellation
 from modelserve_handlers.triton.inputs import bind_config_inputs, v2_datatype
+from modelserve_handlers.triton.sequence_controls import control_tensors, request_sequence
 
 PB_UTILS = "triton_python_backend_utils"
 DEFAULT_MODEL_FILE = "model.py"
@@ -143,11 +146,10 @@ class TritonPythonHandler:
                 tensors = bind_config_inputs(
                     decoded[index].tensors, decoded[index].typed, self.config
                 )
+                requests.append(self._request(decoded[index], tensors, context, index, batch))
             except BadInputError as exc:
                 results[index] = refuse(context, index, exc.error_code, str(exc), protocols[index])
                 decoded.pop(index, None)
-                continue
-            requests.append(self._request(decoded[index], tensors, context, index, batch))
         if not requests:
             return results
         try:
@@ -248,6 +250,8 @@ class TritonPythonHandler:
         index: int,
         batch: BatchCancellation,
     ) -> Any:
+        """Request ``index`` of the batch as ``execute`` gets it: with its sequence's
+        correlation id, flags and control inputs when the model is stateful."""
         request = decoded.request
         request_id = ""
         wanted: list[str] = []
@@ -263,7 +267,10 @@ class TritonPythonHandler:
             request_id = request.id
             wanted = [output.name for output in request.outputs]
             parameters = dict(request.parameters)
-        for key in TRANSPORT_PARAMETERS:
+        sequence = request_sequence(context, index, parameters)
+        tensors = {**tensors, **control_tensors(self.config, sequence)}
+        # The sequence's parameters are Triton's server's, not the model's.
+        for key in (*TRANSPORT_PARAMETERS, *SEQUENCE_PARAMETERS):
             parameters.pop(key, None)
         # Triton names every output of the config when the client asked for none.
         wanted = wanted or [entry["name"] for entry in self.config.get("output", [])]
@@ -271,6 +278,8 @@ class TritonPythonHandler:
             model_name=context.model_name,
             inputs=[self.pb.Tensor(name, array) for name, array in tensors.items()],
             request_id=request_id,
+            correlation_id=sequence.correlation_id,
+            flags=sequence.flags,
             requested_output_names=wanted,
             parameters=parameters,
             decoupled=self.decoupled,

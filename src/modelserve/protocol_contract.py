@@ -73,6 +73,18 @@ TF_SERVING = "tfserving"
 # KServe's generate extension (/v2/models/{m}/generate[_stream]): the body is its JSON object.
 GENERATE = "generate"
 
+# A stateful model's request headers, TorchServe's names (a TorchServe handler reads the id
+# with ``context.get_sequence_id``): the sequence, and "true" on its first and last request.
+# The frontend sets them on every request of a sequence, whichever protocol named it.
+SEQUENCE_ID_HEADER = "ts_request_sequence_id"
+SEQUENCE_START_HEADER = "ts_request_sequence_start"
+SEQUENCE_END_HEADER = "ts_request_sequence_end"
+# Triton's request parameters naming a sequence (KServe v2 REST and gRPC).
+SEQUENCE_ID_PARAMETER = "sequence_id"
+SEQUENCE_START_PARAMETER = "sequence_start"
+SEQUENCE_END_PARAMETER = "sequence_end"
+SEQUENCE_PARAMETERS = (SEQUENCE_ID_PARAMETER, SEQUENCE_START_PARAMETER, SEQUENCE_END_PARAMETER)
+
 # The binary tensor data extension: the byte length of the JSON part that starts the body,
 # and the parameters that say which tensors travel as raw bytes after it.
 HEADER_LENGTH = "inference-header-content-length"

@@ -7,39 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
+from batches import SOON_S, Sent, run
 
 from modelserve.engine.batcher import Batcher
 from modelserve.engine.errors import ServiceUnavailableException
 from modelserve.engine.jobs import InferenceJob
 from modelserve.wire import WireRequest
-
-T = TypeVar("T")
-# Generous bounds for what must happen "soon": the loop turns in microseconds.
-SOON_S = 5.0
-
-
-class Sent:
-    """What the batcher handed out: (worker, request ids) in order, awaitable."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[str, list[str]]] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, worker: str, jobs: list[InferenceJob]) -> None:
-        self.batches.append((worker, [job.request.request_id for job in jobs]))
-        self._changed.set()
-
-    async def wait_for(self, count: int) -> list[tuple[str, list[str]]]:
-        """Until ``count`` batches were sent (fails after SOON_S)."""
-        async with asyncio.timeout(SOON_S):
-            while len(self.batches) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.batches
 
 
 def _job(request_id: str) -> InferenceJob:
@@ -57,10 +32,6 @@ def _batcher(sent: Sent, **options: object) -> Batcher[str]:
         **options,
     }
     return Batcher(send_batch=sent, **values)
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(scenario())
 
 
 def test_a_lone_job_goes_to_an_idle_worker_at_once() -> None:

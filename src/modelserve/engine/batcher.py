@@ -76,7 +76,56 @@ class PeakOutstanding:
         self._current = self._previous = outstanding
 
 
-class Batcher(Generic[WorkerT]):
+class JobQueue:
+    """What a version's queue does whatever order it keeps: it fails the jobs that wait
+    longer than ``max_wait_s`` for a worker (checked on a timer only while jobs wait), and
+    tells ``drained`` once none waits."""
+
+    def __init__(self, max_wait_s: float, waited_too_long: Callable[[], BaseException]) -> None:
+        self._max_wait_s = max_wait_s
+        self._waited_too_long = waited_too_long
+        self._expiry: asyncio.TimerHandle | None = None
+        # Resolved once the queue is empty, while someone waits for that (``drained``).
+        self._empty: asyncio.Future[None] | None = None
+
+    def queued(self) -> int:
+        """Requests waiting for a worker."""
+        raise NotImplementedError
+
+    def _fail_waiting_since(self, cutoff: float) -> None:
+        """Fail every queued job enqueued at or before ``cutoff`` (perf_counter) with
+        ``self._waited_too_long()``."""
+        raise NotImplementedError
+
+    async def drained(self) -> None:
+        """Return once no job is queued: workers took them all, or they failed or expired."""
+        if not self.queued():
+            return
+        self._empty = asyncio.get_running_loop().create_future()
+        try:
+            await self._empty
+        finally:
+            self._empty = None
+
+    def _tell_if_empty(self) -> None:
+        if self._empty is not None and not self.queued() and not self._empty.done():
+            self._empty.set_result(None)
+
+    def _arm_expiry(self) -> None:
+        """Check the wait limit soon (while jobs wait: the caller checks ``_expiry`` is None,
+        which saves a call per request)."""
+        interval = min(1.0, self._max_wait_s / 4)
+        self._expiry = asyncio.get_running_loop().call_later(interval, self._check_waits)
+
+    def _check_waits(self) -> None:
+        self._expiry = None
+        self._fail_waiting_since(time.perf_counter() - self._max_wait_s)
+        if self.queued():
+            self._arm_expiry()
+        self._tell_if_empty()
+
+
+class Batcher(JobQueue, Generic[WorkerT]):
     """A bounded job queue plus the set of idle workers of one model version."""
 
     def __init__(
@@ -90,17 +139,15 @@ class Batcher(Generic[WorkerT]):
         in_flight: Callable[[WorkerT], int] = lambda _worker: 0,
         max_batch_delay_s: float = 0.0,
     ) -> None:
+        super().__init__(max_wait_s, waited_too_long)
         self.batch_size = batch_size
         self.capacity = capacity
         self._send_batch = send_batch
         self._full_message = full_message
-        self._max_wait_s = max_wait_s
-        self._waited_too_long = waited_too_long
         self._in_flight = in_flight
         self.pending: deque[InferenceJob] = deque()
         self.idle: deque[WorkerT] = deque()
         self._dispatch_scheduled = False
-        self._expiry: asyncio.TimerHandle | None = None
         # Zero when no batch is ever held back (batch_size 1, or a delay of 0): then neither
         # holds nor the peak bookkeeping run.
         self._delay_s = max_batch_delay_s if batch_size > 1 else 0.0
@@ -115,8 +162,10 @@ class Batcher(Generic[WorkerT]):
         # that comes later is served as soon by the next batch (and, when batch time grows
         # with batch size, sooner). Until measured, the delay alone bounds holds.
         self._batch_s = self._delay_s
-        # Resolved once the queue is empty, while someone waits for that (``drained``).
-        self._empty: asyncio.Future[None] | None = None
+
+    def queued(self) -> int:
+        """Requests waiting for a worker."""
+        return len(self.pending)
 
     def submit(self, job: InferenceJob) -> None:
         """Queue a job; raises 503 when the queue is full."""
@@ -162,34 +211,11 @@ class Batcher(Generic[WorkerT]):
             self.pending.popleft().fail(error)
         self._tell_if_empty()
 
-    async def drained(self) -> None:
-        """Return once no job is queued: workers took them all, or they failed or expired."""
-        if not self.pending:
-            return
-        self._empty = asyncio.get_running_loop().create_future()
-        try:
-            await self._empty
-        finally:
-            self._empty = None
-
-    def _tell_if_empty(self) -> None:
-        if self._empty is not None and not self.pending and not self._empty.done():
-            self._empty.set_result(None)
-
-    def _arm_expiry(self) -> None:
-        interval = min(1.0, self._max_wait_s / 4)
-        self._expiry = asyncio.get_running_loop().call_later(interval, self._expire)
-
-    def _expire(self) -> None:
-        self._expiry = None
-        cutoff = time.perf_counter() - self._max_wait_s
+    def _fail_waiting_since(self, cutoff: float) -> None:
         pending = self.pending
         # The queue is in arrival order (requeued jobs go back to the head, and are older).
         while pending and pending[0].enqueued_at <= cutoff:
             pending.popleft().fail(self._waited_too_long())
-        if pending:
-            self._arm_expiry()
-        self._tell_if_empty()
 
     def _scheduled_dispatch(self) -> None:
         self._dispatch_scheduled = False

@@ -8,6 +8,8 @@ from typing import Any
 from modelserve.archive import Manifest
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.results import ServingState, VersionStatus
+from modelserve.engine.sequence_batcher import SequenceBatcher
+from modelserve.engine.sequences import describe_sequences
 from modelserve.engine.settings import VersionSettings
 from modelserve.engine.statistics import VersionStatistics
 from modelserve.engine.worker_pool import WorkerPool
@@ -122,13 +124,17 @@ class ModelVersion:
         workers = self.pool.live_workers()
         busy = sum(1 for worker in workers if worker.batches)
         ready = sum(1 for worker in workers if worker.state == READY)
+        batcher = self.pool.batcher
+        stateful = isinstance(batcher, SequenceBatcher)
         return VersionState(
             self.name,
             self.version,
-            queued=len(self.pool.batcher.pending),
+            queued=batcher.queued(),
             busy=busy,
             idle=ready - busy,
             starting=len(workers) - ready,
+            sequences=len(batcher.sequences) if stateful else None,
+            expired_sequences=batcher.expired if stateful else 0,
         )
 
     def readout(self, is_default: bool) -> VersionReadout:
@@ -160,7 +166,7 @@ class ModelVersion:
     def describe(self) -> dict[str, Any]:
         """This version's entry in TorchServe's describe output."""
         settings = self.settings
-        queued = len(self.pool.batcher.pending)
+        queued = self.pool.batcher.queued()
         description: dict[str, Any] = {
             "modelName": self.name,
             "modelVersion": self.version,
@@ -181,11 +187,7 @@ class ModelVersion:
             "continuousBatching": False,
             "useJobTicket": False,
             "useVenv": False,
-            "stateful": False,
-            "sequenceMaxIdleMSec": 0,
-            "sequenceTimeoutMSec": 0,
-            "maxNumSequence": 0,
-            "maxSequenceJobQueueSize": 0,
+            **describe_sequences(self.pool.sequences),
             "loadedAtStartup": self.loaded_at_startup,
             "workers": self.worker_descriptions(),
             "jobQueueStatus": {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelserve.engine.devices import Placement
+from modelserve.engine.sequences import SequencePolicy
 from modelserve.engine.streams import StreamLimits
 from modelserve.wire import WorkerSpec
 
@@ -35,6 +36,8 @@ class PoolLimits:
     timeouts: PoolTimeouts
     # How answers in parts are bounded (window, timeouts).
     stream: StreamLimits
+    # A stateful model's sequences (each on one worker, in order); None: stateless.
+    sequences: SequencePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from modelserve.engine.model_dependencies import install_requirements
 from modelserve.engine.model_version import ModelVersion
 from modelserve.engine.pool_config import PoolLimits, PoolTimeouts, WorkerLaunch
 from modelserve.engine.registry import ModelRegistry
+from modelserve.engine.sequences import SequencePolicy, sequence_policy
 from modelserve.engine.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_BATCH_DELAY_MS,
@@ -204,6 +205,7 @@ class Registration:
             config_path = model_dir / manifest.config_file if manifest.config_file else None
             model_config = load_model_config(config_path)
             settings = self._version_settings(options, name, version, model_config)
+            sequences = sequence_policy(name, model_config, settings)
             placement = self._placement(name, model_config)
             python_path = await self._install_dependencies(
                 name, model_dir, manifest, settings.startup_timeout
@@ -238,7 +240,7 @@ class Registration:
                 placement=placement,
                 threads=self._settings.worker_threads,
             ),
-            self._limits(settings),
+            self._limits(settings, sequences),
             dispatcher,
             version_metrics,
         )
@@ -284,7 +286,7 @@ class Registration:
             workers = self._default_worker_count() if options.loaded_at_startup else 0
         return resolve_settings(sources, workers)
 
-    def _limits(self, settings: VersionSettings) -> PoolLimits:
+    def _limits(self, settings: VersionSettings, sequences: SequencePolicy | None) -> PoolLimits:
         return PoolLimits(
             batch_size=settings.batch_size,
             max_batch_delay_ms=settings.max_batch_delay,
@@ -302,6 +304,7 @@ class Registration:
                 stream_timeout_s=self._settings.stream_timeout,
                 max_response_size=self._settings.max_response_size,
             ),
+            sequences=sequences,
         )
 
     def _default_worker_count(self) -> int:

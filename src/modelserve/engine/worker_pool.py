@@ -19,6 +19,7 @@ from modelserve.engine.errors import ServiceUnavailableException, ServingError, 
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.pool_config import PoolLimits, WorkerLaunch
 from modelserve.engine.restart_backoff import RestartBackoff
+from modelserve.engine.sequence_batcher import SequenceBatcher
 from modelserve.engine.statistics import VersionStatistics
 from modelserve.engine.streams import take_part
 from modelserve.engine.worker_failures import (
@@ -64,20 +65,9 @@ class WorkerPool:
         self._metrics = metrics
         self.timeouts = timeouts = limits.timeouts
         self.placement = launch.placement
-        self.batcher: Batcher[WorkerProcess] = Batcher(
-            limits.batch_size,
-            limits.queue_capacity,
-            self._send_batch,
-            f"Model {label} has too many queued requests "
-            f"(job_queue_size {limits.queue_capacity}); retry later",
-            max_wait_s=timeouts.response,
-            waited_too_long=lambda: ServiceUnavailableException(
-                f"Model {label}: no worker took the request within response_timeout "
-                f"({timeouts.response:g} s)"
-            ),
-            in_flight=lambda worker: len(worker.batches),
-            max_batch_delay_s=limits.max_batch_delay_ms / 1000,
-        )
+        # How a stateful model keeps its sequences; None for a stateless one.
+        self.sequences = limits.sequences
+        self.batcher = self._make_batcher(limits)
         self._max_response_size = limits.max_response_size
         self._stream_limits = limits.stream
         self._depth = UNBATCHED_PIPELINE_DEPTH if limits.batch_size == 1 else 1
@@ -94,6 +84,42 @@ class WorkerPool:
         self._tasks: set[asyncio.Task] = set()
         self._batch_ids = itertools.count(1)
         self._closed = False
+
+    def _make_batcher(
+        self, limits: PoolLimits
+    ) -> Batcher[WorkerProcess] | SequenceBatcher[WorkerProcess]:
+        label, timeouts = self.label, limits.timeouts
+
+        def waited_too_long() -> ServiceUnavailableException:
+            return ServiceUnavailableException(
+                f"Model {label}: no worker took the request within response_timeout "
+                f"({timeouts.response:g} s)"
+            )
+
+        queue: dict[str, Any] = {
+            "batch_size": limits.batch_size,
+            "capacity": limits.queue_capacity,
+            "send_batch": self._send_batch,
+            "full_message": f"Model {label} has too many queued requests "
+            f"(job_queue_size {limits.queue_capacity}); retry later",
+            "max_wait_s": timeouts.response,
+            "waited_too_long": waited_too_long,
+        }
+        if limits.sequences is not None:
+            return SequenceBatcher(label, limits.sequences, worker_loss=self._worker_loss, **queue)
+        return Batcher(
+            in_flight=lambda worker: len(worker.batches),
+            max_batch_delay_s=limits.max_batch_delay_ms / 1000,
+            **queue,
+        )
+
+    def _worker_loss(self, worker: WorkerProcess) -> str:
+        """What became of a worker that stops serving, for the sequences it held."""
+        if worker.retiring:
+            return f"its worker {worker.id} was stopped (scaled down, or the model unloaded)"
+        if worker.timed_out:
+            return f"its worker {worker.id} was killed after exceeding response_timeout"
+        return f"its worker {worker.id} died"
 
     # ----- queries
 

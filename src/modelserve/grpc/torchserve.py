@@ -35,15 +35,13 @@ from modelserve.grpc.proto import (
 )
 from modelserve.grpc.status import abort_with, grpc_code
 from modelserve.parameters import REGISTER, SCALE
+from modelserve.protocol_contract import SEQUENCE_ID_HEADER
 from modelserve.wire import RequestParameter, WireRequest, WireResponse
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
 Method = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Reply]]
 
-# TorchServe's default ts_header_key_sequence_id: the header the sequence id reaches the
-# handler in.
-SEQUENCE_ID_HEADER = "ts_request_sequence_id"
 # The register fields that are integers or strings: 0 / "" means "not given" (proto3).
 _REGISTER_FIELDS = (
     "url",
@@ -142,9 +140,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
     ) -> AsyncIterator[inference_pb2.PredictionResponse]:
         # Requests are answered one at a time, in order, each with every part of its answer
         # as the handler sends it; a failed one is answered with its status and the stream
-        # goes on. Each response echoes its request's sequence_id, which the handler sees as
-        # the ts_request_sequence_id header (context.get_sequence_id). (No sequence affinity
-        # yet: any worker may serve each request.)
+        # goes on. Each response echoes its request's sequence_id, which names the request's
+        # sequence (the handler's context.get_sequence_id): a stateful model keeps each
+        # sequence on one worker.
         access = StreamAccess(context, "StreamPredictions2")
         answering: list[AnswerParts] = []  # the answer under way, told when the call ends
         context.add_done_callback(lambda _context: [parts.cancel() for parts in answering])
@@ -168,7 +166,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
 
 
 def _wire_request(request: inference_pb2.PredictionsRequest) -> WireRequest:
-    """The handler's request: the inputs as parameters (bytes), the sequence as a header."""
+    """The handler's request: the inputs as parameters (bytes), the sequence as TorchServe's
+    sequence header (a stateful model keeps the sequence on one worker)."""
     if not request.model_name:
         raise BadRequestException("Parameter model_name is required.")
     headers = {SEQUENCE_ID_HEADER: request.sequence_id} if request.HasField("sequence_id") else {}

@@ -4,7 +4,8 @@ config.pbtxt says about batching, instances and tensors.
 
 | config.pbtxt | modelserve |
 | --- | --- |
-| ``max_batch_size`` with ``dynamic_batching`` | ``batchSize`` (1 without dynamic batching) |
+| ``max_batch_size`` with ``dynamic_batching`` / ``sequence_batching`` | ``batchSize`` (else 1) |
+| ``sequence_batching`` | a stateful model (``tritonConfig``, read by ``engine.sequences``) |
 | ``dynamic_batching.max_queue_delay_microseconds`` | ``maxBatchDelay`` in ms, rounded up |
 | ``dynamic_batching.default_queue_policy.max_queue_size`` | ``jobQueueSize`` |
 | ``instance_group`` counts (a group without one: 1) | workers (min = max) |
@@ -42,6 +43,10 @@ NOT_ACTED_ON = (
     ("input.reshape", lambda c: any(t.HasField("reshape") for t in c.input)),
     ("output.reshape", lambda c: any(t.HasField("reshape") for t in c.output)),
     ("output.label_filename", lambda c: any(t.label_filename for t in c.output)),
+    (
+        "sequence_batching.direct / oldest settings",
+        lambda c: any(getattr(c.sequence_batching, s).ByteSize() for s in ("direct", "oldest")),
+    ),
 )
 
 
@@ -75,19 +80,21 @@ def instance_count(config: ModelConfig) -> int:
 
 def model_yaml(config: ModelConfig, backend: str) -> dict[str, Any]:
     """The archive's model-config YAML for ``config``."""
-    batching = config.WhichOneof("scheduling_choice") == "dynamic_batching"
+    scheduling = config.WhichOneof("scheduling_choice")
+    # The sequence batcher batches too: one request of each of several sequences.
+    batching = scheduling in ("dynamic_batching", "sequence_batching")
     document: dict[str, Any] = {
         "handler": {"backend": backend},
         "tritonConfig": config_json(config),
         "batchSize": max(config.max_batch_size, 1) if batching else 1,
         "maxBatchDelay": (
             math.ceil(config.dynamic_batching.max_queue_delay_microseconds / 1000)
-            if batching
+            if scheduling == "dynamic_batching"
             else 0
         ),
     }
     queue = config.dynamic_batching.default_queue_policy.max_queue_size
-    if batching and queue > 0:
+    if queue > 0:
         document["jobQueueSize"] = queue
     groups = list(config.instance_group)
     if groups:

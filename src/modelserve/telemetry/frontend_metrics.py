@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from modelserve.telemetry.metrics_config import MetricsConfig, MetricSpec
@@ -42,6 +42,8 @@ STREAM_SECONDS_BUCKETS = (
 )  # fmt: skip
 QUEUE_DEPTH = "modelserve_queue_depth"
 WORKERS = "modelserve_workers"
+SEQUENCES = "modelserve_sequences"
+SEQUENCES_EXPIRED = "modelserve_sequences_expired"  # a counter: exposed with _total
 WAITING = "modelserve_inference_waiting"
 VERSION_LABELS = ("model_name", "model_version", "hostname")
 PIPELINE_REQUESTS = "modelserve_pipeline_requests_total"
@@ -68,6 +70,9 @@ class VersionState:
     busy: int
     idle: int
     starting: int
+    # A stateful model's live sequences, and how many expired idle so far (None: stateless).
+    sequences: int | None = None
+    expired_sequences: int = 0
 
 
 def _family(spec: MetricSpec, logged: bool) -> Family:
@@ -230,12 +235,23 @@ class ServerMetrics:
         workers = GaugeMetricFamily(
             WORKERS, "Worker processes by state", labels=[*VERSION_LABELS, "state"]
         )
+        sequences = GaugeMetricFamily(
+            SEQUENCES, "Live sequences of a stateful model", labels=list(VERSION_LABELS)
+        )
+        expired = CounterMetricFamily(
+            SEQUENCES_EXPIRED,
+            "Sequences of a stateful model that expired idle",
+            labels=list(VERSION_LABELS),
+        )
         for state in states:
             labels = [state.model_name, state.model_version, self.hostname]
             queue.add_metric(labels, state.queued)
             for name, count in (("busy", state.busy), ("idle", state.idle)):
                 workers.add_metric([*labels, name], count)
             workers.add_metric([*labels, "starting"], state.starting)
+            if state.sequences is not None:
+                sequences.add_metric(labels, state.sequences)
+                expired.add_metric(labels, state.expired_sequences)
         yield queue
         yield workers
         slots = GaugeMetricFamily(
@@ -245,6 +261,9 @@ class ServerMetrics:
         )
         slots.add_metric([self.hostname], waiting)
         yield slots
+        if sequences.samples:
+            yield sequences
+            yield expired
 
 
 class VersionMetrics:
