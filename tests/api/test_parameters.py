@@ -26,7 +26,12 @@ from modelserve.protocol_contract import TENSOR_DATATYPES
 
 # What the path templates are filled with, and valid values of the required parameters, so
 # that a refusal is about the parameter under test.
-PATH_VALUES = {"model_name": "probe", "version": "1.0", "workflow_name": "probe"}
+PATH_VALUES = {
+    "model_name": "probe",
+    "version": "1.0",
+    "workflow_name": "probe",
+    "service_name": "probe",
+}
 REQUIRED_VALUES = {"url": "probe.mar"}
 UNKNOWN = "zz_unknown"
 SPEC = Path(__file__).parents[2] / "src" / "modelserve" / "api" / "specs" / "inference.yaml"
