@@ -18,6 +18,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODELS = {"noop", "digits"}
+COMPARE_MODELS = {"noop", "digits", "mlp"}  # the comparison's smoke run adds the tiny MLP
 SMOKE_CONCURRENCY = {1, 4}
 PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "grps HTTP gtensors", "v2 gRPC"}
 PYTHON_BACKEND_PROTOCOLS = {"v2 REST JSON", "v2 gRPC"}
@@ -154,15 +155,19 @@ def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     assert results["failures"] == []
     assert results["settings"]["servers"] == ["modelserve"]
     runs = {(run["model"], run["concurrency"]): run for run in results["runs"]}
-    assert set(runs) == {(model, c) for model in MODELS for c in SMOKE_CONCURRENCY}
+    assert set(runs) == {(model, c) for model in COMPARE_MODELS for c in SMOKE_CONCURRENCY}
+    assert len(results["round_runs"]) == len(runs)  # one round: each median is its one run
     for key, run in runs.items():
         assert run["server"] == "modelserve"
         assert run["requests_per_s"] > 0, key
         assert run["errors"] == 0, (key, run)
         assert run["max_ms"] >= run["p99_ms"] > 0, key
+        # What the load cost the server's process tree: the frontend and its worker.
+        assert run["cpu_s_per_1k"] > 0, key
+        assert run["rss_mib"] > results["memory_mb"]["modelserve"]["frontend"], key
         percents = [percent for percent, _ in run["cdf"]]
         assert percents == sorted(percents) and percents[-1] == 100, key
-    assert {limit["model"] for limit in results["in_process"]} == MODELS
+    assert {limit["model"] for limit in results["in_process"]} == COMPARE_MODELS
     assert results["cold_start_s"]["modelserve"] > 0
     assert results["register_s"]["modelserve"] > 0
     assert results["memory_mb"]["modelserve"]["workers"] > 0
@@ -173,10 +178,13 @@ def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     report = results_file.with_suffix(".md").read_text()
     assert "## Goals" in report
     assert "### digits, 1 worker, unbatched" in report
+    assert "| modelserve `/predictions` |" in report.split("## All servers on the tiny MLP")[1]
     plots = {path.name for path in out.glob("*.png")}
     stem = results_file.stem
     assert plots == {
-        f"{stem}-{kind}-{model}.png" for kind in ("throughput", "latency") for model in MODELS
+        f"{stem}-{kind}-{model}.png"
+        for kind in ("throughput", "latency", "cost")
+        for model in COMPARE_MODELS
     }
     for name in plots:
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name

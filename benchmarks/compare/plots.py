@@ -1,4 +1,5 @@
-"""PNG plots of a comparison: throughput against concurrency, and latency distributions."""
+"""PNG plots of a comparison: throughput against concurrency, latency distributions, and
+what serving cost (CPU per request, memory)."""
 
 from __future__ import annotations
 
@@ -105,11 +106,61 @@ def latency_cdf(results: Results, model: str, path: Path) -> Path:
     return _save(figure, path)
 
 
+def cost(results: Results, model: str, path: Path) -> Path:
+    """What serving cost each server, a row per deployment of ``model``: CPU seconds per
+    1,000 requests against concurrency (left, a line per server) and the RSS of the server's
+    processes at the highest concurrency (right, a bar per server)."""
+    concurrency = max(results["settings"]["concurrency"])
+    keys = [key for key in deployments(results) if key[0] == model]
+    figure, axes = _panels(2 * len(keys))
+    for (cpu_axis, rss_axis), key in zip(
+        zip(axes[::2], axes[1::2], strict=True), keys, strict=True
+    ):
+        names, rss = [], []
+        for server in results["settings"]["servers"]:
+            runs = [
+                r
+                for r in results["runs"]
+                if r["server"] == server
+                and deployment_key(r) == key
+                and r.get("cpu_s_per_1k") is not None
+            ]
+            if runs:
+                cpu_axis.plot(
+                    [r["concurrency"] for r in runs],
+                    [r["cpu_s_per_1k"] for r in runs],
+                    marker="o",
+                    label=label(server),
+                )
+            top = find_run(results, server, key, concurrency)
+            if top is not None and top.get("rss_mib") is not None:
+                names.append(label(server))
+                rss.append(top["rss_mib"])
+        cpu_axis.set_xscale("log", base=2)
+        cpu_axis.set_xticks(
+            results["settings"]["concurrency"], map(str, results["settings"]["concurrency"])
+        )
+        cpu_axis.set_yscale("log")
+        cpu_axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        cpu_axis.set_title(f"{describe_deployment(key)}: CPU", fontsize=10)
+        cpu_axis.set_xlabel("concurrent connections")
+        cpu_axis.set_ylabel("CPU-s per 1,000 requests (log)")
+        cpu_axis.grid(True, which="both", alpha=0.3)
+        cpu_axis.legend(fontsize=7)
+        rss_axis.barh(names, rss)
+        rss_axis.invert_yaxis()  # servers top to bottom in the run's order
+        rss_axis.tick_params(axis="y", labelsize=7)
+        rss_axis.set_title(f"{describe_deployment(key)}: memory, c={concurrency}", fontsize=10)
+        rss_axis.set_xlabel("RSS of all the server's processes, MiB")
+    return _save(figure, path)
+
+
 def write_plots(results: Results, out_dir: Path, stem: str) -> list[Path]:
-    """Both plots for every model that was run; returns the files written."""
+    """The three plots for every model that was run; returns the files written."""
     models = list(dict.fromkeys(key[0] for key in deployments(results)))
     written = []
     for model in models:
         written.append(throughput(results, model, out_dir / f"{stem}-throughput-{model}.png"))
         written.append(latency_cdf(results, model, out_dir / f"{stem}-latency-{model}.png"))
+        written.append(cost(results, model, out_dir / f"{stem}-cost-{model}.png"))
     return written
