@@ -2,7 +2,7 @@
 LitServe and the in-process limit.
 
     python benchmarks/compare_servers.py [--smoke] [--out DIR] [--only modelserve,torchserve]
-                                         [--duration S] [--rounds N] [--cache DIR]
+                                         [--models mlp] [--duration S] [--rounds N] [--cache DIR]
 
 Installs each competitor into its own venv under the cache (default ``.bench-cache/``), builds
 four models (no-op, digits CNN, tiny MLP, ResNet-18-sized CNN), measures each handler in this
@@ -321,6 +321,7 @@ def compare(args: argparse.Namespace, servers: list[str], groups: list[Group]) -
         "environment": environment,
         "settings": {
             "servers": servers,
+            "models": args.models,
             "duration_s": args.duration,
             "rounds": args.rounds,
             "concurrency": args.concurrency,
@@ -377,6 +378,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", metavar="NAMES", help=f"comma-separated servers of {','.join(TARGETS)}"
     )
     parser.add_argument(
+        "--models", metavar="NAMES", help=f"comma-separated models of {','.join(MODELS)}"
+    )
+    parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="where competitors' venvs live"
     )
     parser.add_argument(
@@ -400,6 +404,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown server(s) {', '.join(sorted(unknown))}; known: {', '.join(TARGETS)}")
     args.servers = [name for name in SERVER_ORDER if name in wanted]
+    models = args.models.split(",") if args.models else MODELS
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(MODELS)}")
+    default_models = SMOKE_MODELS if args.smoke else MODELS
+    args.models = [name for name in default_models if name in models]
     return args
 
 
@@ -410,8 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         servers = [s for s in servers if s == "modelserve" or venv_cached(args.cache, s)]
     workers = sorted({1, os.cpu_count() or 1}) if not args.smoke else [1]
-    models = SMOKE_MODELS if args.smoke else MODELS
-    groups = plan(models, servers, workers, args.concurrency, args.smoke)
+    groups = plan(args.models, servers, workers, args.concurrency, args.smoke)
     try:
         wrk_binary()
     except WrkError as exc:

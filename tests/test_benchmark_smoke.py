@@ -178,7 +178,7 @@ def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     report = results_file.with_suffix(".md").read_text()
     assert "## Goals" in report
     assert "### digits, 1 worker, unbatched" in report
-    assert "| modelserve `/predictions` |" in report.split("## All servers on the tiny MLP")[1]
+    assert "| modelserve /predictions |" in report.split("## All servers on the tiny MLP")[1]
     plots = {path.name for path in out.glob("*.png")}
     stem = results_file.stem
     assert plots == {

@@ -141,7 +141,10 @@ def cost(results: Results, model: str, path: Path) -> Path:
             results["settings"]["concurrency"], map(str, results["settings"]["concurrency"])
         )
         cpu_axis.set_yscale("log")
-        cpu_axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        # Plain numbers on every tick: a narrow range has only minor ticks on a log axis.
+        plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+        cpu_axis.yaxis.set_major_formatter(plain)
+        cpu_axis.yaxis.set_minor_formatter(plain)
         cpu_axis.set_title(f"{describe_deployment(key)}: CPU", fontsize=10)
         cpu_axis.set_xlabel("concurrent connections")
         cpu_axis.set_ylabel("CPU-s per 1,000 requests (log)")

@@ -16,8 +16,8 @@ Run = dict[str, Any]
 
 BASELINE = "torchserve"
 LABELS = {
-    "modelserve": "modelserve `/predictions`",
-    "modelserve-v2": "modelserve `/v2/.../infer`",
+    "modelserve": "modelserve /predictions",
+    "modelserve-v2": "modelserve /v2/.../infer",
     "torchserve": "TorchServe",
     "triton": "Triton (PyTriton)",
     "rayserve": "Ray Serve (64 in flight)",

@@ -112,9 +112,4 @@ def estimate_s(groups: list[Group], servers: int, duration_s: float, rounds: int
         SLOW_DEPLOY_S.get(server, DEPLOY_S) for group in groups for server in group.servers
     )
     in_process = len(in_process_configs(groups)) * duration_s
-    return (
-        wrk_runs * (duration_s + WRK_OVERHEAD_S)
-        + deploys_s
-        + in_process
-        + servers * START_S
-    )
+    return wrk_runs * (duration_s + WRK_OVERHEAD_S) + deploys_s + in_process + servers * START_S

@@ -42,10 +42,13 @@ class TensorArgmax:
             model = torch.jit.load(os.environ["BENCH_MODEL_FILE"], map_location="cpu")
         self.model = model.eval()
 
+    # BentoML refuses a max_batch_size of 1, so unbatched leaves batching settings out.
     @bentoml.api(
-        batchable=MAX_BATCH_SIZE > 1,
-        max_batch_size=MAX_BATCH_SIZE,
-        max_latency_ms=DEADLINE_MS,
+        **(
+            {"batchable": True, "max_batch_size": MAX_BATCH_SIZE, "max_latency_ms": DEADLINE_MS}
+            if MAX_BATCH_SIZE > 1
+            else {}
+        )
     )
     def classify(self, samples: np.ndarray) -> np.ndarray:
         """Each sample's class index."""
