@@ -48,31 +48,38 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
+def _lines_over_concurrency(axis: plt.Axes, results: Results, key: tuple, field: str) -> None:
+    """A line per server of its runs' ``field`` on deployment ``key`` against concurrency
+    (log 2 axis, ticks at the run's concurrencies); runs without the number are left out."""
+    for server in results["settings"]["servers"]:
+        runs = [
+            r
+            for r in results["runs"]
+            if r["server"] == server and deployment_key(r) == key and r.get(field) is not None
+        ]
+        if runs:
+            axis.plot(
+                [r["concurrency"] for r in runs],
+                [r[field] for r in runs],
+                marker="o",
+                label=label(server),
+            )
+    axis.set_xscale("log", base=2)
+    concurrency = results["settings"]["concurrency"]
+    axis.set_xticks(concurrency, map(str, concurrency))
+
+
 def throughput(results: Results, model: str, path: Path) -> Path:
     """req/s against concurrency, a panel per deployment of ``model``, a line per server;
     the in-process limit for the same batch size as a dashed line."""
     keys = [key for key in deployments(results) if key[0] == model]
     figure, axes = _panels(len(keys))
     for axis, key in zip(axes, keys, strict=True):
-        for server in results["settings"]["servers"]:
-            runs = [
-                r for r in results["runs"] if r["server"] == server and deployment_key(r) == key
-            ]
-            if runs:
-                axis.plot(
-                    [r["concurrency"] for r in runs],
-                    [r["requests_per_s"] for r in runs],
-                    marker="o",
-                    label=label(server),
-                )
+        _lines_over_concurrency(axis, results, key, "requests_per_s")
         limit = in_process_limit(results, model, key[2])
         # noop's in-process rate is millions per second: drawn, it would flatten every line.
         if limit is not None and model != "noop":
             axis.axhline(limit["requests_per_s"], linestyle="--", color="grey", label="in-process")
-        axis.set_xscale("log", base=2)
-        axis.set_xticks(
-            results["settings"]["concurrency"], map(str, results["settings"]["concurrency"])
-        )
         axis.set_ylim(bottom=0)
         axis.set_title(describe_deployment(key), fontsize=10)
         axis.set_xlabel("concurrent connections")
@@ -116,30 +123,13 @@ def cost(results: Results, model: str, path: Path) -> Path:
     for (cpu_axis, rss_axis), key in zip(
         zip(axes[::2], axes[1::2], strict=True), keys, strict=True
     ):
+        _lines_over_concurrency(cpu_axis, results, key, "cpu_s_per_1k")
         names, rss = [], []
         for server in results["settings"]["servers"]:
-            runs = [
-                r
-                for r in results["runs"]
-                if r["server"] == server
-                and deployment_key(r) == key
-                and r.get("cpu_s_per_1k") is not None
-            ]
-            if runs:
-                cpu_axis.plot(
-                    [r["concurrency"] for r in runs],
-                    [r["cpu_s_per_1k"] for r in runs],
-                    marker="o",
-                    label=label(server),
-                )
             top = find_run(results, server, key, concurrency)
             if top is not None and top.get("rss_mib") is not None:
                 names.append(label(server))
                 rss.append(top["rss_mib"])
-        cpu_axis.set_xscale("log", base=2)
-        cpu_axis.set_xticks(
-            results["settings"]["concurrency"], map(str, results["settings"]["concurrency"])
-        )
         cpu_axis.set_yscale("log")
         # Plain numbers on every tick: a narrow range has only minor ticks on a log axis.
         plain = FuncFormatter(lambda value, _: f"{value:.3g}")
