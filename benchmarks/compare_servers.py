@@ -61,6 +61,8 @@ SMOKE_MODELS = ["noop", "digits", "mlp"]
 PING_CONCURRENCY = 64
 WARM_UP_REQUESTS = 20
 DEFAULT_CACHE = REPO_ROOT / ".bench-cache"
+# Servers that run from this venv, so smoke runs always include them.
+IN_TREE = {"modelserve", "modelserve-v2"}
 # Imported only when asked for, so a competitor's module cannot get in the way of the others.
 TARGETS = {
     "modelserve": ("compare.modelserve_target", "ModelserveTarget"),
@@ -387,7 +389,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--smoke",
         action="store_true",
         help="1 s runs at concurrency 1 and 4, noop, digits and mlp unbatched, 1 worker, 1 round; "
-        "competitors only when their venv is cached",
+        "modelserve (both rows), competitors only when their venv is cached",
     )
     args = parser.parse_args(argv)
     if args.duration is None:
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     servers = args.servers
     if args.smoke:
-        servers = [s for s in servers if s == "modelserve" or venv_cached(args.cache, s)]
+        servers = [s for s in servers if s in IN_TREE or venv_cached(args.cache, s)]
     workers = sorted({1, os.cpu_count() or 1}) if not args.smoke else [1]
     groups = plan(args.models, servers, workers, args.concurrency, args.smoke)
     try:

@@ -1,10 +1,12 @@
-"""The comparison's accounting (benchmarks/compare): CPU seconds and memory of a server's
-whole process tree, measured on real processes, and the medians of rounds the report shows."""
+"""Parts of the comparison (benchmarks/compare): CPU seconds and memory of a server's whole
+process tree, measured on real processes; the medians of rounds the report shows; and the plan
+of which server meets which on what."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import astuple
 from pathlib import Path
 
 import psutil
@@ -14,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from compare.resources import cpu_s_per_1k, cpu_seconds, rss_mib
 from compare.rounds import median_of_rounds
+from compare.scenarios import SERVER_ORDER, plan
 
 BURN_S = 0.4  # CPU seconds each grandchild burns
 # Three interpreters start (the child and two grandchildren): their own start-up CPU on a
@@ -109,3 +112,16 @@ def test_median_of_rounds_takes_each_number_median_and_adds_up_errors() -> None:
     assert ours["requests_per_s_rounds"] == [5000, 7000, 6000]
     assert ours["rounds"] == 3 and "round" not in ours
     assert theirs["requests_per_s"] == 5400
+
+
+def test_every_server_meets_on_the_tiny_mlp_with_one_worker_only() -> None:
+    groups = plan(["digits", "mlp"], list(SERVER_ORDER), [1, 2], [1, 64], smoke=False)
+    placed = {astuple(group.deployment): group.servers for group in groups}
+    assert placed == {
+        ("digits", 1, 1, 0): ("modelserve", "torchserve", "mlserver", "litserve"),
+        ("digits", 1, 8, 5): ("modelserve", "torchserve", "mlserver", "litserve"),
+        ("digits", 2, 1, 0): ("modelserve", "torchserve"),
+        ("digits", 2, 8, 5): ("modelserve", "torchserve"),
+        ("mlp", 1, 1, 0): SERVER_ORDER,
+        ("mlp", 1, 8, 5): SERVER_ORDER,
+    }
