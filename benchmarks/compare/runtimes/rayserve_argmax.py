@@ -10,7 +10,9 @@ Starts a one-node Ray cluster on 127.0.0.1 as a child of this process (``ray sta
 sample as raw float32 bytes, as modelserve's and TorchServe's; the answer is its class index as
 text, the very bytes ``handlers/tensor_argmax.py`` answers. Batched deployments go through
 ``@serve.batch``. The variable keeps every Ray process on loopback: without it Ray's client
-server binds to the machine's external address, whatever ``--node-ip-address`` says.
+server binds to the machine's external address, whatever ``--node-ip-address`` says. (Ray
+Serve still binds each replica's internal gRPC server to all interfaces, ``[::]:0``: not a
+setting.)
 """
 
 from __future__ import annotations
