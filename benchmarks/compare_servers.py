@@ -1,13 +1,16 @@
-"""Compare modelserve with TorchServe 0.12, MLServer, LitServe and the in-process limit.
+"""Compare modelserve with TorchServe 0.12, Triton (PyTriton), Ray Serve, BentoML, MLServer,
+LitServe and the in-process limit.
 
     python benchmarks/compare_servers.py [--smoke] [--out DIR] [--only modelserve,torchserve]
-                                         [--duration S] [--cache DIR]
+                                         [--models mlp] [--duration S] [--rounds N] [--cache DIR]
 
 Installs each competitor into its own venv under the cache (default ``.bench-cache/``), builds
-three models (no-op, digits CNN, ResNet-18-sized CNN), measures each handler in this process,
-then starts every server and, for each deployment, deploys it on every server that can take
-it and runs wrk against them back to back at each concurrency, so slow drifts of the machine
-hit all servers alike. Writes ``<out>/<date>-<host>-compare.json``, ``.md`` and PNG plots.
+four models (no-op, digits CNN, tiny MLP, ResNet-18-sized CNN), measures each handler in this
+process, then starts every server and, for each deployment, deploys it on every server that
+can take it and runs wrk against them back to back at each concurrency, round after round, so
+slow drifts of the machine hit all servers alike; the report shows each run's median over the
+rounds, with the CPU seconds per 1,000 requests and the resident memory of the server's whole
+process tree. Writes ``<out>/<date>-<host>-compare.json``, ``.md`` and PNG plots.
 See docs/performance.md.
 """
 
@@ -29,10 +32,13 @@ from compare import report
 from compare.load import LoadResult, load, warm_up
 from compare.models import ModelFiles, in_process_limit, prepare_models
 from compare.plots import write_plots
+from compare.resources import cpu_s_per_1k, cpu_seconds, rss_mib
+from compare.rounds import median_of_rounds
 from compare.scenarios import (
     DEPLOY_S,
     PROFILED,
     SERVER_ORDER,
+    SLOW_DEPLOY_S,
     WRK_OVERHEAD_S,
     Group,
     estimate_s,
@@ -45,19 +51,27 @@ from loadtest import BENCH_DIR, REPO_ROOT
 from loadtest.environment import describe_environment
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 
-DEFAULT_DURATION_S = 5
+DEFAULT_DURATION_S = 10
+DEFAULT_ROUNDS = 3
 SMOKE_DURATION_S = 1
 DEFAULT_CONCURRENCY = [1, 16, 64]
 SMOKE_CONCURRENCY = [1, 4]
-MODELS = ["noop", "digits", "resnet"]
-SMOKE_MODELS = ["noop", "digits"]
+MODELS = ["noop", "digits", "mlp", "resnet"]
+SMOKE_MODELS = ["noop", "digits", "mlp"]
 PING_CONCURRENCY = 64
 WARM_UP_REQUESTS = 20
 DEFAULT_CACHE = REPO_ROOT / ".bench-cache"
+# Servers that run from this venv, so smoke runs always include them.
+IN_TREE = {"modelserve", "modelserve-v2"}
 # Imported only when asked for, so a competitor's module cannot get in the way of the others.
 TARGETS = {
     "modelserve": ("compare.modelserve_target", "ModelserveTarget"),
+    "modelserve-v2": ("compare.modelserve_target", "ModelserveV2Target"),
     "torchserve": ("compare.torchserve_target", "TorchServeTarget"),
+    "triton": ("compare.triton_target", "TritonTarget"),
+    "rayserve": ("compare.rayserve_target", "RayServeTarget"),
+    "rayserve-default": ("compare.rayserve_target", "RayServeDefaultTarget"),
+    "bentoml": ("compare.bentoml_target", "BentoMLTarget"),
     "mlserver": ("compare.mlserver_target", "MLServerTarget"),
     "litserve": ("compare.litserve_target", "LitServeTarget"),
 }
@@ -88,13 +102,16 @@ def venv_cached(cache: Path, name: str) -> bool:
 class Comparison:
     """One comparison run: its targets, what it measured so far and its progress."""
 
-    def __init__(self, servers: list[str], duration_s: int, groups: list[Group]) -> None:
+    def __init__(
+        self, servers: list[str], duration_s: int, rounds: int, groups: list[Group]
+    ) -> None:
         self.targets = {name: make_target(name) for name in servers}
         self.alive = set(servers)
         self.duration_s = duration_s
+        self.rounds = rounds
         self.groups = groups
         self.started = time.monotonic()
-        self.runs_total = sum(group.runs for group in groups)
+        self.runs_total = sum(group.runs for group in groups) * rounds
         self.runs_done = 0
         self.runs: list[dict[str, Any]] = []
         self.cold_start_s: dict[str, float | None] = {}
@@ -192,31 +209,54 @@ class Comparison:
         )
 
     def run_group(self, group: Group, files: ModelFiles, bodies: Path) -> None:
-        """Deploy, load every server at each concurrency back to back, undeploy."""
+        """Deploy; in each round, load every server at each concurrency back to back;
+        undeploy."""
         endpoints = self.deploy(group, files, bodies)
-        for concurrency in group.concurrency:
-            for name, (url, body_file, content_type) in endpoints.items():
-                self.runs_done += 1
-                progress(f"{self.clock()} wrk {name} {files.name} c={concurrency}")
-                try:
-                    result = load(url, body_file, content_type, concurrency, self.duration_s)
-                except WrkError as exc:
-                    # One bad run (too short for a slow model, say): the server stays in.
-                    self.fail(name, f"wrk {files.name} c={concurrency}", exc, drop=False)
-                    continue
-                self.record(name, group, concurrency, result)
+        for round_index in range(1, self.rounds + 1):
+            for concurrency in group.concurrency:
+                for name, (url, body_file, content_type) in endpoints.items():
+                    self.runs_done += 1
+                    progress(
+                        f"{self.clock()} round {round_index}: wrk {name} {files.name} "
+                        f"c={concurrency}"
+                    )
+                    pid = self.targets[name].root_pid()
+                    cpu_before = cpu_seconds(pid)
+                    try:
+                        result = load(url, body_file, content_type, concurrency, self.duration_s)
+                    except WrkError as exc:
+                        # One bad run (too short for a slow model, say): the server stays in.
+                        self.fail(name, f"wrk {files.name} c={concurrency}", exc, drop=False)
+                        continue
+                    usage = {
+                        "cpu_s": cpu_seconds(pid) - cpu_before,
+                        "rss_mib": rss_mib(pid),
+                        "round": round_index,
+                    }
+                    self.record(name, group, concurrency, result, usage)
         for name in endpoints:
             try:
                 self.targets[name].undeploy(group.deployment.model)
             except Exception as exc:
                 self.fail(name, f"undeploy {group.deployment.model}", exc)
 
-    def record(self, server: str, group: Group, concurrency: int, result: LoadResult) -> None:
-        """Keep one wrk run and print its headline numbers."""
+    def record(
+        self,
+        server: str,
+        group: Group,
+        concurrency: int,
+        result: LoadResult,
+        usage: dict[str, Any],
+    ) -> None:
+        """Keep one wrk run with what it cost the server (``usage``: ``cpu_s`` over the run,
+        ``rss_mib`` after it, ``round``) and print its headline numbers."""
         wrk = result.wrk
+        per_1k = cpu_s_per_1k(usage["cpu_s"], wrk.requests)
         progress(
             f"  {wrk.requests_per_s:,.0f} req/s, p50 {wrk.p50_ms:.2f} ms, p99 {wrk.p99_ms:.2f} ms,"
-            f" max {wrk.max_ms:.1f} ms, {wrk.errors} errors"
+            f" max {wrk.max_ms:.1f} ms, {wrk.errors} errors; CPU {usage['cpu_s']:.1f} s"
+            f" ({'—' if per_1k is None else f'{per_1k:.2f}'} s per 1k requests),"
+            f" RSS {usage['rss_mib']:,.0f} MiB"
         )
         deployment = group.deployment
         self.runs.append(
@@ -228,6 +268,8 @@ class Comparison:
                 "max_batch_delay_ms": deployment.max_batch_delay_ms,
                 "concurrency": concurrency,
                 **result.as_dict(),
+                **usage,
+                "cpu_s_per_1k": per_1k,
             }
         )
 
@@ -260,7 +302,7 @@ def measure_in_process(
 def compare(args: argparse.Namespace, servers: list[str], groups: list[Group]) -> dict[str, Any]:
     """Run everything in a scratch folder; every server is stopped whatever happens."""
     environment = describe_environment(args.duration)
-    comparison = Comparison(servers, args.duration, groups)
+    comparison = Comparison(servers, args.duration, args.rounds, groups)
     comparison.install(args.cache)
     with tempfile.TemporaryDirectory(prefix="modelserve-compare-") as tmp:
         scratch = Path(tmp)
@@ -281,7 +323,9 @@ def compare(args: argparse.Namespace, servers: list[str], groups: list[Group]) -
         "environment": environment,
         "settings": {
             "servers": servers,
+            "models": args.models,
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "concurrency": args.concurrency,
             "smoke": args.smoke,
         },
@@ -290,7 +334,9 @@ def compare(args: argparse.Namespace, servers: list[str], groups: list[Group]) -
         "register_s": comparison.register_s,
         "memory_mb": comparison.memory_mb,
         "in_process": limits,
-        "runs": comparison.runs,
+        # The report reads the medians; every round's own numbers stay beside them.
+        "runs": median_of_rounds(comparison.runs),
+        "round_runs": comparison.runs,
         "ping": ping,
         "skipped": comparison.skipped,
         "failures": comparison.failures,
@@ -316,10 +362,25 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; ``--smoke`` changes the defaults, explicit flags still win."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, metavar="S", help="seconds per wrk run (default 5)")
+    parser.add_argument(
+        "--duration",
+        type=int,
+        metavar="S",
+        help=f"seconds per wrk run (default {DEFAULT_DURATION_S})",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help=f"runs of every server, alternating, whose median is reported (default "
+        f"{DEFAULT_ROUNDS}; 1 with --smoke)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="results folder")
     parser.add_argument(
         "--only", metavar="NAMES", help=f"comma-separated servers of {','.join(TARGETS)}"
+    )
+    parser.add_argument(
+        "--models", metavar="NAMES", help=f"comma-separated models of {','.join(MODELS)}"
     )
     parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="where competitors' venvs live"
@@ -327,20 +388,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="1 s runs at concurrency 1 and 4, noop and digits unbatched, 1 worker; "
-        "competitors only when their venv is cached",
+        help="1 s runs at concurrency 1 and 4, noop, digits and mlp unbatched, 1 worker, 1 round; "
+        "modelserve (both rows), competitors only when their venv is cached",
     )
     args = parser.parse_args(argv)
     if args.duration is None:
         args.duration = SMOKE_DURATION_S if args.smoke else DEFAULT_DURATION_S
+    if args.rounds is None:
+        args.rounds = 1 if args.smoke else DEFAULT_ROUNDS
     if args.duration < 1:
         parser.error("--duration must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.concurrency = SMOKE_CONCURRENCY if args.smoke else DEFAULT_CONCURRENCY
     wanted = args.only.split(",") if args.only else list(TARGETS)
     unknown = set(wanted) - set(TARGETS)
     if unknown:
         parser.error(f"unknown server(s) {', '.join(sorted(unknown))}; known: {', '.join(TARGETS)}")
     args.servers = [name for name in SERVER_ORDER if name in wanted]
+    models = args.models.split(",") if args.models else MODELS
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(MODELS)}")
+    default_models = SMOKE_MODELS if args.smoke else MODELS
+    args.models = [name for name in default_models if name in models]
     return args
 
 
@@ -349,20 +420,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     servers = args.servers
     if args.smoke:
-        servers = [s for s in servers if s == "modelserve" or venv_cached(args.cache, s)]
+        servers = [s for s in servers if s in IN_TREE or venv_cached(args.cache, s)]
     workers = sorted({1, os.cpu_count() or 1}) if not args.smoke else [1]
-    models = SMOKE_MODELS if args.smoke else MODELS
-    groups = plan(models, servers, workers, args.concurrency, args.smoke)
+    groups = plan(args.models, servers, workers, args.concurrency, args.smoke)
     try:
         wrk_binary()
     except WrkError as exc:
         print(f"compare_servers: {exc}", file=sys.stderr)
         return 1
     progress(
-        f"servers {', '.join(servers)}; {len(groups)} deployments, "
+        f"servers {', '.join(servers)}; {len(groups)} deployments, {args.rounds} round(s) of "
         f"{sum(g.runs for g in groups)} wrk runs of {args.duration} s; expect about "
-        f"{minutes(estimate_s(groups, len(servers), args.duration))} once venvs are installed "
-        f"(per run ~{args.duration + WRK_OVERHEAD_S:.1f} s, per deployment ~{DEPLOY_S:.0f} s)"
+        f"{minutes(estimate_s(groups, len(servers), args.duration, args.rounds))} once venvs "
+        "are installed "
+        f"(per run ~{args.duration + WRK_OVERHEAD_S:.1f} s, per deployment "
+        f"~{DEPLOY_S:.0f}-{max(SLOW_DEPLOY_S.values()):.0f} s)"
     )
     # `kill` and CI cancellations send SIGTERM: make it unwind like Ctrl-C, through the
     # finally blocks that stop the servers.

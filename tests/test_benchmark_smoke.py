@@ -1,8 +1,9 @@
 """The benchmark scripts end to end at smoke size: real servers, real load (wrk or Python
 clients), their result files.
 
-``make bench`` (compare_servers.py) runs modelserve and the in-process limit only here: with an
-empty venv cache no competitor is installed, so nothing needs the network.
+``make bench`` (compare_servers.py) runs modelserve (``/predictions`` and ``/v2/.../infer``) and
+the in-process limit only here: with an empty venv cache no competitor is installed, so nothing
+needs the network.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODELS = {"noop", "digits"}
+COMPARE_MODELS = {"noop", "digits", "mlp"}  # the comparison's smoke run adds the tiny MLP
 SMOKE_CONCURRENCY = {1, 4}
 PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "grps HTTP gtensors", "v2 gRPC"}
 PYTHON_BACKEND_PROTOCOLS = {"v2 REST JSON", "v2 gRPC"}
@@ -152,17 +154,23 @@ def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
         "compare_servers.py", out, "*-compare.json", "--cache", str(tmp_path)
     )
     assert results["failures"] == []
-    assert results["settings"]["servers"] == ["modelserve"]
-    runs = {(run["model"], run["concurrency"]): run for run in results["runs"]}
-    assert set(runs) == {(model, c) for model in MODELS for c in SMOKE_CONCURRENCY}
+    assert results["settings"]["servers"] == ["modelserve", "modelserve-v2"]
+    runs = {(run["server"], run["model"], run["concurrency"]): run for run in results["runs"]}
+    # /v2/.../infer serves the tiny MLP only, with the same handler answering v2 JSON.
+    assert set(runs) == {
+        ("modelserve", model, c) for model in COMPARE_MODELS for c in SMOKE_CONCURRENCY
+    } | {("modelserve-v2", "mlp", c) for c in SMOKE_CONCURRENCY}
+    assert len(results["round_runs"]) == len(runs)  # one round: each median is its one run
     for key, run in runs.items():
-        assert run["server"] == "modelserve"
         assert run["requests_per_s"] > 0, key
         assert run["errors"] == 0, (key, run)
         assert run["max_ms"] >= run["p99_ms"] > 0, key
         percents = [percent for percent, _ in run["cdf"]]
         assert percents == sorted(percents) and percents[-1] == 100, key
-    assert {limit["model"] for limit in results["in_process"]} == MODELS
+        # What the load cost the server's process tree: the frontend and its worker.
+        assert run["cpu_s_per_1k"] > 0, key
+        assert run["rss_mib"] > results["memory_mb"][run["server"]]["frontend"], key
+    assert {limit["model"] for limit in results["in_process"]} == COMPARE_MODELS
     assert results["cold_start_s"]["modelserve"] > 0
     assert results["register_s"]["modelserve"] > 0
     assert results["memory_mb"]["modelserve"]["workers"] > 0
@@ -173,10 +181,15 @@ def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     report = results_file.with_suffix(".md").read_text()
     assert "## Goals" in report
     assert "### digits, 1 worker, unbatched" in report
+    meeting = report.split("## All servers on the tiny MLP")[1].split("##")[0]
+    assert "| modelserve /predictions |" in meeting
+    assert "| modelserve /v2/.../infer |" in meeting
     plots = {path.name for path in out.glob("*.png")}
     stem = results_file.stem
     assert plots == {
-        f"{stem}-{kind}-{model}.png" for kind in ("throughput", "latency") for model in MODELS
+        f"{stem}-{kind}-{model}.png"
+        for kind in ("throughput", "latency", "cost")
+        for model in COMPARE_MODELS
     }
     for name in plots:
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name

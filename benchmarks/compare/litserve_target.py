@@ -13,11 +13,11 @@ from pathlib import Path
 from loadtest.server import free_loopback_ports
 
 from compare.models import ModelFiles
+from compare.open_inference import JSON_TYPE, sample_values
 from compare.servers import Deployment
-from compare.spawned import RUNTIMES_DIR, SpawnedTarget, sample_values
+from compare.spawned import RUNTIMES_DIR, SpawnedTarget
 
 SERVER_SCRIPT = RUNTIMES_DIR / "litserve_argmax.py"
-JSON_TYPE = "application/json"
 
 
 class LitServeTarget(SpawnedTarget):

@@ -17,14 +17,12 @@ import httpx
 from loadtest.server import free_loopback_ports
 
 from compare.models import ModelFiles
+from compare.open_inference import v2_answer_class, v2_request
 from compare.servers import Deployment
-from compare.spawned import RUNTIMES_DIR, SpawnedTarget, sample_values
+from compare.spawned import RUNTIMES_DIR, SpawnedTarget
 
 RUNTIME_FILE = RUNTIMES_DIR / "mlserver_argmax.py"
 RUNTIME_CLASS = "mlserver_argmax.TensorArgmaxRuntime"
-INPUT_NAME = "input__0"
-OUTPUT_NAME = "class"
-JSON_TYPE = "application/json"
 # MLServer answers 400 with this while the model loads (the HTTP server starts first).
 LOADING_MESSAGE = b"is not ready yet"
 
@@ -69,22 +67,11 @@ class MLServerTarget(SpawnedTarget):
 
     def request_body(self, files: ModelFiles) -> tuple[bytes, str]:
         """A v2 inference request carrying the one sample as an FP32 ``[1, ...shape]`` tensor."""
-        assert files.input_shape is not None
-        tensor = {
-            "name": INPUT_NAME,
-            "shape": [1, *files.input_shape],
-            "datatype": "FP32",
-            "data": sample_values(files),
-        }
-        return json.dumps({"inputs": [tensor]}).encode(), JSON_TYPE
+        return v2_request(files)
 
     def answer_class(self, body: bytes) -> int | None:
         """The ``class`` output of a v2 inference response."""
-        try:
-            outputs = json.loads(body)["outputs"]
-            return next(int(o["data"][0]) for o in outputs if o["name"] == OUTPUT_NAME)
-        except (ValueError, KeyError, TypeError, IndexError, StopIteration):
-            return None
+        return v2_answer_class(body)
 
     def still_loading(self, response: httpx.Response) -> bool:
         """MLServer's HTTP server is up before the model: it answers 400 "not ready" then."""

@@ -2,10 +2,12 @@
 
 - ``noop``: ``handlers/noop.py`` answering ``ok``, no model; what is left is server overhead.
 - ``digits``: the trained ``examples/digits`` CNN (8x8 inputs), a tiny model.
+- ``mlp``: a tiny MLP 64-64-10 trained in a second on the same digits (8x8 inputs), the model
+  every compared server meets on, Triton, Ray Serve and BentoML included.
 - ``resnet``: a ResNet-18-sized CNN (11.7M parameters, 3x224x224 inputs) with random weights,
   a model whose compute dominates a request.
 
-Both CNNs are saved wrapped so that they take each sample flat (``N x features``) or shaped,
+The classifiers are saved wrapped so that they take each sample flat (``N x features``) or shaped,
 and are served by one handler, ``handlers/tensor_argmax.py``, which decodes raw float32 bodies
 and answers the predicted class as text. Handler files import only torch and the standard
 library, so the very same file runs in TorchServe 0.12 and in modelserve.
@@ -30,6 +32,10 @@ from torch import nn
 ARGMAX_HANDLER = BENCH_DIR / "handlers" / "tensor_argmax.py"
 RAW_CONTENT_TYPE = "application/octet-stream"
 DIGITS_SHAPE = (1, 8, 8)
+MLP_HIDDEN = 64
+MLP_CLASSES = 10
+MLP_STEPS = 300  # full-batch Adam steps: ~97 % held-out accuracy in about a second
+MLP_LEARNING_RATE = 0.01
 RESNET_SHAPE = (3, 224, 224)
 RESNET_CLASSES = 1000
 RESNET_WIDTH = 64
@@ -43,7 +49,7 @@ MIN_LOGIT_MARGIN = 1e-2
 class ModelFiles:
     """What every server needs to serve one model and to check its answers."""
 
-    name: str  # "noop" | "digits" | "resnet"
+    name: str  # "noop" | "digits" | "mlp" | "resnet"
     handler: Path  # TorchServe-contract handler file: module-level handle(data, context)
     serialized: Path | None  # TorchScript model, or None for noop
     body: bytes  # one request body
@@ -154,26 +160,60 @@ def prepare_noop() -> ModelFiles:
     return ModelFiles("noop", NOOP_HANDLER, None, b"{}", "application/json", b"ok")
 
 
+def digits_split() -> tuple[Any, Any, torch.Tensor, Any]:
+    """The digits example's seeded split, images already in the 0..1 ``N x 1 x 8 x 8`` scale
+    its models take: ``(train inputs, train labels, held-out inputs, held-out labels)``."""
+    train = load_module(DIGITS_DIR / "train.py", "digits_train")
+    train_images, train_labels, images, labels = train.load_split()
+    return train.to_model_input(train_images), train_labels, train.to_model_input(images), labels
+
+
+def first_correct(
+    model: torch.jit.ScriptModule, serialized: Path, name: str, inputs: torch.Tensor, labels: Any
+) -> ModelFiles:
+    """The model's files for the first held-out image it classifies correctly."""
+    for sample, label in zip(inputs, labels, strict=True):
+        predicted, _ = predict(model, sample)
+        if predicted == label:
+            return digits_files(name, serialized, sample, predicted)
+    raise RuntimeError(f"the {name} model classifies no held-out image correctly")
+
+
 def prepare_digits(models_dir: Path) -> ModelFiles:
     """The trained digits CNN and the first held-out image it classifies correctly."""
     artifacts = digits_artifacts(models_dir / "digits-training")
     with quiet_torchscript():
         net = torch.jit.load(str(artifacts / "digits.pt"), map_location="cpu")
     model = save_flat(net, DIGITS_SHAPE, models_dir / "digits.pt")
-    train = load_module(DIGITS_DIR / "train.py", "digits_train")
-    _, _, images, labels = train.load_split()
-    inputs = train.to_model_input(images)  # the 0..1 scale the model was trained on
-    for sample, label in zip(inputs, labels, strict=True):
-        predicted, _ = predict(model, sample)
-        if predicted == label:
-            return digits_files(models_dir / "digits.pt", sample, predicted)
-    raise RuntimeError("the digits model classifies no held-out image correctly")
+    _, _, inputs, labels = digits_split()
+    return first_correct(model, models_dir / "digits.pt", "digits", inputs, labels)
 
 
-def digits_files(serialized: Path, sample: torch.Tensor, predicted: int) -> ModelFiles:
-    """The digits model's files for one request carrying ``sample``."""
+def prepare_mlp(models_dir: Path) -> ModelFiles:
+    """A 64-64-10 MLP trained with a fixed seed on the digits, and the first held-out image it
+    classifies correctly: a model so small that a server's own cost per request dominates."""
+    train_inputs, train_labels, inputs, labels = digits_split()
+    torch.manual_seed(SEED)
+    net = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(DIGITS_SHAPE[1] * DIGITS_SHAPE[2], MLP_HIDDEN),
+        nn.ReLU(),
+        nn.Linear(MLP_HIDDEN, MLP_CLASSES),
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=MLP_LEARNING_RATE)
+    targets = torch.from_numpy(train_labels)
+    for _ in range(MLP_STEPS):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(train_inputs), targets).backward()
+        optimizer.step()
+    model = save_flat(net, DIGITS_SHAPE, models_dir / "mlp.pt")
+    return first_correct(model, models_dir / "mlp.pt", "mlp", inputs, labels)
+
+
+def digits_files(name: str, serialized: Path, sample: torch.Tensor, predicted: int) -> ModelFiles:
+    """The files of a model of 8x8 digits for one request carrying ``sample``."""
     return ModelFiles(
-        name="digits",
+        name=name,
         handler=ARGMAX_HANDLER,
         serialized=serialized,
         body=sample.contiguous().numpy().tobytes(),
@@ -216,7 +256,12 @@ def prepare_models(workdir: Path) -> dict[str, ModelFiles]:
     """Build every model under ``workdir/models`` and return their files by name."""
     models_dir = workdir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
-    files = [prepare_noop(), prepare_digits(models_dir), prepare_resnet(models_dir)]
+    files = [
+        prepare_noop(),
+        prepare_digits(models_dir),
+        prepare_mlp(models_dir),
+        prepare_resnet(models_dir),
+    ]
     return {model.name: model for model in files}
 
 

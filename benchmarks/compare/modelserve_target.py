@@ -13,6 +13,7 @@ from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
 
 from compare.models import ModelFiles
+from compare.open_inference import v2_answer_class, v2_request
 from compare.servers import REGISTER_TIMEOUT_S, Deployment, Endpoint, register_and_answer
 
 WORKER_MODULE = "modelserve.worker"
@@ -100,6 +101,10 @@ class ModelserveTarget:
         if response.status_code != 200:
             raise server.fail(f"unregistering {model}: HTTP {response.status_code} {response.text}")
 
+    def root_pid(self) -> int:
+        """The frontend's process, parent of every worker."""
+        return self._running().process.pid
+
     def memory_mb(self) -> dict[str, float]:
         """Resident memory of the frontend and, summed, of its ``modelserve.worker`` children."""
         frontend = psutil.Process(self._running().process.pid)
@@ -116,3 +121,28 @@ class ModelserveTarget:
         """SIGTERM the server (SIGKILL after a grace period); safe to call twice."""
         self._server = None
         self._stack.close()
+
+
+class ModelserveV2Target(ModelserveTarget):
+    """modelserve again, loaded through ``/v2/models/{m}/infer`` (Open Inference Protocol JSON)
+    instead of ``/predictions``: the same archive and handler, which answers v2 requests in
+    kind, so the two rows differ only by the protocol's route and codec."""
+
+    name = "modelserve-v2"
+
+    def request_body(self, files: ModelFiles) -> tuple[bytes, str]:
+        """The sample as a v2 inference request, as MLServer and Triton get it."""
+        return v2_request(files)
+
+    def deploy(self, deployment: Deployment, files: ModelFiles) -> Endpoint:
+        """Register as :class:`ModelserveTarget` does, then check the v2 route's answer."""
+        endpoint = super().deploy(deployment, files)
+        server = self._running()
+        url = f"{server.inference}/v2/models/{files.name}/infer"
+        body, content_type = v2_request(files)
+        answer = httpx.post(
+            url, content=body, headers={"Content-Type": content_type}, timeout=REGISTER_TIMEOUT_S
+        )
+        if answer.status_code != 200 or v2_answer_class(answer.content) != files.expected_class:
+            raise server.fail(f"{url}: HTTP {answer.status_code} {answer.content[:200]!r}")
+        return Endpoint(url, endpoint.register_s)

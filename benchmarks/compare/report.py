@@ -9,21 +9,35 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from compare.scenarios import BATCHED, MEETING_MODEL, UNBATCHED
+
 Results = dict[str, Any]
 Run = dict[str, Any]
 
 BASELINE = "torchserve"
 LABELS = {
-    "modelserve": "modelserve",
+    "modelserve": "modelserve /predictions",
+    "modelserve-v2": "modelserve /v2/.../infer",
     "torchserve": "TorchServe",
+    "triton": "Triton (PyTriton)",
+    "rayserve": "Ray Serve (64 in flight)",
+    "rayserve-default": "Ray Serve (default 5 in flight)",
+    "bentoml": "BentoML",
     "mlserver": "MLServer",
     "litserve": "LitServe",
 }
+# modelserve's rows: the same server through two protocols.
+OURS = ("modelserve", "modelserve-v2")
 GOAL_CONCURRENCY = 64
 THROUGHPUT_GOAL = 2.0  # x TorchServe's req/s, noop at c=64
 P99_GOAL = 0.5  # x TorchServe's p99, noop at c=64
 IN_PROCESS_GOAL = 0.9  # of the in-process limit, resnet with dynamic batching
 COLD_START_GOAL = 0.2  # x TorchServe's cold start
+# Where all servers meet: the tiny MLP with one worker, unbatched and batched.
+MEETING_BATCHED = (MEETING_MODEL, 1, *BATCHED)
+MEETING_UNBATCHED = (MEETING_MODEL, 1, *UNBATCHED)
+BATCHED_THROUGHPUT_GOAL = 1.5  # x TorchServe's req/s
+BATCHED_CPU_GOAL = 0.5  # x TorchServe's CPU seconds per 1k requests
 NOT_MEASURED = "not measured"
 
 
@@ -120,6 +134,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
         found.append(goal(f"throughput vs TorchServe ({where})", THROUGHPUT_GOAL, None, True))
         found.append(goal(f"p99 vs TorchServe ({where})", P99_GOAL, None, False))
     found.append(in_process_goal(results))
+    found += meeting_goals(results)
     cold = results["cold_start_s"]
     found.append(
         goal(
@@ -129,6 +144,25 @@ def goals(results: Results) -> list[dict[str, Any]]:
             False,
         )
     )
+    return found
+
+
+def meeting_goals(results: Results) -> list[dict[str, Any]]:
+    """Batched req/s and CPU per request of each modelserve row over TorchServe's, on the
+    tiny MLP at c=64 (medians of the rounds)."""
+    theirs = find_run(results, BASELINE, MEETING_BATCHED, GOAL_CONCURRENCY)
+    found = []
+    for server in OURS:
+        if server not in results["settings"]["servers"]:
+            continue
+        ours = find_run(results, server, MEETING_BATCHED, GOAL_CONCURRENCY)
+        where = f"{label(server)}, {describe_deployment(MEETING_BATCHED)}, c={GOAL_CONCURRENCY}"
+        speedup = ratio(ours and ours["requests_per_s"], theirs and theirs["requests_per_s"])
+        cpu = ratio(ours and ours.get("cpu_s_per_1k"), theirs and theirs.get("cpu_s_per_1k"))
+        found.append(
+            goal(f"throughput vs TorchServe ({where})", BATCHED_THROUGHPUT_GOAL, speedup, True)
+        )
+        found.append(goal(f"CPU-s per 1k vs TorchServe ({where})", BATCHED_CPU_GOAL, cpu, False))
     return found
 
 
@@ -200,6 +234,9 @@ def scenario_rows(results: Results, key: tuple) -> list[list[str]]:
                     times(speedup),
                     times(p99),
                     share_of(share),
+                    number(run.get("cpu_s_per_1k")),
+                    number(run.get("rss_mib"), 4),
+                    spread(run),
                 ]
             )
     return rows
@@ -217,6 +254,48 @@ SCENARIO_HEADER = [
     "modelserve ÷ this, req/s",
     "modelserve ÷ this, p99",
     "of in-process",
+    "CPU-s / 1k req",
+    "RSS MiB",
+    "req/s of each round",
+]
+
+
+def spread(run: Run) -> str:
+    """Every round's req/s, the spread the median hides."""
+    return " / ".join(number(value) for value in run.get("requests_per_s_rounds", []))
+
+
+def meeting_rows(results: Results) -> list[list[str]]:
+    """Every server on the tiny MLP at the run's highest concurrency: unbatched and batched
+    throughput, batched p99, CPU per request and memory."""
+    concurrency = max(results["settings"]["concurrency"])
+    rows = []
+    for server in results["settings"]["servers"]:
+        plain = find_run(results, server, MEETING_UNBATCHED, concurrency)
+        batched = find_run(results, server, MEETING_BATCHED, concurrency)
+        if plain is None and batched is None:
+            continue
+        runs = [plain, batched]
+        rows.append(
+            [
+                label(server),
+                number(plain and plain["requests_per_s"]),
+                number(batched and batched["requests_per_s"]),
+                number(batched and batched["p99_ms"]),
+                " / ".join(number(run and run.get("cpu_s_per_1k")) for run in runs),
+                " / ".join(number(run and run.get("rss_mib"), 4) for run in runs),
+            ]
+        )
+    return rows
+
+
+MEETING_HEADER = [
+    "server",
+    "unbatched req/s",
+    "batch 8 / 5 ms req/s",
+    "batched p99 ms",
+    "CPU-s per 1k req (unbatched / batched)",
+    "RSS MiB (unbatched / batched)",
 ]
 
 
@@ -251,7 +330,7 @@ STARTUP_HEADER = [
     "server",
     "cold start s",
     "modelserve ÷ this",
-    "register to ready s (digits)",
+    "register to ready s (tiny MLP)",
     "frontend MiB",
     "workers MiB",
     "total MiB",
@@ -263,7 +342,8 @@ def markdown(results: Results, plots: list[str]) -> str:
     """The whole report; ``plots`` are PNG file names next to it."""
     env, settings = results["environment"], results["settings"]
     lines = [
-        f"# modelserve vs TorchServe, MLServer, LitServe: {env['date'][:10]} on {env['host']}",
+        f"# modelserve vs {', '.join(label(s) for s in settings['servers'] if s not in OURS)}: "
+        f"{env['date'][:10]} on {env['host']}",
         "",
         f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), load average "
         f"{env['load_average_1min']} at start; Python {env['python']}, {env['wrk']}, "
@@ -271,7 +351,8 @@ def markdown(results: Results, plots: list[str]) -> str:
         f"- servers: {', '.join(label(s) for s in settings['servers'])}; "
         f"{settings['duration_s']} s per wrk run over keep-alive connections, at concurrency "
         f"{', '.join(map(str, settings['concurrency']))}; for each deployment every server runs "
-        "back to back at each concurrency"
+        f"back to back at each concurrency, in {settings['rounds']} round(s); every number is "
+        "the median of the rounds"
         + (" (smoke run: counts far too small to judge by)" if settings["smoke"] else ""),
         f"- wall time: {results['wall_s']:.0f} s",
         "",
@@ -287,17 +368,27 @@ def markdown(results: Results, plots: list[str]) -> str:
         "",
         "Cold start: process start to a healthy /ping with no model. Register to ready: the "
         "register call (or, for servers that load models only at start, process start) to the "
-        "first answer of digits with 1 worker, unbatched; memory is resident set size right "
+        "first answer of the tiny MLP with 1 worker, unbatched; memory is resident set size right "
         "after that deployment. A cold start of — means the server loads its model as it "
         "starts, so its whole start is in register to ready.",
         "",
         *table(STARTUP_HEADER, startup_rows(results)),
         "",
+        f"## All servers on the tiny MLP (c={max(settings['concurrency'])})",
+        "",
+        "MLP 64-64-10, one worker or replica each, medians of the rounds. "
+        "CPU-s per 1k req: user plus system CPU seconds of all the server's processes during "
+        "the run, per 1,000 answered requests; RSS: resident memory summed over the server's "
+        "processes after the run.",
+        "",
+        *table(MEETING_HEADER, meeting_rows(results)),
+        "",
         "## Throughput and latency",
         "",
         "Ratios are modelserve's value over the row's server: above 1 is better for req/s, "
         "below 1 is better for p99. *Of in-process* is the row's req/s over the handler's own "
-        "rate called in-process with the same batch size (one thread, no server).",
+        "rate called in-process with the same batch size (one thread, no server). CPU-s / 1k "
+        "req and RSS MiB as in the table above.",
     ]
     for key in deployments(results):
         lines += [

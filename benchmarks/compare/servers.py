@@ -28,7 +28,7 @@ POLL_S = 0.1
 class Deployment:
     """How one model is served during a scenario."""
 
-    model: str  # "noop" | "digits" | "resnet"
+    model: str  # "noop" | "digits" | "mlp" | "resnet"
     workers: int
     batch_size: int  # 1 = unbatched
     max_batch_delay_ms: int  # 5 when batched
@@ -57,7 +57,7 @@ class ServerTarget(Protocol):
     orchestrator uses it when present (see :func:`request_body`).
     """
 
-    name: str  # "modelserve", "torchserve", "mlserver", "litserve"
+    name: str  # "modelserve", "torchserve", "triton", "rayserve", "bentoml", "mlserver", ...
 
     def install(self, cache: Path) -> None:
         """Create this server's venv under ``cache``; idempotent."""
@@ -77,6 +77,11 @@ class ServerTarget(Protocol):
 
     def undeploy(self, model: str) -> None:
         """Remove a model deployed with :meth:`deploy`."""
+        ...
+
+    def root_pid(self) -> int:
+        """The process every process of the server descends from, for CPU and memory of
+        the whole tree (see :mod:`compare.resources`)."""
         ...
 
     def memory_mb(self) -> dict[str, float]:

@@ -1,6 +1,7 @@
-"""Targets for servers that load their model when the process starts (MLServer, LitServe).
+"""Targets for servers that load their model when the process starts (MLServer, LitServe,
+Triton through PyTriton, Ray Serve, BentoML).
 
-Neither server has a register call to compare with modelserve's and TorchServe's management
+None of them has a register call to compare with modelserve's and TorchServe's management
 API: the model, its batching and its workers are part of the server's start-up configuration.
 So :meth:`SpawnedTarget.start` starts nothing, :meth:`SpawnedTarget.deploy` starts a process
 configured for the deployment, and :meth:`SpawnedTarget.undeploy` stops it. The deployment's
@@ -15,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import time
-from array import array
 from contextlib import suppress
 from pathlib import Path
 
@@ -27,9 +27,9 @@ from compare.servers import Deployment, Endpoint, NotSupported
 from compare.venvs import ensure_venv, venv_env
 
 RUNTIMES_DIR = Path(__file__).resolve().parent / "runtimes"
-# Only the tiny model: its JSON request stays small. ResNet's 150,528 floats as JSON text
+# Only the tiny models: their JSON requests stay small. ResNet's 150,528 floats as JSON text
 # would measure the JSON codec, not the server.
-SUPPORTED_MODELS = ("digits",)
+SUPPORTED_MODELS = ("digits", "mlp")
 FIRST_ANSWER_DEADLINE_S = 180
 # A request sent before the server listens may sit in the socket's backlog until it does.
 ATTEMPT_TIMEOUT_S = 30
@@ -46,15 +46,6 @@ LOADING_STATUSES = {404, 503}
 
 class ServerError(RuntimeError):
     """The server did not start or did not answer right."""
-
-
-def sample_values(files: ModelFiles) -> list[float]:
-    """The one sample of the shared request body (raw float32 bytes, machine order) as floats.
-
-    Every float32 prints and parses back exactly, so a JSON body carrying these values gives
-    the model the very input the raw body does.
-    """
-    return array("f", files.body).tolist()
 
 
 class ServerProcess:
@@ -133,6 +124,8 @@ class SpawnedTarget:
 
     name: str
     requirements: list[str]
+    # The venv's name under the cache, when targets share one (default: ``name``).
+    venv_name: str | None = None
 
     def __init__(self) -> None:
         self._python: Path | None = None
@@ -142,7 +135,7 @@ class SpawnedTarget:
 
     def install(self, cache: Path) -> None:
         """Create (once) the server's own venv with torch under ``cache``."""
-        self._python = ensure_venv(cache, self.name, self.requirements)
+        self._python = ensure_venv(cache, self.venv_name or self.name, self.requirements)
 
     def start(self, workdir: Path) -> float:
         """Only remember ``workdir``; returns 0.0, as no process runs before :meth:`deploy`.
@@ -160,6 +153,10 @@ class SpawnedTarget:
         to POST requests to."""
         raise NotImplementedError
 
+    def environment(self, deployment: Deployment, files: ModelFiles) -> dict[str, str]:
+        """Variables the server process gets beside its venv's (none unless overridden)."""
+        return {}
+
     def request_body(self, files: ModelFiles) -> tuple[bytes, str]:
         """The body and content type this server expects for one request of ``files``."""
         raise NotImplementedError
@@ -176,7 +173,7 @@ class SpawnedTarget:
     def deploy(self, deployment: Deployment, files: ModelFiles) -> Endpoint:
         """Start the server configured for ``deployment``; returns once it answers right.
 
-        Raises NotSupported for models other than digits and for more than one worker.
+        Raises NotSupported for models other than the tiny ones and for more than one worker.
         """
         if deployment.model not in SUPPORTED_MODELS or files.name != deployment.model:
             raise NotSupported(f"{self.name} is benchmarked on {', '.join(SUPPORTED_MODELS)} only")
@@ -192,7 +189,11 @@ class SpawnedTarget:
         pid_dir = rundir / "worker-pids"
         pid_dir.mkdir(parents=True)
         command, url = self.command(self._python, deployment, files, rundir)
-        env = {**venv_env(self._python), PID_DIR_VARIABLE: str(pid_dir)}
+        env = {
+            **venv_env(self._python),
+            **self.environment(deployment, files),
+            PID_DIR_VARIABLE: str(pid_dir),
+        }
         started = time.monotonic()
         self._server = ServerProcess(command, rundir, env, pid_dir)
         self._model = files.name
@@ -233,6 +234,12 @@ class SpawnedTarget:
         """Stop the server process serving ``model``."""
         if model == self._model:
             self.stop()
+
+    def root_pid(self) -> int:
+        """The running deployment's server process, the root of all its processes."""
+        if self._server is None:
+            raise RuntimeError(f"{self.name}: no model deployed")
+        return self._server.process.pid
 
     def memory_mb(self) -> dict[str, float]:
         """``{"frontend", "workers"}`` RSS in MiB of the running deployment's processes."""

@@ -239,6 +239,12 @@ class TorchServeTarget:
         """TorchServe's python model workers (not its periodic metrics collector)."""
         return [p for p in self._tree() if _cmdline_has(p, WORKER_SCRIPT)]
 
+    def root_pid(self) -> int:
+        """The ``torchserve`` launcher, parent of the Java frontend and its Python workers."""
+        if self._process is None:
+            raise TorchServeError("TorchServe is not started")
+        return self._process.pid
+
     def memory_mb(self) -> dict[str, float]:
         """Resident memory of the Java frontend and, summed, of its python model workers.
 

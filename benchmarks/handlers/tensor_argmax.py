@@ -1,4 +1,6 @@
-"""Classify raw tensors: each request's body is one sample as float32 bytes (machine order).
+"""Classify raw tensors: each request's body is one sample as float32 bytes (machine order),
+or, through modelserve's ``/v2/models/{m}/infer``, an Open Inference Protocol JSON request
+carrying it as its first input, then answered as a v2 response with the output ``class``.
 
 The benchmark's TorchScript models reshape flat samples to their input shape themselves, so
 this one handler serves every classifier of the comparison. It imports only torch and the
@@ -9,7 +11,9 @@ Torch's thread count is left to whatever the serving process set. A worker given
 
 from __future__ import annotations
 
+import json
 import warnings
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import torch
 
 # A function handler has no instance to keep the model on; the worker loads it once.
 _state: dict[str, torch.jit.ScriptModule] = {}
+V2_OUTPUT = "class"
 
 
 def _device(context: Any) -> torch.device:
@@ -47,13 +52,33 @@ def handle(data: list[dict[str, Any]] | None, context: Any) -> list[str] | None:
     if data is None:
         return None
     payloads = [row.get("data") or row.get("body") for row in data]
-    size = len(payloads[0])
-    if any(not isinstance(p, bytes | bytearray) or len(p) != size for p in payloads):
-        raise ValueError("every request must be raw float32 bytes of one sample, all one size")
+    samples = [_sample(payload) for payload in payloads]
+    size = len(samples[0])
+    if any(len(sample) != size for sample in samples):
+        raise ValueError("every request must carry one sample of float32 values, all one size")
     # Joining into a bytearray is the batch stacking (one copy) and makes the buffer writable,
     # which torch.frombuffer wants.
-    batch = torch.frombuffer(bytearray().join(payloads), dtype=torch.float32)
+    batch = torch.frombuffer(bytearray().join(samples), dtype=torch.float32)
     with torch.inference_mode():
-        logits = _state["model"](batch.view(len(payloads), -1).to(_device(context)))
+        logits = _state["model"](batch.view(len(samples), -1).to(_device(context)))
         classes = logits.argmax(dim=1).tolist()
-    return [str(index) for index in classes]
+    return [
+        _v2_answer(index, context) if isinstance(payload, dict) else str(index)
+        for payload, index in zip(payloads, classes, strict=True)
+    ]
+
+
+def _sample(payload: Any) -> bytes:
+    """One request's sample as float32 bytes: a raw body as it came, a v2 request's first
+    input (already parsed from JSON by the worker) packed from its values."""
+    if isinstance(payload, bytes | bytearray):
+        return payload
+    if isinstance(payload, dict):
+        return array("f", payload["inputs"][0]["data"]).tobytes()
+    raise ValueError("a request must be raw float32 bytes or a v2 inference request")
+
+
+def _v2_answer(index: int, context: Any) -> str:
+    """A v2 inference response carrying the class index as the INT64 ``[1, 1]`` output."""
+    output = {"name": V2_OUTPUT, "datatype": "INT64", "shape": [1, 1], "data": [index]}
+    return json.dumps({"model_name": context.manifest["model"]["modelName"], "outputs": [output]})
