@@ -361,7 +361,7 @@ def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; ``--smoke`` changes the defaults, explicit flags still win."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument(
         "--duration",
         type=int,
@@ -383,6 +383,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--models", metavar="NAMES", help=f"comma-separated models of {','.join(MODELS)}"
     )
     parser.add_argument(
+        "--concurrency",
+        metavar="LIST",
+        help="comma-separated concurrencies of every run (default "
+        f"{','.join(map(str, DEFAULT_CONCURRENCY))}; 1,4 with --smoke)",
+    )
+    parser.add_argument(
         "--cache", type=Path, default=DEFAULT_CACHE, help="where competitors' venvs live"
     )
     parser.add_argument(
@@ -400,7 +406,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be at least 1")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    args.concurrency = SMOKE_CONCURRENCY if args.smoke else DEFAULT_CONCURRENCY
+    if args.concurrency:
+        try:
+            args.concurrency = [int(value) for value in args.concurrency.split(",")]
+        except ValueError:
+            parser.error(f"--concurrency takes whole numbers, not {args.concurrency!r}")
+        if min(args.concurrency) < 1:
+            parser.error("--concurrency values must be at least 1")
+    else:
+        args.concurrency = SMOKE_CONCURRENCY if args.smoke else DEFAULT_CONCURRENCY
     wanted = args.only.split(",") if args.only else list(TARGETS)
     unknown = set(wanted) - set(TARGETS)
     if unknown:
