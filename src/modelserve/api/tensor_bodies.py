@@ -35,6 +35,8 @@ from modelserve.protocol_contract import (
 
 # The float datatypes narrower than Python's float, and their element layout.
 SHORT_FLOATS = {"FP32": struct.Struct("<f"), "FP16": struct.Struct("<e")}
+# Digits that always read back as the same FP32 (and so FP16) element.
+MAX_DIGITS = 9
 
 
 @dataclass
@@ -222,8 +224,27 @@ def json_values(tensor: Tensor) -> list[Any] | None:
 def _shortest(value: float, element: struct.Struct) -> float:
     """The shortest decimal that reads back as the same FP32 / FP16 element, as numpy writes
     it (Python's repr of the widened double would print digits the element does not have)."""
-    for digits in range(1, 10):
-        shorter = float(f"{value:.{digits}g}")
-        if element.unpack(element.pack(shorter))[0] == value:
-            return shorter
-    return value
+    if not math.isfinite(value):
+        return value
+    exact = element.pack(value)
+
+    def fits(digits: int) -> bool:
+        try:
+            return element.pack(float(f"{value:.{digits}g}")) == exact
+        except OverflowError:  # rounded up past the element's largest value
+            return False
+
+    # More digits are never farther from the value, so the digit counts that read back form a
+    # run up to MAX_DIGITS, found by bisection. Not at a power of two: the element's rounding
+    # interval is narrower below it than above, so a shorter decimal may fit where a longer
+    # one, on the narrow side, does not; those are searched one count after another.
+    if math.frexp(value)[0] == 0.5:
+        return float(f"{value:.{next(filter(fits, range(1, MAX_DIGITS)), MAX_DIGITS)}g}")
+    fewest, most = 1, MAX_DIGITS
+    while fewest < most:
+        middle = (fewest + most) // 2
+        if fits(middle):
+            most = middle
+        else:
+            fewest = middle + 1
+    return float(f"{value:.{fewest}g}")
