@@ -219,18 +219,24 @@ class Loader:
 
     def measured(self, route: Route, clients: int, duration_s: int) -> dict:
         """:meth:`run`'s numbers with the server's CPU seconds per 1,000 requests."""
-        before = serving.cpu_seconds(self.server)
-        result = self.run(route, clients, duration_s)
-        after = serving.cpu_seconds(self.server)
-        if before is not None and after is not None and result["requests"]:
-            per_1k = 1000 / result["requests"]
-            frontend, workers = (end - start for start, end in zip(before, after, strict=True))
-            result |= {
-                "cpu_s_per_1k": (frontend + workers) * per_1k,
-                "frontend_cpu_s_per_1k": frontend * per_1k,
-                "worker_cpu_s_per_1k": workers * per_1k,
-            }
-        return result
+        return with_cpu(self.server, lambda: self.run(route, clients, duration_s))
+
+
+def with_cpu(server: serving.Server, run: Callable[[], dict]) -> dict:
+    """``run``'s numbers with the server's CPU seconds (frontend, workers, both) per 1,000 of
+    the requests it counted."""
+    before = serving.cpu_seconds(server)
+    result = run()
+    after = serving.cpu_seconds(server)
+    if before is not None and after is not None and result["requests"]:
+        per_1k = 1000 / result["requests"]
+        frontend, workers = (end - start for start, end in zip(before, after, strict=True))
+        result |= {
+            "cpu_s_per_1k": (frontend + workers) * per_1k,
+            "frontend_cpu_s_per_1k": frontend * per_1k,
+            "worker_cpu_s_per_1k": workers * per_1k,
+        }
+    return result
 
 
 def build_model(scratch: Path, store: Path) -> None:
@@ -279,16 +285,17 @@ def measure(
                         }
                     )
         progress("ceilings: GET /v2/health/live (wrk), ServerLive (gRPC)")
-        rest_ceiling = run_wrk(
-            server.inference + "/v2/health/live", CEILING_CONCURRENCY, duration_s
+        health_live = server.inference + "/v2/health/live"
+        rest_ceiling = with_cpu(
+            server, lambda: run_wrk(health_live, CEILING_CONCURRENCY, duration_s).as_dict()
         )
         live = Route("ServerLive", SERVER_LIVE, b"", accepts=lambda answer: True)
-        grpc_ceiling = loader.run(live, CEILING_CONCURRENCY, duration_s)
+        grpc_ceiling = loader.measured(live, CEILING_CONCURRENCY, duration_s)
     return {
         "runs": runs,
         "medians": medians(runs),
         "ceilings": {
-            "rest_v2_health_live": {"concurrency": CEILING_CONCURRENCY, **rest_ceiling.as_dict()},
+            "rest_v2_health_live": {"concurrency": CEILING_CONCURRENCY, **rest_ceiling},
             "grpc_server_live": {"concurrency": CEILING_CONCURRENCY, **grpc_ceiling},
         },
     }
@@ -353,10 +360,12 @@ def markdown(report: dict) -> str:
     )
     lines += [
         "",
-        f"Ceilings at c={CEILING_CONCURRENCY} (no model, no queue): REST `GET /v2/health/live` "
-        f"{rest['requests_per_s']:,.0f} req/s with wrk; gRPC `ServerLive` "
-        f"{grpc_live['requests_per_s']:,.0f} req/s with {report['load_tool']}. Every load tool "
-        "shares the machine's cores with the server.",
+        f"Transports alone at c={CEILING_CONCURRENCY} (no model, no queue): REST `GET "
+        f"/v2/health/live` {rest['requests_per_s']:,.0f} req/s with wrk, "
+        f"{_cell(rest.get('cpu_s_per_1k'), '.3f')} CPU-s/1k; gRPC `ServerLive` "
+        f"{grpc_live['requests_per_s']:,.0f} req/s with {report['load_tool']}, "
+        f"{_cell(grpc_live.get('cpu_s_per_1k'), '.3f')} CPU-s/1k. Every load tool shares the "
+        "machine's cores with the server.",
     ]
     return "\n".join(lines) + "\n"
 
