@@ -30,6 +30,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ POST_SCRIPT = BENCH_DIR / "post_body.lua"
 LOAD_TOOLS = ("h2load", "python")
 GRPC_CHECK_TIMEOUT_S = 30
 SERVER_LIVE = "/inference.GRPCInferenceService/ServerLive"
+# An access-log line's status when it is an error: `client "POST /path HTTP/1.1" 503 12.3 ms`.
+ERROR_STATUS = re.compile(r'" ([45]\d\d) [\d.]+ ms$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -218,8 +221,16 @@ class Loader:
         )
 
     def measured(self, route: Route, clients: int, duration_s: int) -> dict:
-        """:meth:`run`'s numbers with the server's CPU seconds per 1,000 requests."""
-        return with_cpu(self.server, lambda: self.run(route, clients, duration_s))
+        """:meth:`run`'s numbers with the server's CPU seconds per 1,000 requests, and the
+        statuses of the requests its access log shows answered with an error."""
+        logged = self.server.log_path.stat().st_size
+        result = with_cpu(self.server, lambda: self.run(route, clients, duration_s))
+        if result["errors"]:
+            with self.server.log_path.open("rb") as log:
+                log.seek(logged)
+                statuses = ERROR_STATUS.findall(log.read().decode(errors="replace"))
+            result["error_statuses"] = dict(Counter(map(int, statuses)))
+        return result
 
 
 def with_cpu(server: serving.Server, run: Callable[[], dict]) -> dict:
@@ -317,6 +328,10 @@ def medians(runs: list[dict]) -> list[dict]:
             values = [run[key] for run in group if key in run]
             row[key] = statistics.median(values) if values else None
         row["errors"] = sum(run["errors"] for run in group)
+        statuses: Counter[int] = Counter()
+        for run in group:
+            statuses.update(run.get("error_statuses", {}))
+        row["error_statuses"] = dict(statuses)
         rows.append(row)
     for clients in {row["concurrency"] for row in rows}:
         same = [row for row in rows if row["concurrency"] == clients and row["cpu_s_per_1k"]]
@@ -328,6 +343,12 @@ def medians(runs: list[dict]) -> list[dict]:
 
 def _cell(value: float | None, form: str) -> str:
     return "—" if value is None else format(value, form)
+
+
+def _errors(row: dict) -> str:
+    """The error count, with the statuses the access log showed (e.g. ``3 (503: 3)``)."""
+    statuses = ", ".join(f"{status}: {count}" for status, count in row["error_statuses"].items())
+    return f"{row['errors']} ({statuses})" if statuses else str(row["errors"])
 
 
 def markdown(report: dict) -> str:
@@ -352,7 +373,7 @@ def markdown(report: dict) -> str:
             f"| {row['protocol']} | {row['concurrency']} | {row['requests_per_s']:,.0f} | "
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {_cell(row['cpu_s_per_1k'], '.3f')} "
             f"| {_cell(row['frontend_cpu_s_per_1k'], '.3f')} "
-            f"| {_cell(row.get('per_cpu_s_vs_best'), '.2f')} | {row['errors']} |"
+            f"| {_cell(row.get('per_cpu_s_vs_best'), '.2f')} | {_errors(row)} |"
         )
     rest, grpc_live = (
         report["ceilings"]["rest_v2_health_live"],
