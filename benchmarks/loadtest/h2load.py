@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from loadtest.wrk import EXIT_GRACE_S, MAX_THREADS, WrkError, WrkResult
+from loadtest.wrk import MAX_THREADS, WrkError, WrkResult, run_load_tool
 
 GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
 # "requests: 1000 total, 1000 started, 1000 done, 998 succeeded, 2 failed, 0 errored, 0 timeout"
@@ -89,13 +88,6 @@ def run_h2load(url: str, body_file: Path, concurrency: int, duration_s: int) -> 
         for header in GRPC_HEADERS:
             command += ["-H", header]
         command.append(url)
-        try:
-            completed = subprocess.run(
-                command, capture_output=True, text=True, timeout=duration_s + EXIT_GRACE_S
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise WrkError(f"h2load did not finish: {' '.join(command)}") from exc
-        if completed.returncode != 0:
-            raise WrkError(f"h2load exited with {completed.returncode}:\n{completed.stderr}")
+        report = run_load_tool("h2load", command, duration_s)
         log_text = log_file.read_text() if log_file.is_file() else ""
-    return parse_report(completed.stdout, log_text)
+    return parse_report(report, log_text)
