@@ -235,12 +235,14 @@ class Loader:
 
 def with_cpu(server: serving.Server, run: Callable[[], dict]) -> dict:
     """``run``'s numbers with the server's CPU seconds (frontend, workers, both) per 1,000 of
-    the requests it counted."""
+    the requests it answered successfully (an error answer, a 503 from a full queue, costs
+    less and would flatter the rest)."""
     before = serving.cpu_seconds(server)
     result = run()
     after = serving.cpu_seconds(server)
-    if before is not None and after is not None and result["requests"]:
-        per_1k = 1000 / result["requests"]
+    answered = result["requests"] - result.get("non_2xx", 0)
+    if before is not None and after is not None and answered > 0:
+        per_1k = 1000 / answered
         frontend, workers = (end - start for start, end in zip(before, after, strict=True))
         result |= {
             "cpu_s_per_1k": (frontend + workers) * per_1k,

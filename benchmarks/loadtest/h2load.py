@@ -60,7 +60,7 @@ def parse_report(text: str, log_text: str) -> WrkResult:
     done, succeeded, failed, errored, timeout = map(int, counts.groups()[1:])
     durations = _durations_ms(log_text)
     return WrkResult(
-        requests=succeeded,
+        requests=succeeded + failed,  # as wrk counts: every answer, non-2xx ones too
         requests_per_s=float(rate[1]),
         p50_ms=_percentile(durations, 50),
         p75_ms=_percentile(durations, 75),
