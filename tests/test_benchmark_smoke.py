@@ -21,7 +21,16 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MODELS = {"noop", "digits"}
 COMPARE_MODELS = {"noop", "digits", "mlp"}  # the comparison's smoke run adds the tiny MLP
 SMOKE_CONCURRENCY = {1, 4}
-PROTOCOLS = {"/predictions JSON", "v2 REST JSON", "v2 REST binary", "grps HTTP gtensors", "v2 gRPC"}
+PROTOCOLS = {
+    "/predictions JSON",
+    "v2 REST JSON",
+    "v2 REST binary",
+    "TF Serving REST",
+    "grps HTTP gtensors",
+    "TorchServe gRPC",
+    "v2 gRPC",
+    "grps gRPC",
+}
 PYTHON_BACKEND_PROTOCOLS = {"v2 REST JSON", "v2 gRPC"}
 BATCHING_DEPLOYMENTS = {"one", "shared"}
 STREAMING_PROTOCOLS = {

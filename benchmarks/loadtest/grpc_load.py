@@ -4,7 +4,9 @@ wrk speaks only HTTP/1.1, so gRPC load comes from here: ``concurrency`` coroutin
 grpc.aio channel, each sending its next call as soon as the last one is answered, for
 ``duration_s`` seconds. Run as a separate process (``python -m loadtest.grpc_load``) so it
 does not share an interpreter with the runner; it prints one JSON object. ``--inputs`` gives
-the request's FP32 inputs as v2 JSON tensors (default: run_protocols.py's digits image).
+the request's FP32 inputs as v2 JSON tensors (default: run_protocols.py's digits image). Kind
+"raw" sends any unary method (``--method /package.Service/Method``) the serialized request in
+``--body-file``, unparsed, so one generator drives every gRPC protocol.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -91,6 +95,14 @@ async def load_calls(
     }
 
 
+@dataclass(frozen=True)
+class RawCall:
+    """A unary method and its request, already serialized."""
+
+    method: str
+    body: bytes
+
+
 async def run(
     target: str,
     kind: str,
@@ -98,9 +110,17 @@ async def run(
     concurrency: int,
     duration_s: float,
     inputs: list[dict] | None = None,
+    raw: RawCall | None = None,
 ) -> dict:
-    """Load ``target`` with ModelInfer on ``model`` (kind "infer") or ServerLive ("live")."""
+    """Load ``target`` with ModelInfer on ``model`` (kind "infer"), ServerLive ("live") or
+    ``raw``'s method and bytes ("raw")."""
     async with grpc.aio.insecure_channel(target) as channel:
+        if kind == "raw":
+            if raw is None:
+                raise ValueError('kind "raw" needs a RawCall')
+            # No serializers: the request goes as the bytes given, the answer stays bytes.
+            method = channel.unary_unary(raw.method)
+            return await load_calls(lambda: method(raw.body), concurrency, duration_s)
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         if kind == "live":
             live = pb.ServerLiveRequest()
@@ -116,12 +136,16 @@ def run_in_subprocess(
     concurrency: int,
     duration_s: int,
     inputs: list[dict] | None = None,
+    raw: tuple[str, Path] | None = None,
 ) -> dict:
     """:func:`run`'s result from this module run in its own process, so that the client does
-    not share the caller's interpreter; WrkError when it fails."""
+    not share the caller's interpreter; WrkError when it fails. ``raw``: kind "raw"'s method
+    and the file holding its serialized request."""
     arguments = [target, kind, model, str(concurrency), str(duration_s)]
     if inputs is not None:
         arguments += ["--inputs", json.dumps(inputs)]
+    if raw is not None:
+        arguments += ["--method", raw[0], "--body-file", str(raw[1])]
     return run_generator("grpc_load", arguments, duration_s)
 
 
@@ -141,17 +165,25 @@ def run_generator(module: str, arguments: list[str], duration_s: float) -> dict:
 
 
 def main() -> None:
-    """``python -m loadtest.grpc_load TARGET KIND MODEL CONCURRENCY DURATION [--inputs JSON]``."""
+    """``python -m loadtest.grpc_load TARGET KIND MODEL CONCURRENCY DURATION [--inputs JSON]
+    [--method M --body-file F]``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("target")
-    parser.add_argument("kind", choices=["infer", "live"])
+    parser.add_argument("kind", choices=["infer", "live", "raw"])
     parser.add_argument("model")
     parser.add_argument("concurrency", type=int)
     parser.add_argument("duration", type=float)
     parser.add_argument("--inputs", type=json.loads, help="the FP32 inputs as v2 JSON tensors")
+    parser.add_argument("--method", help='kind "raw": the method, /package.Service/Method')
+    parser.add_argument("--body-file", type=Path, help='kind "raw": the serialized request')
     args = parser.parse_args()
+    raw = None
+    if args.kind == "raw":
+        if args.method is None or args.body_file is None:
+            parser.error('kind "raw" needs --method and --body-file')
+        raw = RawCall(args.method, args.body_file.read_bytes())
     result = asyncio.run(
-        run(args.target, args.kind, args.model, args.concurrency, args.duration, args.inputs)
+        run(args.target, args.kind, args.model, args.concurrency, args.duration, args.inputs, raw)
     )
     print(json.dumps(result))
 

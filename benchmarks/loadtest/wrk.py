@@ -129,12 +129,18 @@ def wrk_output(
     command.append(url)
     if script_args:
         command += ["--", *script_args]
+    return run_load_tool("wrk", command, duration_s)
+
+
+def run_load_tool(tool: str, command: list[str], duration_s: int) -> str:
+    """What a load tool's ``command``, running for ``duration_s`` seconds, printed; WrkError
+    when it stalls or fails."""
     try:
         completed = subprocess.run(
             command, capture_output=True, text=True, timeout=duration_s + EXIT_GRACE_S
         )
     except subprocess.TimeoutExpired as exc:
-        raise WrkError(f"wrk did not finish: {' '.join(command)}") from exc
+        raise WrkError(f"{tool} did not finish: {' '.join(command)}") from exc
     if completed.returncode != 0:
-        raise WrkError(f"wrk exited with {completed.returncode}:\n{completed.stderr}")
+        raise WrkError(f"{tool} exited with {completed.returncode}:\n{completed.stderr}")
     return completed.stdout

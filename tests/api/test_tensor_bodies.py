@@ -79,3 +79,45 @@ def test_outputs_are_json_unless_binary_is_asked_or_needed() -> None:
     assert y["data"] == [1.5, -2.0, 0.1] and text["data"] == ["ok"]
     assert raw["parameters"] == {"binary_data_size": 5}
     assert encoded.body[encoded.json_length :] == pack_bytes([b"\xff"])
+
+
+# The widened doubles of FP32 values, and numpy's str() of each: the largest FP32 (whose
+# shorter roundings overflow FP32), the smallest normal and subnormal, a power of two, and
+# values needing 1 to 8 digits.
+FP32_AS_NUMPY_WRITES = [
+    (3.4028234663852886e38, 3.4028235e38),
+    (-1.1754943508222875e-38, -1.1754944e-38),
+    (1.401298464324817e-45, 1e-45),
+    (0.0009765625, 0.0009765625),
+    (0.30000001192092896, 0.3),
+    (0.007000000216066837, 0.007),
+    (123456.7890625, 123456.79),
+    (-2.7182817459106445, -2.7182817),
+]
+# The same for FP16: the largest, the smallest subnormal, and values needing 1 to 5 digits.
+FP16_AS_NUMPY_WRITES = [
+    (65504.0, 65500.0),
+    (5.960464477539063e-08, 6e-08),
+    (0.0999755859375, 0.1),
+    (-0.0004000663757324219, -0.0004),
+    (3.140625, 3.14),
+    (1000.5, 1000.5),
+]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "layout", "widened_and_numpy"),
+    [("FP32", "f", FP32_AS_NUMPY_WRITES), ("FP16", "e", FP16_AS_NUMPY_WRITES)],
+)
+def test_short_float_outputs_are_written_as_numpy_writes_them(
+    datatype: str, layout: str, widened_and_numpy: list[tuple[float, float]]
+) -> None:
+    widened = [value for value, _ in widened_and_numpy]
+    data = struct.pack(f"<{len(widened)}{layout}", *widened)
+    answer = TensorInferResponse([Tensor("y", datatype, [len(widened)], data)], "m", "", "")
+    asked = decode_infer_body(
+        orjson.dumps({"inputs": [{"name": "x", "shape": [0], "datatype": "FP32", "data": []}]}),
+        None,
+    )
+    (y,) = orjson.loads(encode_infer_body(answer, asked).body)["outputs"]
+    assert y["data"] == [written for _, written in widened_and_numpy]

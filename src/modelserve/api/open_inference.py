@@ -185,7 +185,13 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
     async def explain(request: Request) -> Response:
         return await run(request, explain=True)
 
+    prefixes = ("/models/{model_name}", "/models/{model_name}/versions/{version}")
+    # The hot path first: Starlette tries routes in order (about 1 µs each), and no other
+    # route's path matches an infer path.
     model_routes: list[BaseRoute] = [
+        Route(f"{prefix}/infer", infer, methods=["POST"]) for prefix in prefixes
+    ]
+    model_routes += [
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
         Route("/", server_metadata, methods=["GET"]),
@@ -195,7 +201,6 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
         Route("/repository/models/{model_name}/load", load, methods=["POST"]),
         Route("/repository/models/{model_name}/unload", unload, methods=["POST"]),
     ]
-    prefixes = ("/models/{model_name}", "/models/{model_name}/versions/{version}")
     model_routes += generate_routes(plane, prefixes)
     for prefix in prefixes:
         model_routes += [
@@ -203,7 +208,6 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
             Route(f"{prefix}/ready", model_ready, methods=["GET"]),
             Route(f"{prefix}/config", model_config, methods=["GET"]),
             Route(f"{prefix}/stats", statistics, methods=["GET"]),
-            Route(f"{prefix}/infer", infer, methods=["POST"]),
             Route(f"{prefix}/explain", explain, methods=["POST"]),
         ]
 

@@ -33,8 +33,25 @@ from modelserve.protocol_contract import (
     unpack_values,
 )
 
-# The float datatypes narrower than Python's float, and their element layout.
-SHORT_FLOATS = {"FP32": struct.Struct("<f"), "FP16": struct.Struct("<e")}
+
+@dataclass(frozen=True)
+class ShortFloat:
+    """A float datatype narrower than Python's float: its element layout, the most decimal
+    digits that every decimal of which reads back as itself (C's ``FLT_DIG``: an element's
+    shortest decimal of at most that many digits is its rounding to that many; not for
+    subnormal elements), the digits that always read back as the same element
+    (``FLT_DECIMAL_DIG``) and its smallest normal value."""
+
+    element: struct.Struct
+    exact_digits: int
+    enough_digits: int
+    smallest_normal: float
+
+
+SHORT_FLOATS = {
+    "FP32": ShortFloat(struct.Struct("<f"), 6, 9, 2.0**-126),
+    "FP16": ShortFloat(struct.Struct("<e"), 3, 5, 2.0**-14),
+}
 
 
 @dataclass
@@ -219,11 +236,32 @@ def json_values(tensor: Tensor) -> list[Any] | None:
         return None
 
 
-def _shortest(value: float, element: struct.Struct) -> float:
+def _shortest(value: float, kind: ShortFloat) -> float:
     """The shortest decimal that reads back as the same FP32 / FP16 element, as numpy writes
     it (Python's repr of the widened double would print digits the element does not have)."""
-    for digits in range(1, 10):
-        shorter = float(f"{value:.{digits}g}")
-        if element.unpack(element.pack(shorter))[0] == value:
-            return shorter
-    return value
+    if not math.isfinite(value):
+        return value
+    exact = kind.element.pack(value)
+
+    def fits(digits: int) -> bool:
+        try:
+            return kind.element.pack(float(f"{value:.{digits}g}")) == exact
+        except OverflowError:  # rounded up past the element's largest value
+            return False
+
+    # More digits are never farther from the value, so the digit counts that read back form a
+    # run up to enough_digits, found by bisection. Not at a power of two: the element's
+    # rounding interval is narrower below it than above, so a shorter decimal may fit where a
+    # longer one, on the narrow side, does not; those are tried one count after another.
+    # Subnormal elements are coarser than their digits: those start from one digit.
+    fewest = kind.exact_digits if abs(value) >= kind.smallest_normal else 1
+    most = kind.enough_digits
+    if math.frexp(value)[0] == 0.5:
+        return float(f"{value:.{next(filter(fits, range(fewest, most)), most)}g}")
+    while fewest < most:
+        middle = (fewest + most) // 2
+        if fits(middle):
+            most = middle
+        else:
+            fewest = middle + 1
+    return float(f"{value:.{fewest}g}")

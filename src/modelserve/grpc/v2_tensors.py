@@ -39,6 +39,8 @@ def _parameter_value(parameter: pb.InferParameter) -> Any:
 
 def _parameter_values(parameters: Any, where: str) -> dict[str, Any]:
     """A protobuf parameter map as plain values; shared memory (not supported) is refused."""
+    if not parameters:  # the usual case: skips the map's Python-level items() view
+        return {}
     values = {}
     for key, parameter in parameters.items():
         if key.startswith("shared_memory"):

@@ -67,6 +67,8 @@ class GrpsService:
     def resolve(self, model: str) -> tuple[str, str | None]:
         """The model and version ``model`` names (``NAME-VERSION`` or ``NAME``; empty: the
         server's only model); 404 for one not served, 400 for none named among several."""
+        if model and self._registered(model):
+            return model, None
         served = [(entry.name, entry.version) for entry in self.plane.repository_index()]
         if not model:
             names = sorted({name for name, _ in served})
@@ -85,6 +87,15 @@ class GrpsService:
                 return name, version
         listing = ", ".join(f"{name}-{version}" for name, version in served) or "none"
         raise ModelNotFoundException(f"model {model!r} is not served (served: {listing})")
+
+    def _registered(self, name: str) -> bool:
+        """Whether ``name`` is a served model, asked of the registry itself: the common case
+        on every request, without building the repository index."""
+        try:
+            self.plane.check_model(name, None)
+        except ServingError:
+            return False
+        return True
 
     async def predict(self, payload: Payload, model: str) -> Payload:
         """Run the request through the model; a refusal or failure of the handler is raised
