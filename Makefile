@@ -58,13 +58,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-# Prometheus and wrk, which some tests drive, installed once where apt-get and root allow;
+# Prometheus, wrk and h2load, which some tests and benchmarks drive, installed once where apt-get and root allow;
 # elsewhere nothing is installed and those tests skip themselves.
 tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		missing=""; \
 		test -x /usr/bin/prometheus || missing="$$missing prometheus"; \
 		command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+		command -v h2load >/dev/null 2>&1 || missing="$$missing nghttp2-client"; \
 		if [ -n "$$missing" ]; then \
 			echo "installing$$missing with apt-get"; \
 			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
