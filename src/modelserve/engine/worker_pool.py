@@ -13,7 +13,7 @@ from typing import Any
 
 from modelserve import wire
 from modelserve.engine.batcher import Batcher
-from modelserve.engine.cpu_budget import usable_cpus
+from modelserve.engine.cpu_budget import compute_threads
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import ServiceUnavailableException, ServingError, WorkerDiedException
 from modelserve.engine.jobs import InferenceJob
@@ -203,7 +203,8 @@ class WorkerPool:
         worker_id = launch.next_worker_id()
         gpu_id = self.placement.next_gpu(live.spec.gpu_id for live in self.live_workers())
         spec = launch.make_spec(worker_id, gpu_id)
-        worker = WorkerProcess(spec, launch.spec_dir, self._compute_threads())
+        threads = compute_threads(launch.threads, self.target)
+        worker = WorkerProcess(spec, launch.spec_dir, threads)
         # Nobody may await a worker's readiness (async scaling): never warn about it.
         worker.ready.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.workers[worker_id] = worker
@@ -212,13 +213,6 @@ class WorkerPool:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return worker
-
-    def _compute_threads(self) -> int:
-        if self._launch.threads:
-            return self._launch.threads
-        # One core stays with the frontend; the rest are shared by this version's workers.
-        spare_cores = usable_cpus() - 1
-        return max(1, spare_cores // max(1, self.target))
 
     def _retire(self, worker: WorkerProcess) -> None:
         worker.retiring = True
@@ -235,10 +229,12 @@ class WorkerPool:
     async def _run(self, worker: WorkerProcess) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await worker.spawn()
+            await worker.spawn(self._launch.spare)
         except OSError as exc:
             self._on_exit(worker, None, f"could not start: {exc}")
             return
+        if worker.from_spare:
+            log.info("%s worker %s is the spare worker (pid %s)", self.label, worker.id, worker.pid)
         startup_timer = loop.call_later(self.timeouts.startup, self._startup_timed_out, worker)
         code = await worker.wait()
         startup_timer.cancel()
