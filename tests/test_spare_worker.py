@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -41,7 +42,12 @@ def register_probe(server: RunningServer, name: str = "probe") -> int:
     """Register probe.mar (as ``name``) with one worker and wait for it; its worker's pid."""
     response = httpx.post(
         f"{server.management}/models",
-        params={"url": "probe.mar", "model_name": name, "initial_workers": 1, "synchronous": "true"},
+        params={
+            "url": "probe.mar",
+            "model_name": name,
+            "initial_workers": 1,
+            "synchronous": "true",
+        },
         timeout=180,
     )
     assert response.status_code == 200, response.text
@@ -95,6 +101,29 @@ def test_with_the_spare_worker_off_workers_start_from_scratch(
         assert [process.pid for process in worker_processes(server)] == [worker]
         assert "spare worker" not in server.log().replace("spare worker off", "")
     finally:
+        assert server.stop() == 0
+
+
+def test_a_spare_still_importing_is_handed_the_model_too(tmp_path: Path, model_store: Path) -> None:
+    server = start_server(tmp_path / "server", model_store)
+    (spare,) = wait_until(lambda: waiting_spares(server), interval=0.01)
+    spare.send_signal(signal.SIGSTOP)  # held mid-import: it has not said it is ready
+    try:
+        if ready_spare_pids(server):
+            pytest.skip("the spare finished its imports before it could be held")
+        with ThreadPoolExecutor(1) as pool:
+            registered = pool.submit(register_probe, server)
+            wait_until(lambda: "is the spare worker" in server.log())
+            spare.send_signal(signal.SIGCONT)
+            assert registered.result() == spare.pid
+        answer = httpx.post(f"{server.inference}/predictions/probe", json={"echo": 1})
+        assert answer.status_code == 200, answer.text
+        # Its output, the line it printed when its imports were done included, is the
+        # worker's now: forwarded to the model log under the model's name.
+        wait_until(lambda: "[probe:1.0 9000] modelserve spare worker ready" in server.log())
+        wait_until(lambda: "model probe version 1.0 loaded in" in server.log())
+    finally:
+        spare.send_signal(signal.SIGCONT)
         assert server.stop() == 0
 
 

@@ -46,25 +46,29 @@ class SpareWorker:
             return
         self._watcher = asyncio.create_task(self._keep(), name="spare-worker")
 
-    def take(
+    async def take(
         self, environment: dict[str, str], spec_path: Path
     ) -> asyncio.subprocess.Process | None:
         """The spare's process, now told to serve the worker spec at ``spec_path``; None when
         there is no live spare or the worker needs another environment than the spare's."""
-        process = self._process
+        process, watcher = self._process, self._watcher
         if process is None or process.returncode is not None or process.stdin is None:
             return None
         if environment != self._environment:
             log.debug("spare worker not used: the worker needs another environment")
             return None
-        assert self._watcher is not None
-        # The watcher stops reading; what the spare prints from now on is the worker's output.
-        self._watcher.cancel()
-        self._watcher = None
-        self._process = None
+        assert watcher is not None
+        self._process = self._watcher = None
+        # The watcher must be done reading before the worker's own reader starts (one reader
+        # at a time); what the spare prints from now on is the worker's output.
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        self.start()
+        if process.returncode is not None:  # died just now: the caller spawns a worker
+            return None
         process.stdin.write(f"{spec_path}\n".encode())
         process.stdin.close()  # flushed first; the spare reads one line
-        self.start()
         return process
 
     async def close(self) -> None:

@@ -74,7 +74,7 @@ class WorkerProcess:
         model to ``spare``'s waiting process when it was started with the same environment."""
         self._spec_path.write_text(json.dumps(dataclasses.asdict(self.spec)))
         environment = worker_environment(self._compute_threads, self.spec.python_path)
-        process = spare.take(environment, self._spec_path) if spare is not None else None
+        process = await spare.take(environment, self._spec_path) if spare else None
         self.from_spare = process is not None
         if process is None:
             process = await start_worker_process(
