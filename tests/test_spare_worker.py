@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from support import (
     RunningServer,
     process_alive,
     ready_spare_pids,
+    ready_workers,
     start_server,
     wait_until,
     waiting_spares,
@@ -104,26 +104,40 @@ def test_with_the_spare_worker_off_workers_start_from_scratch(
         assert server.stop() == 0
 
 
-def test_a_spare_still_importing_is_handed_the_model_too(tmp_path: Path, model_store: Path) -> None:
+def test_a_spare_still_importing_is_left_alone(tmp_path: Path, model_store: Path) -> None:
+    # A worker that needs none of the spare's imports must not wait for them.
     server = start_server(tmp_path / "server", model_store)
     (spare,) = wait_until(lambda: waiting_spares(server), interval=0.01)
     spare.send_signal(signal.SIGSTOP)  # held mid-import: it has not said it is ready
     try:
         if ready_spare_pids(server):
             pytest.skip("the spare finished its imports before it could be held")
-        with ThreadPoolExecutor(1) as pool:
-            registered = pool.submit(register_probe, server)
-            wait_until(lambda: "is the spare worker" in server.log())
-            spare.send_signal(signal.SIGCONT)
-            assert registered.result() == spare.pid
-        answer = httpx.post(f"{server.inference}/predictions/probe", json={"echo": 1})
-        assert answer.status_code == 200, answer.text
-        # Its output, the line it printed when its imports were done included, is the
-        # worker's now: forwarded to the model log under the model's name.
-        wait_until(lambda: "[probe:1.0 9000] modelserve spare worker ready" in server.log())
-        wait_until(lambda: "model probe version 1.0 loaded in" in server.log())
+        assert register_probe(server) != spare.pid
+        assert waiting_spares(server) == [spare]
+        spare.send_signal(signal.SIGCONT)
+        assert wait_for_spare(server) == spare.pid
+        assert register_probe(server, "second") == spare.pid
     finally:
         spare.send_signal(signal.SIGCONT)
+        assert server.stop() == 0
+
+
+def test_a_crashed_worker_is_restarted_without_the_spare(tmp_path: Path, model_store: Path) -> None:
+    # A worker crashing in a loop must not keep new spares importing torch.
+    server = start_server(tmp_path / "server", model_store)
+    try:
+        first = register_probe(server, "probe")
+        spare = wait_for_spare(server, other_than=(first,))
+        os.kill(first, signal.SIGKILL)
+
+        def restarted() -> list[int]:
+            pids = [process.pid for process in worker_processes(server)]
+            return [pid for pid in pids if pid != first and ready_workers(server, "probe")]
+
+        (worker,) = wait_until(restarted)
+        assert worker != spare
+        assert [process.pid for process in waiting_spares(server)] == [spare]
+    finally:
         assert server.stop() == 0
 
 

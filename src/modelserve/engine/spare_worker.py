@@ -2,9 +2,11 @@
 
 A new worker costs an interpreter start and its framework imports (torch alone takes most of
 a second) before its model even starts to load. With ``spare_worker`` on, one process has done
-that work and waits (``python -m modelserve.worker --spare``, worker/spare.py). When a pool
-starts a worker whose environment is the spare's, the spare gets the worker's spec on its stdin
-and becomes that worker, and another spare is started in the background to take its place.
+that work and waits (``python -m modelserve.worker --spare``, worker/spare.py). When a
+registration or a scale call starts a worker whose environment is the spare's, and the spare is
+ready, the spare gets the worker's spec on its stdin and becomes that worker; another spare is
+started in the background to take its place. Restarts of crashed workers spawn as before: a
+worker crashing in a loop must not keep new spares importing.
 
 A worker that needs another environment (a model's own pip packages on its PYTHONPATH, another
 thread count) is spawned as before: what the spare imported was imported under its own
@@ -35,6 +37,9 @@ class SpareWorker:
         self._directory = directory
         self._environment = environment
         self._process: asyncio.subprocess.Process | None = None
+        # Whether the spare said its imports are done; only then is it handed a model (one
+        # still importing would make a worker that needs none of it wait for them).
+        self._ready = False
         # Starting the process and reading its output until it says it is ready; then waiting
         # for its exit, so a spare that dies is replaced.
         self._watcher: asyncio.Task | None = None
@@ -50,17 +55,17 @@ class SpareWorker:
         self, environment: dict[str, str], spec_path: Path
     ) -> asyncio.subprocess.Process | None:
         """The spare's process, now told to serve the worker spec at ``spec_path``; None when
-        there is no live spare or the worker needs another environment than the spare's."""
+        no spare is ready or the worker needs another environment than the spare's."""
         process, watcher = self._process, self._watcher
-        if process is None or process.returncode is not None or process.stdin is None:
+        if not self._ready or process is None or process.returncode is not None:
             return None
         if environment != self._environment:
             log.debug("spare worker not used: the worker needs another environment")
             return None
-        assert watcher is not None
+        assert watcher is not None and process.stdin is not None
         self._process = self._watcher = None
-        # The watcher must be done reading before the worker's own reader starts (one reader
-        # at a time); what the spare prints from now on is the worker's output.
+        self._ready = False
+        # The watcher waits for the spare's exit; the worker's pool does from now on.
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -98,8 +103,7 @@ class SpareWorker:
             return
         self._process = process
         assert process.stdout is not None
-        ready = False
-        while not ready:
+        while not self._ready:
             try:
                 line = await process.stdout.readline()
             except ValueError:  # a line over the reader's limit: dropped, the rest is read
@@ -107,16 +111,16 @@ class SpareWorker:
             if not line:
                 break
             text = line.decode(errors="replace").rstrip()
-            ready = text.startswith(wire.SPARE_READY)
-            if ready:
+            self._ready = text.startswith(wire.SPARE_READY)
+            if self._ready:
                 log.info(
                     "spare worker (pid %d) ready%s", process.pid, text[len(wire.SPARE_READY) :]
                 )
             else:
                 log.info("spare worker (pid %d): %s", process.pid, text)
         code = await process.wait()
-        self._process = None
-        self._watcher = None
+        ready, self._ready = self._ready, False
+        self._process = self._watcher = None
         if not ready:
             log.error(
                 "spare worker (pid %d) exited with %s before it was ready; workers are spawned "
