@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -283,7 +284,22 @@ def process_alive(pid: int) -> bool:
 
 
 def worker_processes(server: RunningServer) -> list[psutil.Process]:
-    """The live worker processes (``python -m modelserve.worker``) the server has spawned."""
+    """The live worker processes (``python -m modelserve.worker``) serving the server's models;
+    a spare worker counts once it has been handed a model."""
+    return [process for process in _worker_children(server) if not _waiting_spare(process)]
+
+
+def waiting_spares(server: RunningServer) -> list[psutil.Process]:
+    """The server's spare workers that wait for a model (``modelserve.worker --spare``)."""
+    return [process for process in _worker_children(server) if _waiting_spare(process)]
+
+
+def ready_spare_pids(server: RunningServer) -> list[int]:
+    """The pids of the spare workers the server's log reports ready, oldest first."""
+    return [int(pid) for pid in re.findall(r"spare worker \(pid (\d+)\) ready", server.log())]
+
+
+def _worker_children(server: RunningServer) -> list[psutil.Process]:
     try:
         children = psutil.Process(server.process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -296,3 +312,12 @@ def worker_processes(server: RunningServer) -> list[psutil.Process]:
         except psutil.Error:  # exited while we looked
             continue
     return workers
+
+
+def _waiting_spare(process: psutil.Process) -> bool:
+    """Whether a worker process is a spare still waiting: it moves from its own ``spare``
+    directory to its model's when it is handed one."""
+    try:
+        return "--spare" in process.cmdline() and Path(process.cwd()).name == "spare"
+    except psutil.Error:  # exited while we looked
+        return False

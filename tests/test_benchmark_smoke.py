@@ -156,6 +156,16 @@ def test_hot_reload_smoke_run_swaps_versions_without_a_failed_request(tmp_path: 
     assert result["version_3_served_after_s"] is not None
 
 
+def test_startup_smoke_run_registers_on_the_spare_only_with_it_on(tmp_path: Path) -> None:
+    # Timings are not asserted, only what served the registration.
+    _, results = smoke_run("run_startup.py", tmp_path, "*-startup.json")
+    summary = results["summary"]
+    assert summary["spare on"]["served_by_spare"] == summary["spare on"]["runs"] == 1
+    assert summary["spare off"]["served_by_spare"] == 0
+    assert summary["spare off"]["spare_rss_mib"] is None
+    assert summary["spare on"]["spare_rss_mib"] > 0
+
+
 @needs_wrk
 def test_compare_smoke_run_writes_report_json_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "results"

@@ -77,6 +77,8 @@ async def _kill_workers(server: RunningServer, model: str, stop: asyncio.Event) 
             ready = [w["pid"] for w in response.json()[0]["workers"] if w["status"] == "READY"]
             if not ready:
                 continue
+            # A worker without a pid (-1) must never be "killed": kill(-1) is every process.
+            assert all(pid > 0 for pid in ready), f"READY workers without a pid: {ready}"
             try:
                 os.kill(chooser.choice(ready), signal.SIGKILL)
                 kills += 1

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
-from support import RunningServer, start_server
+from support import RunningServer, ready_spare_pids, start_server, wait_until, waiting_spares
 
 from modelserve.engine.errors import ModelException
 from modelserve.engine.model_dependencies import install_requirements
@@ -115,6 +115,27 @@ def test_requirements_are_installed_for_the_model(installing_server: RunningServ
     assert answer["greeting"] == "hello from a model dependency"
     assert f"/.deps/{PACKAGE}/" in answer["location"]
     assert "pip (with_dep):" in installing_server.log()  # pip's output is in the server log
+
+
+def test_a_model_with_its_own_packages_does_not_get_the_spare_worker(
+    installing_server: RunningServer,
+) -> None:
+    # The spare did its imports without the model's packages first on its import path.
+    spare = wait_until(lambda: ready_spare_pids(installing_server), timeout=120)[-1]
+    params = {"model_name": "with_dep_own", "url": "with_dep.mar"}
+    response = httpx.post(
+        f"{installing_server.management}/models",
+        params={**params, "initial_workers": 1, "synchronous": "true"},
+        timeout=180,
+    )
+    assert response.status_code == 200, response.text
+    (worker,) = httpx.get(f"{installing_server.management}/models/with_dep_own").json()[0][
+        "workers"
+    ]
+    assert worker["pid"] != spare
+    assert [process.pid for process in waiting_spares(installing_server)] == [spare]
+    answer = httpx.post(f"{installing_server.inference}/predictions/with_dep_own", json={})
+    assert f"/.deps/{PACKAGE}/" in answer.json()["location"]
 
 
 def test_a_failed_install_fails_registration(installing_server: RunningServer) -> None:

@@ -153,6 +153,8 @@ def test_serve_torchscript(tmp_path: Path, serve: Callable[..., Serving]) -> Non
     assert (description["minWorkers"], description["maxWorkers"]) == (2, 2)
     assert len(description["workers"]) == 2
     assert description["deviceType"] == "cpu"
+    # It serves the model it was given: no spare worker waits for another.
+    wait_until(lambda: "spare worker off (spare_worker=false)" in serving.log())
 
     assert serving.stop(signal.SIGTERM) == 0
     assert list((tmp_path / "tmp").glob("modelserve-serve-*")) == []  # temp store removed

@@ -51,6 +51,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         # Likewise, these flags only switch their setting one way.
         "disable_token_authorization": True if getattr(args, "disable_token_auth", False) else None,
         "enable_model_api": True if getattr(args, "enable_model_api", False) else None,
+        "spare_worker": False if getattr(args, "no_spare_worker", False) else None,
         **repository.settings_overrides(args),
     }
     return _port_flags(args).apply(load_settings(args.ts_config, overrides))
@@ -342,6 +343,12 @@ def _add_start_command(start: argparse.ArgumentParser) -> None:
         "--no-config-snapshots",
         action="store_true",
         help="do not save or restore model snapshots",
+    )
+    start.add_argument(
+        "--no-spare-worker",
+        action="store_true",
+        help="keep no spare worker waiting for the next model (spare_worker=false): saves the "
+        "memory of one idle worker, and a registration then starts its worker from scratch",
     )
     start.add_argument(
         "--dt",

@@ -98,6 +98,8 @@ def plane_server(app: ASGIApp, settings: Settings, plane: str) -> PlaneServer:
         app,
         loop="none",
         http=bounded_protocol(settings.max_header_size),
+        # No plane speaks WebSocket; "auto" would import a WebSocket library at every start.
+        ws="none",
         lifespan="off",
         access_log=False,
         log_config=None,

@@ -202,6 +202,8 @@ def server_settings(
         "instance_name": request.instance_name,
         # The archive lives in a temporary store: a snapshot of it could not be restored.
         "enable_snapshots": False,
+        # It serves the one model it was started with: an idle spare would only hold memory.
+        "spare_worker": False,
         "deploy_path": request.path.resolve(),
         "inference_dashboard": request.grps or None,
         **request.server,

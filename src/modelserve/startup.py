@@ -117,6 +117,7 @@ def listen_addresses(
 
 async def report_when_settled(engine: Engine, instance: InstanceFile, events: ServerEvents) -> None:
     await engine.settle()
+    engine.start_spare_worker()
     health = DataPlane(engine).health()
     startup = {
         **instance.record.startup,

@@ -56,6 +56,10 @@ PART = "part"
 CREDIT = "credit"
 CANCEL = "cancel"
 STOP = "stop"
+# What a spare worker (``python -m modelserve.worker --spare``) prints on its output once its
+# imports are done; it then reads the path of its worker spec from its stdin (no socket yet).
+SPARE_FLAG = "--spare"
+SPARE_READY = "modelserve spare worker ready"
 # A batch header's mark that tensor data frames follow.
 TENSOR_FRAMES = "tf"
 

@@ -133,6 +133,10 @@ class Settings(BaseModel):
     enable_snapshots: bool = True
     # Compute threads per worker (OMP/MKL); 0 = share the cores left after the frontend's.
     worker_threads: int = Field(0, ge=0)
+    # One worker process that has done its imports (torch) and waits for a model, so that a
+    # registration loads the model at once instead of starting an interpreter first
+    # (engine/spare_worker.py). It costs the memory of one idle worker.
+    spare_worker: bool = True
 
     # ----- security (docs/security.md)
     # Token authorization. None (unset) = on exactly when the inference or management plane

@@ -47,3 +47,12 @@ def usable_cpus(root: Path = CGROUP_ROOT) -> int:
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota)))
     return cores
+
+
+def compute_threads(configured: int, workers: int) -> int:
+    """Compute threads for each of ``workers`` workers of one version: ``configured`` when set
+    (``worker_threads``), else a share of the cores the frontend does not use (one stays
+    with it), at least one."""
+    if configured:
+        return configured
+    return max(1, (usable_cpus() - 1) // max(1, workers))

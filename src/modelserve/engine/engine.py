@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from modelserve.config import Settings
+from modelserve.engine.cpu_budget import compute_threads
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import BadRequestException, WorkerLoadException
 from modelserve.engine.model_snapshots import SnapshotKeeper
@@ -20,7 +21,9 @@ from modelserve.engine.outcomes import Outcome
 from modelserve.engine.registration import RegisterOptions, Registration
 from modelserve.engine.registry import ModelRegistry
 from modelserve.engine.runtime_dir import SOCKET_NAME, prepare_runtime_dir, worker_socket_dir
+from modelserve.engine.spare_worker import SpareWorker
 from modelserve.engine.startup_models import StartupModels, StartupOutcome
+from modelserve.engine.worker_process import worker_environment
 from modelserve.telemetry.frontend_metrics import ServerMetrics
 
 # Re-exported: startup code imports StartupOutcome from here, tests RegisterOptions.
@@ -38,7 +41,19 @@ class Engine:
         self.registry = ModelRegistry()
         self.runtime_dir = settings.resolved_runtime_dir() / str(os.getpid())
         self._socket_dir = self.runtime_dir
-        self._registration = Registration(settings, metrics, self.runtime_dir, self.registry)
+        # Started once the startup models have settled (start_spare_worker), so that it does
+        # not compete with them, nor with the server's own start, for the CPU.
+        self.spare = (
+            SpareWorker(
+                self.runtime_dir / "spare",
+                worker_environment(compute_threads(settings.worker_threads, 1), []),
+            )
+            if settings.spare_worker
+            else None
+        )
+        self._registration = Registration(
+            settings, metrics, self.runtime_dir, self.registry, self.spare
+        )
         self._dispatcher: Dispatcher | None = None
         self.snapshots = (
             SnapshotKeeper(settings.resolved_snapshot_dir(instance_name), settings.model_store)
@@ -71,10 +86,20 @@ class Engine:
             self.settings.device or "auto",
         )
 
+    def start_spare_worker(self) -> None:
+        """Start the spare worker (with ``spare_worker`` on): a worker process that does its
+        imports now and is handed the next model that fits, instead of a new process."""
+        if self.spare is None:
+            log.info("spare worker off (spare_worker=false)")
+            return
+        self.spare.start()
+
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop every worker and remove the runtime directory. Batches still in flight get
         ``grace_s`` seconds (None: each model's unregister timeout) before their workers are
         killed."""
+        if self.spare is not None:
+            await self.spare.close()
         versions = self.registry.all_versions()
         await asyncio.gather(*(version.pool.close(grace_s) for version in versions))
         if self._dispatcher is not None:

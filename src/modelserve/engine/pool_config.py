@@ -8,6 +8,7 @@ from pathlib import Path
 
 from modelserve.engine.devices import Placement
 from modelserve.engine.sequences import SequencePolicy
+from modelserve.engine.spare_worker import SpareWorker
 from modelserve.engine.streams import StreamLimits
 from modelserve.wire import WorkerSpec
 
@@ -51,3 +52,6 @@ class WorkerLaunch:
     placement: Placement
     # Compute threads per worker; 0 = share the cores the frontend does not use.
     threads: int = 0
+    # The server's spare worker, handed the model instead of a new process where it fits;
+    # None: spare_worker is off.
+    spare: SpareWorker | None = None

@@ -20,7 +20,6 @@ from typing import Any
 from modelserve import archive
 from modelserve.archive import Manifest, url_policy
 from modelserve.config import ConfigError, Settings, cuda_visible_devices
-from modelserve.engine.archive_download import download_archive
 from modelserve.engine.cpu_budget import usable_cpus
 from modelserve.engine.devices import (
     DevicePlacementError,
@@ -49,6 +48,7 @@ from modelserve.engine.settings import (
     VersionSettings,
     resolve_settings,
 )
+from modelserve.engine.spare_worker import SpareWorker
 from modelserve.engine.streams import StreamLimits
 from modelserve.engine.worker_pool import WorkerPool
 from modelserve.telemetry.frontend_metrics import ServerMetrics
@@ -112,8 +112,10 @@ class Registration:
         metrics: ServerMetrics,
         runtime_dir: Path,
         registry: ModelRegistry,
+        spare: SpareWorker | None = None,
     ) -> None:
         self._settings = settings
+        self._spare = spare
         self._metrics = metrics
         self._runtime_dir = runtime_dir
         self._registry = registry
@@ -156,6 +158,10 @@ class Registration:
         """
         if not url_policy.is_remote_url(url):
             return url, None
+        # Imported here: the download's http client (httpx) costs a tenth of a second of
+        # start-up, and most servers never register a remote url.
+        from modelserve.engine.archive_download import download_archive
+
         archive_path = await download_archive(url, self._settings)
         return archive_path.name, archive_path
 
@@ -239,6 +245,7 @@ class Registration:
                 spec_dir=self._runtime_dir / "specs",
                 placement=placement,
                 threads=self._settings.worker_threads,
+                spare=self._spare,
             ),
             self._limits(settings, sequences),
             dispatcher,

@@ -13,13 +13,14 @@ from typing import Any
 
 from modelserve import wire
 from modelserve.engine.batcher import Batcher
-from modelserve.engine.cpu_budget import usable_cpus
+from modelserve.engine.cpu_budget import compute_threads
 from modelserve.engine.dispatcher import Dispatcher
 from modelserve.engine.errors import ServiceUnavailableException, ServingError, WorkerDiedException
 from modelserve.engine.jobs import InferenceJob
 from modelserve.engine.pool_config import PoolLimits, WorkerLaunch
 from modelserve.engine.restart_backoff import RestartBackoff
 from modelserve.engine.sequence_batcher import SequenceBatcher
+from modelserve.engine.spare_worker import SpareWorker
 from modelserve.engine.statistics import VersionStatistics
 from modelserve.engine.streams import take_part
 from modelserve.engine.worker_failures import (
@@ -150,7 +151,9 @@ class WorkerPool:
         """
         self.target = count
         self._restarts.rescaled()
-        started = self._reconcile()
+        # Workers started for a management call may take the spare; restarts (below) do not:
+        # a worker crashing in a loop would otherwise keep new spares importing torch.
+        started = self._reconcile(self._launch.spare)
         if wait and started:
             await self._await_ready(started)
 
@@ -179,10 +182,10 @@ class WorkerPool:
                 await asyncio.wait(still_running, timeout=5)
         self.batcher.fail_pending(ServiceUnavailableException(f"Model {self.label} was unloaded"))
 
-    def _reconcile(self) -> list[WorkerProcess]:
+    def _reconcile(self, spare: SpareWorker | None = None) -> list[WorkerProcess]:
         live = self.live_workers()
         if len(live) < self.target:
-            return [self._start_worker() for _ in range(self.target - len(live))]
+            return [self._start_worker(spare) for _ in range(self.target - len(live))]
         # Retire the newest first: the oldest workers have the warmest caches.
         for worker in sorted(live, key=lambda w: w.started_at, reverse=True)[
             : len(live) - self.target
@@ -198,27 +201,21 @@ class WorkerPool:
             if isinstance(result, BaseException):
                 raise result
 
-    def _start_worker(self) -> WorkerProcess:
+    def _start_worker(self, spare: SpareWorker | None) -> WorkerProcess:
         launch = self._launch
         worker_id = launch.next_worker_id()
         gpu_id = self.placement.next_gpu(live.spec.gpu_id for live in self.live_workers())
         spec = launch.make_spec(worker_id, gpu_id)
-        worker = WorkerProcess(spec, launch.spec_dir, self._compute_threads())
+        threads = compute_threads(launch.threads, self.target)
+        worker = WorkerProcess(spec, launch.spec_dir, threads)
         # Nobody may await a worker's readiness (async scaling): never warn about it.
         worker.ready.add_done_callback(lambda future: future.cancelled() or future.exception())
         self.workers[worker_id] = worker
         self._dispatcher.attach(worker_id, functools.partial(self._on_message, worker))
-        task = asyncio.create_task(self._run(worker), name=f"worker-{worker_id}")
+        task = asyncio.create_task(self._run(worker, spare), name=f"worker-{worker_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return worker
-
-    def _compute_threads(self) -> int:
-        if self._launch.threads:
-            return self._launch.threads
-        # One core stays with the frontend; the rest are shared by this version's workers.
-        spare_cores = usable_cpus() - 1
-        return max(1, spare_cores // max(1, self.target))
 
     def _retire(self, worker: WorkerProcess) -> None:
         worker.retiring = True
@@ -232,13 +229,15 @@ class WorkerPool:
 
     # ----- one worker's life
 
-    async def _run(self, worker: WorkerProcess) -> None:
+    async def _run(self, worker: WorkerProcess, spare: SpareWorker | None) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await worker.spawn()
+            await worker.spawn(spare)
         except OSError as exc:
             self._on_exit(worker, None, f"could not start: {exc}")
             return
+        if worker.from_spare:
+            log.info("%s worker %s is the spare worker (pid %s)", self.label, worker.id, worker.pid)
         startup_timer = loop.call_later(self.timeouts.startup, self._startup_timed_out, worker)
         code = await worker.wait()
         startup_timer.cancel()
@@ -268,6 +267,9 @@ class WorkerPool:
             log.error("%s worker %s failed to load: %s", self.label, worker.id, header["msg"])
 
     def _on_ready(self, worker: WorkerProcess, header: dict[str, Any]) -> None:
+        # A busy loop may read the worker's message before its spawn has returned: describe
+        # must never show a READY worker without a pid (-1; kill -1 is every process).
+        worker.pid = header["pid"]
         worker.state = READY
         worker.load_ms = header["load_ms"]
         if self.tensor_metadata is None and isinstance(header.get("tensors"), dict):

@@ -14,11 +14,15 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from modelserve.engine.jobs import InferenceJob
 from modelserve.wire import WorkerSpec
+
+if TYPE_CHECKING:
+    from modelserve.engine.spare_worker import SpareWorker
 
 model_log = logging.getLogger("modelserve.model_log")
 # Output is read in chunks this big; a line longer than MAX_LINE_BYTES is logged in pieces.
@@ -62,42 +66,22 @@ class WorkerProcess:
         self._spec_path = spec_dir / f"{self.id}.json"
         self._compute_threads = compute_threads
         self._process: asyncio.subprocess.Process | None = None
+        # Whether the process was the spare worker, started before the model was registered.
+        self.from_spare = False
 
-    async def spawn(self) -> None:
-        """Start the process (a fresh interpreter, never a fork of the frontend)."""
+    async def spawn(self, spare: SpareWorker | None = None) -> None:
+        """Start the process (a fresh interpreter, never a fork of the frontend), or hand the
+        model to ``spare``'s waiting process when it was started with the same environment."""
         self._spec_path.write_text(json.dumps(dataclasses.asdict(self.spec)))
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "modelserve.worker",
-            str(self._spec_path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=self.spec.model_dir,
-            env=self._environment(),
-            # Out of the terminal's process group: Ctrl-C stops the frontend, which stops its
-            # workers in order, instead of killing them mid-batch. A worker whose frontend is
-            # gone exits by itself (worker/main.py).
-            start_new_session=True,
-        )
-        self.pid = self._process.pid
-
-    def _environment(self) -> dict[str, str]:
-        # Framework thread pools default to one thread per core in every worker, so N workers
-        # plus the frontend oversubscribe the CPU and the tail latency explodes. A thread
-        # count the user set in the environment wins.
-        threads = str(self._compute_threads)
-        environment = {
-            "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-        }
-        if self.spec.python_path:
-            inherited = [environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else []
-            environment["PYTHONPATH"] = os.pathsep.join([*self.spec.python_path, *inherited])
-        return environment
+        environment = worker_environment(self._compute_threads, self.spec.python_path)
+        process = await spare.take(environment, self._spec_path) if spare else None
+        self.from_spare = process is not None
+        if process is None:
+            process = await start_worker_process(
+                [str(self._spec_path)], self.spec.model_dir, environment
+            )
+        self._process = process
+        self.pid = process.pid
 
     async def wait(self) -> int:
         """Forward the worker's output to the model log until it exits; its exit code."""
@@ -155,6 +139,45 @@ class WorkerProcess:
     def since_start_s(self) -> float:
         """Seconds since the process was started."""
         return time.time() - self.started_at.timestamp()
+
+
+def worker_environment(threads: int, python_path: list[str]) -> dict[str, str]:
+    """The environment of a worker process: the frontend's, with ``threads`` compute threads
+    and ``python_path`` first on its PYTHONPATH."""
+    # Framework thread pools default to one thread per core in every worker, so N workers
+    # plus the frontend oversubscribe the CPU and the tail latency explodes. A thread
+    # count the user set in the environment wins.
+    environment = {
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+    }
+    if python_path:
+        inherited = [environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else []
+        environment["PYTHONPATH"] = os.pathsep.join([*python_path, *inherited])
+    return environment
+
+
+async def start_worker_process(
+    arguments: list[str], cwd: str | Path, environment: dict[str, str], *, stdin: int | None = None
+) -> asyncio.subprocess.Process:
+    """Spawn ``python -m modelserve.worker ARGUMENTS``, its output piped to the frontend."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "modelserve.worker",
+        *arguments,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env=environment,
+        # Out of the terminal's process group: Ctrl-C stops the frontend, which stops its
+        # workers in order, instead of killing them mid-batch. A worker whose frontend is
+        # gone exits by itself (worker/main.py).
+        start_new_session=True,
+    )
 
 
 async def output_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:

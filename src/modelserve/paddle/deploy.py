@@ -84,6 +84,8 @@ def prepare(
                 update={
                     "model_store": store,
                     "enable_snapshots": False,  # the store is temporary
+                    # It serves the service it was started with: a spare would only hold memory.
+                    "spare_worker": False,
                     "instance_name": instance_name or base.instance_name,
                 }
             )

@@ -23,6 +23,7 @@ from modelserve import wire
 from modelserve.wire import WorkerSpec
 from modelserve.worker.paddle_compat import enable_paddle_compat
 from modelserve.worker.service import ModelService
+from modelserve.worker.spare import wait_for_spec
 from modelserve.worker.streaming import ResponseChannel
 from modelserve.worker.triton_compat import enable_triton_compat
 from modelserve.worker.ts_compat import enable_ts_compat
@@ -99,19 +100,27 @@ def _serve_batches(channel: ResponseChannel, service: ModelService, parent_pid: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m modelserve.worker SPEC.json``."""
+    """Entry point: ``python -m modelserve.worker SPEC.json``, or ``--spare``: import first,
+    then read the spec's path from stdin (worker/spare.py)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m modelserve.worker SPEC.json", file=sys.stderr)
+        print(f"usage: python -m modelserve.worker SPEC.json | {wire.SPARE_FLAG}", file=sys.stderr)
         return 2
-    spec = WorkerSpec(**json.loads(Path(argv[0]).read_text()))
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         # The frontend tags each line with the model and worker id when it forwards it.
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    spare = argv[0] == wire.SPARE_FLAG
+    spec_path = wait_for_spec() if spare else argv[0]
+    if spec_path is None:
+        return 0
+    spec = WorkerSpec(**json.loads(Path(spec_path).read_text()))
     os.chdir(spec.model_dir)  # handlers open relative paths from the model dir, as in TorchServe
+    if spare:
+        # Where ``python -m`` started in the model dir would have put it: first on sys.path.
+        sys.path[0] = spec.model_dir
     enable_ts_compat()
     enable_triton_compat()
     enable_paddle_compat()
