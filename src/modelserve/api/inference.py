@@ -7,19 +7,20 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from modelserve.api.disconnects import unless_disconnected
 from modelserve.api.grps import grps_routes
+from modelserve.api.hot_path import HotPath, HotRoute
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.paddle import paddle_routes
 from modelserve.api.plane import PlaneAccess, build_plane
-from modelserve.api.responses import handler_response, json_response
+from modelserve.api.responses import handler_response, json_response, serving_error_response
 from modelserve.api.streaming import (
     TORCHSERVE_STREAM_HEADERS,
     PartsResponse,
@@ -94,9 +95,10 @@ def build_inference_app(
     access: PlaneAccess | None = None,
     paddle: bool = False,
     dashboard: Sequence[BaseRoute] = (),
-) -> Starlette:
-    """The Starlette app of the inference plane; ``paddle``: with the route of Paddle Serving
-    pipeline services (``POST /{service}/{method}``), for a server that serves some;
+) -> ASGIApp:
+    """The inference plane: its Starlette app, with the hot paths in front (``HotPath``).
+    ``paddle``: with the route of Paddle Serving pipeline services
+    (``POST /{service}/{method}``), for a server that serves some;
     ``dashboard``: the dashboard's routes, where this plane shows it (grps mode)."""
 
     infer, explain = plane.infer_streaming, plane.explain
@@ -151,8 +153,14 @@ def build_inference_app(
         ]
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
     # KServe v2 (Open Inference Protocol), TF Serving / KServe v1 REST and grps.
-    routes += v2_routes(plane) + tf_serving_routes(plane) + grps_routes(grps)
+    v2, v2_hot = v2_routes(plane)
+    routes += v2 + tf_serving_routes(plane) + grps_routes(grps)
     routes += dashboard
     if paddle:  # last: it takes any two-segment path the routes above leave
         routes += paddle_routes(plane)
-    return build_plane(routes, count_response, max_request_size, access)
+    app = build_plane(routes, count_response, max_request_size, access)
+    hot = [
+        HotRoute(path, predictions, serving_error_response)
+        for path in ("/predictions/{model_name}", "/predictions/{model_name}/{version}")
+    ]
+    return HotPath(app, hot + v2_hot, count_response, max_request_size, access or PlaneAccess())
