@@ -4,7 +4,6 @@ other protocols' REST routes (KServe v2, TF Serving, grps)."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.datastructures import UploadFile
@@ -19,7 +18,7 @@ from modelserve.api.hot_path import HotPath, HotRoute
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.paddle import paddle_routes
-from modelserve.api.plane import PlaneAccess, build_plane
+from modelserve.api.plane import PlaneAccess, build_plane, request_headers
 from modelserve.api.responses import handler_response, json_response, serving_error_response
 from modelserve.api.streaming import (
     TORCHSERVE_STREAM_HEADERS,
@@ -32,7 +31,7 @@ from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
 from modelserve.engine.health import HealthStatus
 from modelserve.engine.streams import ResponseStream
 from modelserve.grps.service import GrpsService
-from modelserve.wire import RequestParameter, WireRequest, WireResponse
+from modelserve.wire import RequestParameter, WireRequest, WireResponse, new_request_id
 
 # The data plane's infer_streaming or explain.
 Infer = Callable[[str, str | None, WireRequest], Awaitable[WireResponse | ResponseStream]]
@@ -59,13 +58,17 @@ INFERENCE_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 async def wire_request(request: Request, url_path: str, max_part_size: int) -> WireRequest:
     """Translate an HTTP request into TorchServe's handler input (reference §1.1)."""
-    headers = dict(request.headers)
+    headers = request_headers(request)
     headers["url_path"] = url_path
     headers[EXPLAIN_HEADER] = "False"  # the data plane's explain sets it
-    parameters = [
-        RequestParameter(name, None, value.encode())
-        for name, value in request.query_params.multi_items()
-    ]
+    parameters = (
+        [
+            RequestParameter(name, None, value.encode())
+            for name, value in request.query_params.multi_items()
+        ]
+        if request.scope["query_string"]  # most requests have none: no parsing
+        else []
+    )
     mime = headers.get("content-type", "").partition(";")[0].strip().lower()
     if mime == MULTIPART_FORM or (
         mime == URLENCODED_FORM and URLENCODED_FORM_BODY.fullmatch(await request.body())
@@ -84,7 +87,7 @@ async def wire_request(request: Request, url_path: str, max_part_size: int) -> W
                     parameters.append(RequestParameter(name, None, value.encode()))
     else:
         parameters.append(RequestParameter("body", mime or None, await request.body()))
-    return WireRequest(str(uuid.uuid4()), headers, parameters)
+    return WireRequest(new_request_id(), headers, parameters)
 
 
 def build_inference_app(

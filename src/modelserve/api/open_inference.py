@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -38,7 +37,7 @@ from modelserve.api.tensor_bodies import decode_infer_body, encode_infer_body
 from modelserve.engine.dataplane import FILE_PARAMETER_PREFIX, DataPlane
 from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.protocol_contract import HEADER_LENGTH, V2
-from modelserve.wire import WireRequest
+from modelserve.wire import WireRequest, new_request_id
 
 
 def check_header_length(request: Request, body_length: int) -> None:
@@ -125,7 +124,7 @@ def v2_routes(plane: DataPlane) -> tuple[list[BaseRoute], list[HotRoute]]:
     async def run_pipeline(request: Request, name: str, version: str | None) -> Response:
         # No handler reads a pipeline's body: the frontend decodes it, and encodes the answer.
         asked = decode_infer_body(await request.body(), request.headers.get(HEADER_LENGTH))
-        wire = WireRequest(str(uuid.uuid4()), {}, [], asked.tensors)
+        wire = WireRequest(new_request_id(), {}, [], asked.tensors)
         # A client that goes away cancels the steps not yet answered.
         answer = await unless_disconnected(request, plane.infer(name, version, wire))
         if answer.tensors is None:

@@ -36,6 +36,10 @@ WAIT_SLICE_MS = 50
 # Cancellations of requests the worker has not started yet (they wait in its socket behind
 # the batch in hand) are kept until their batch starts; this many at most.
 EARLY_CANCELS_KEPT = 1024
+# pyzmq's constants as plain ints: ``int & IntFlag`` runs Python's enum machinery per call.
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_RCVMORE = int(zmq.RCVMORE)
 
 Message = tuple[dict[str, Any], list[Buffer]]
 
@@ -67,6 +71,9 @@ class ResponseChannel:
         self._window = window
         self._frontend_alive = frontend_alive
         self._lock = threading.Lock()
+        # One poller for the socket's life: Socket.poll builds and registers one per call.
+        self._poller = zmq.Poller()
+        self._poller.register(socket, _POLLIN)
         # Messages for the worker loop that arrived while a batch ran (the next batch, stop).
         self._inbox: deque[Message] = deque()
         self._early_cancels: OrderedDict[str, None] = OrderedDict()
@@ -85,7 +92,7 @@ class ResponseChannel:
             if remaining_ms <= 0:
                 return None
             with self._lock:  # in slices: a handler's thread may still want the socket
-                if self._socket.poll(min(remaining_ms, WAIT_SLICE_MS)):
+                if self._readable(min(remaining_ms, WAIT_SLICE_MS)):
                     message = self._read()
                     if message is not None:
                         return message
@@ -161,16 +168,23 @@ class ResponseChannel:
 
     # ----- internals (called with the lock held)
 
+    def _readable(self, timeout_ms: int) -> bool:
+        """Whether a message waits, within ``timeout_ms``; one already there is seen without
+        a poll (under load the next batch usually is)."""
+        if self._socket.getsockopt(_EVENTS) & _POLLIN:
+            return True
+        return bool(timeout_ms) and bool(self._poller.poll(timeout_ms))
+
     def _read_pending(self) -> None:
         """Take every message that has arrived, without waiting."""
-        while self._socket.poll(0):
+        while self._readable(0):
             message = self._read()
             if message is not None:
                 self._inbox.append(message)
 
     def _wait(self) -> None:
         """Read one message from the frontend, waiting a slice at most."""
-        if self._socket.poll(WAIT_SLICE_MS):
+        if self._readable(WAIT_SLICE_MS):
             message = self._read()
             if message is not None:
                 self._inbox.append(message)
@@ -193,7 +207,7 @@ class ResponseChannel:
         header = wire.decode_header(socket.recv())
         copy = not wire.carries_tensors(header)
         frames: list[Buffer] = []
-        while socket.getsockopt(zmq.RCVMORE):
+        while socket.getsockopt(_RCVMORE):
             frame = socket.recv(copy=copy)
             frames.append(frame if copy else frame.buffer)
         kind = header["k"]
