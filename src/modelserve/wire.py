@@ -41,6 +41,7 @@ from typing import Any
 
 import msgpack
 import orjson
+import zmq
 
 from modelserve.protocol_contract import (
     Buffer,
@@ -147,6 +148,33 @@ class BatchError:
     code: int
     error_type: str
     message: str
+
+
+# pyzmq's flags and options as plain ints: ``int & IntFlag`` (and ``SNDMORE | flags`` inside
+# send_multipart) run Python's enum machinery, about a microsecond each, where two ints take
+# a machine instruction.
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+NOBLOCK = int(zmq.NOBLOCK)
+RCVMORE = int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
+
+
+def send_frames(socket: zmq.Socket, frames: Sequence[Buffer], flags: int = 0) -> None:
+    """``socket.send_multipart(frames, flags, copy=False)`` at half its cost for the few frames
+    of a message (its enum arithmetic per frame)."""
+    send, more = socket.send, flags | _SNDMORE
+    for frame in frames[:-1]:
+        send(frame, more, copy=False)
+    send(frames[-1], flags, copy=False)
+
+
+def receive_frames(socket: zmq.Socket, flags: int = 0) -> list[bytes]:
+    """``socket.recv_multipart(flags)``, without its enum arithmetic."""
+    frames = [socket.recv(flags)]
+    while socket.getsockopt(RCVMORE):
+        frames.append(socket.recv())
+    return frames
 
 
 def encode_header(header: dict[str, Any]) -> bytes:

@@ -36,10 +36,6 @@ WAIT_SLICE_MS = 50
 # Cancellations of requests the worker has not started yet (they wait in its socket behind
 # the batch in hand) are kept until their batch starts; this many at most.
 EARLY_CANCELS_KEPT = 1024
-# pyzmq's constants as plain ints: ``int & IntFlag`` runs Python's enum machinery per call.
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_RCVMORE = int(zmq.RCVMORE)
 
 Message = tuple[dict[str, Any], list[Buffer]]
 
@@ -73,7 +69,7 @@ class ResponseChannel:
         self._lock = threading.Lock()
         # One poller for the socket's life: Socket.poll builds and registers one per call.
         self._poller = zmq.Poller()
-        self._poller.register(socket, _POLLIN)
+        self._poller.register(socket, wire.POLLIN)
         # Messages for the worker loop that arrived while a batch ran (the next batch, stop).
         self._inbox: deque[Message] = deque()
         self._early_cancels: OrderedDict[str, None] = OrderedDict()
@@ -101,7 +97,7 @@ class ResponseChannel:
     def send(self, frames: list[Buffer]) -> None:
         """Send a message of the worker loop (ready, result) to the frontend."""
         with self._lock:
-            self._socket.send_multipart(frames, copy=False)
+            wire.send_frames(self._socket, frames)
 
     def start_batch(self, batch_id: int, request_ids: list[str]) -> None:
         """A batch begins: each request gets a full window, or starts cancelled when the
@@ -147,7 +143,7 @@ class ResponseChannel:
                     return False
                 if stream.credit > 0:
                     frames = wire.encode_part(self._batch_id, index, stream.request_id, response)
-                    self._socket.send_multipart(frames, copy=False)
+                    wire.send_frames(self._socket, frames)
                     stream.credit -= 1
                     stream.parts_sent += 1
                     return True
@@ -171,7 +167,7 @@ class ResponseChannel:
     def _readable(self, timeout_ms: int) -> bool:
         """Whether a message waits, within ``timeout_ms``; one already there is seen without
         a poll (under load the next batch usually is)."""
-        if self._socket.getsockopt(_EVENTS) & _POLLIN:
+        if self._socket.getsockopt(wire.EVENTS) & wire.POLLIN:
             return True
         return bool(timeout_ms) and bool(self._poller.poll(timeout_ms))
 
@@ -207,7 +203,7 @@ class ResponseChannel:
         header = wire.decode_header(socket.recv())
         copy = not wire.carries_tensors(header)
         frames: list[Buffer] = []
-        while socket.getsockopt(_RCVMORE):
+        while socket.getsockopt(wire.RCVMORE):
             frame = socket.recv(copy=copy)
             frames.append(frame if copy else frame.buffer)
         kind = header["k"]
