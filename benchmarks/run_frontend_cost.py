@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from loadtest import BATCH_SIZE, MAX_BATCH_DELAY_MS, archives
 from loadtest import server as serving
 from loadtest.environment import describe_environment
@@ -65,6 +66,20 @@ def targets() -> list[Target]:
     return found
 
 
+def settle(server: serving.Server, target: Target) -> None:
+    """Wait until what the last run left queued is done: wrk stops with a request in flight
+    on each connection, whose work would otherwise land in the next run (and past
+    job_queue_size, as 503s). One request more, answered, comes after all of them."""
+    response = httpx.post(
+        server.inference + target.path,
+        content=target.body,
+        headers={"Content-Type": target.content_type} if target.content_type else {},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        raise server.fail(f"{target.label}: HTTP {response.status_code} {response.text[:500]}")
+
+
 def register_all(server: serving.Server) -> None:
     """The no-op and digits archives, each as a batch-1 and a batch-8 version."""
     for archive, model in (("noop.mar", "noop"), (f"{DIGITS}.mar", DIGITS)):
@@ -83,6 +98,7 @@ def measure_once(
     server: serving.Server, target: Target, body_file: Path, clients: int, duration_s: int
 ) -> dict:
     """One wrk run with the CPU the server's processes spent on it, per 1,000 requests."""
+    settle(server, target)
     before = serving.cpu_seconds(server)
     result = run_wrk(
         server.inference + target.path,
@@ -116,13 +132,8 @@ def measure(scratch: Path, duration_s: int, concurrency: list[int], rounds: int)
             body_file = scratch / f"body-{index}.bin"
             body_file.write_bytes(target.body)
             bodies.append(body_file)
-            run_wrk(
-                server.inference + target.path,
-                1,
-                1,
-                POST_SCRIPT,
-                (str(body_file), target.content_type),
-            )
+            for _ in range(WARM_UP_REQUESTS):  # a wrong body fails here, loudly
+                settle(server, target)
         for round_index in range(rounds):
             for target, body_file in zip(chosen, bodies, strict=True):
                 for clients in concurrency:
