@@ -15,7 +15,6 @@ Every run is repeated ``--rounds`` times, alternating; the report gives medians.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from loadtest import BATCH_SIZE, MAX_BATCH_DELAY_MS, archives
 from loadtest import server as serving
 from loadtest.environment import describe_environment
 from loadtest.options import add_rounds_option, parse_load_args
-from loadtest.report import write_named
+from loadtest.report import median_rows, write_named
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from run_protocols import MODEL as DIGITS
 from run_protocols import POST_SCRIPT, build_model, rest_routes
@@ -143,32 +142,14 @@ def measure(scratch: Path, duration_s: int, concurrency: list[int], rounds: int)
     return runs
 
 
+# The errors are summed over the rounds; these are medians.
 MEDIAN_FIELDS = (
     "requests_per_s",
     "p99_ms",
     "cpu_s_per_1k",
     "frontend_cpu_s_per_1k",
     "worker_cpu_s_per_1k",
-    "errors",
 )
-
-
-def medians(runs: list[dict]) -> list[dict]:
-    """The median of every field over the rounds of each (target, concurrency)."""
-    grouped: dict[tuple[str, int], list[dict]] = {}
-    for run in runs:
-        grouped.setdefault((run["target"], run["concurrency"]), []).append(run)
-    return [
-        {
-            "target": target,
-            "concurrency": clients,
-            **{
-                name: statistics.median(run.get(name, 0.0) for run in group)
-                for name in MEDIAN_FIELDS
-            },
-        }
-        for (target, clients), group in grouped.items()
-    ]
 
 
 def markdown(report: dict) -> str:
@@ -217,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "rounds": rounds,
         "runs": runs,
-        "medians": medians(runs),
+        "medians": median_rows(runs, ("target", "concurrency"), MEDIAN_FIELDS),
     }
     text = markdown(report)
     stem = write_named(args.out, "frontend-cost", report, text)

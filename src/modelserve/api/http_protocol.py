@@ -94,9 +94,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        # A client that waits for "100 Continue" gets it (a write) before the response; the
-        # answer to HEAD has no body write.
-        if not cycle.waiting_for_100_continue and cycle.scope["method"] != "HEAD":
+        # The answer to HEAD has no body write to take its head along. (An interim "100
+        # Continue" declares no length: it goes out at once, and then nothing is held.)
+        if cycle.scope["method"] != "HEAD":
             cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
 
