@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from loadtest import BENCH_DIR
 from loadtest import server as serving
 from loadtest.environment import describe_environment
 from loadtest.options import add_rounds_option, parse_load_args
-from loadtest.report import write_named
+from loadtest.report import median_rows, write_named
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
@@ -189,21 +188,7 @@ def load_deployment(
 
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per deployment, concurrency and delay: the median of each number over rounds."""
-    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
-    for run in runs:
-        key = (run["deployment"], run["concurrency"], run["max_batch_delay_ms"])
-        groups.setdefault(key, []).append(run)
-    return [
-        {
-            "deployment": deployment,
-            "concurrency": clients,
-            "max_batch_delay_ms": delay,
-            "rounds": len(group),
-            "errors": sum(run["errors"] for run in group),
-            **{key: statistics.median(run[key] for run in group) for key in MEDIAN_KEYS},
-        }
-        for (deployment, clients, delay), group in groups.items()
-    ]
+    return median_rows(runs, ("deployment", "concurrency", "max_batch_delay_ms"), MEDIAN_KEYS)
 
 
 def markdown(report: dict[str, Any]) -> str:

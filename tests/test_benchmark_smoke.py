@@ -91,6 +91,23 @@ def test_protocol_smoke_run_writes_results_without_errors(tmp_path: Path) -> Non
 
 
 @needs_wrk
+def test_frontend_cost_smoke_run_measures_cpu_per_request(tmp_path: Path) -> None:
+    _, results = smoke_run("run_frontend_cost.py", tmp_path, "*-frontend-cost.json")
+    runs = {(run["target"], run["concurrency"]): run for run in results["runs"]}
+    targets = {target for target, _ in runs}
+    # noop through /predictions, digits through /predictions and v2 REST; each twice.
+    assert len(targets) == 6
+    assert {c for _, c in runs} == SMOKE_CONCURRENCY
+    for key, run in runs.items():
+        assert run["requests_per_s"] > 0, key
+        assert run["errors"] == 0, (key, run)
+        # /proc counts in clock ticks: a second of load costs the frontend some of them.
+        assert run["frontend_cpu_s_per_1k"] > 0, (key, run)
+        assert run["cpu_s_per_1k"] >= run["frontend_cpu_s_per_1k"], (key, run)
+    assert {(row["target"], row["concurrency"]) for row in results["medians"]} == set(runs)
+
+
+@needs_wrk
 def test_batching_smoke_run_writes_results_without_errors(tmp_path: Path) -> None:
     results_file, results = smoke_run("run_batching.py", tmp_path, "*-batching.json")
     runs = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,3 +160,22 @@ def write_named(out_dir: Path, kind: str, data: dict[str, Any], text: str) -> Pa
     Path(f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     Path(f"{stem}.md").write_text(text)
     return stem
+
+
+def median_rows(
+    runs: list[dict[str, Any]], keys: Sequence[str], fields: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per distinct value of ``keys`` over the rounds: those values, how many rounds,
+    their errors summed and the median of each of ``fields``."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run[key] for key in keys), []).append(run)
+    return [
+        {
+            **dict(zip(keys, values, strict=True)),
+            "rounds": len(group),
+            "errors": sum(run["errors"] for run in group),
+            **{field: statistics.median(run[field] for run in group) for field in fields},
+        }
+        for values, group in groups.items()
+    ]

@@ -97,6 +97,9 @@ def plane_server(app: ASGIApp, settings: Settings, plane: str) -> PlaneServer:
     config = uvicorn.Config(
         app,
         loop="none",
+        # Said, not guessed: uvicorn takes an app whose __call__ is no coroutine function (the
+        # inference plane's HotPath) for ASGI 2.
+        interface="asgi3",
         http=bounded_protocol(settings.max_header_size),
         # No plane speaks WebSocket; "auto" would import a WebSocket library at every start.
         ws="none",

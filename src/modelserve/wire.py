@@ -33,12 +33,15 @@ request or response without tensors is encoded exactly as before they existed.
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import orjson
+import zmq
 
 from modelserve.protocol_contract import (
     Buffer,
@@ -71,6 +74,18 @@ class RequestParameter:
     name: str
     content_type: str | None
     value: bytes
+
+
+# A request's id: this process's random UUID with its last 48 bits counting requests. As unique
+# as a uuid4 each (2^48 requests before one repeats), at an eighth of its cost: uuid4 asks the
+# kernel for 16 random bytes on every request.
+_ID_PREFIX = str(uuid.uuid4())[:24]
+_id_counter = itertools.count(int(uuid.uuid4().hex[-12:], 16))
+
+
+def new_request_id() -> str:
+    """A new request id, UUID-shaped (``x-request-id``, the handler's ``request_id``)."""
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 @dataclass(slots=True)
@@ -137,6 +152,33 @@ class BatchError:
     code: int
     error_type: str
     message: str
+
+
+# pyzmq's flags and options as plain ints: ``int & IntFlag`` (and ``SNDMORE | flags`` inside
+# send_multipart) run Python's enum machinery, about a microsecond each, where two ints take
+# a machine instruction.
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+NOBLOCK = int(zmq.NOBLOCK)
+RCVMORE = int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
+
+
+def send_frames(socket: zmq.Socket, frames: Sequence[Buffer], flags: int = 0) -> None:
+    """``socket.send_multipart(frames, flags, copy=False)`` at half its cost for the few frames
+    of a message (its enum arithmetic per frame)."""
+    send, more = socket.send, flags | _SNDMORE
+    for frame in frames[:-1]:
+        send(frame, more, copy=False)
+    send(frames[-1], flags, copy=False)
+
+
+def receive_frames(socket: zmq.Socket, flags: int = 0) -> list[bytes]:
+    """``socket.recv_multipart(flags)``, without its enum arithmetic."""
+    frames = [socket.recv(flags)]
+    while socket.getsockopt(RCVMORE):
+        frames.append(socket.recv())
+    return frames
 
 
 def encode_header(header: dict[str, Any]) -> bytes:

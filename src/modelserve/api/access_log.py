@@ -56,7 +56,7 @@ class AccessLog:
                 latency_ms = (time.perf_counter() - started) * 1000
                 await send(message)
                 logged = True
-                _log(scope, status, latency_ms)
+                log_request(scope, status, latency_ms)
                 return
             await send(message)
 
@@ -68,10 +68,11 @@ class AccessLog:
                 # answers 500 for one that never started.
                 if not status:
                     count(500)
-                _log(scope, status or 500, (time.perf_counter() - started) * 1000)
+                log_request(scope, status or 500, (time.perf_counter() - started) * 1000)
 
 
-def _log(scope: Scope, status: int, latency_ms: float) -> None:
+def log_request(scope: Scope, status: int, latency_ms: float) -> None:
+    """The access-log line of the request in ``scope``, answered with ``status``."""
     client = scope.get("client")
     client_text = f"{client[0]}:{client[1]}" if client else "-"
     protocol = f"HTTP/{scope['http_version']}"

@@ -4,22 +4,22 @@ other protocols' REST routes (KServe v2, TF Serving, grps)."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from modelserve.api.disconnects import unless_disconnected
 from modelserve.api.grps import grps_routes
+from modelserve.api.hot_path import HotPath, HotRoute
 from modelserve.api.open_inference import v2_routes
 from modelserve.api.openapi import inference_openapi
 from modelserve.api.paddle import paddle_routes
-from modelserve.api.plane import PlaneAccess, build_plane
-from modelserve.api.responses import handler_response, json_response
+from modelserve.api.plane import PlaneAccess, build_plane, request_headers
+from modelserve.api.responses import handler_response, json_response, serving_error_response
 from modelserve.api.streaming import (
     TORCHSERVE_STREAM_HEADERS,
     PartsResponse,
@@ -31,7 +31,7 @@ from modelserve.engine.dataplane import EXPLAIN_HEADER, DataPlane
 from modelserve.engine.health import HealthStatus
 from modelserve.engine.streams import ResponseStream
 from modelserve.grps.service import GrpsService
-from modelserve.wire import RequestParameter, WireRequest, WireResponse
+from modelserve.wire import RequestParameter, WireRequest, WireResponse, new_request_id
 
 # The data plane's infer_streaming or explain.
 Infer = Callable[[str, str | None, WireRequest], Awaitable[WireResponse | ResponseStream]]
@@ -58,13 +58,17 @@ INFERENCE_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 async def wire_request(request: Request, url_path: str, max_part_size: int) -> WireRequest:
     """Translate an HTTP request into TorchServe's handler input (reference §1.1)."""
-    headers = dict(request.headers)
+    headers = request_headers(request)
     headers["url_path"] = url_path
     headers[EXPLAIN_HEADER] = "False"  # the data plane's explain sets it
-    parameters = [
-        RequestParameter(name, None, value.encode())
-        for name, value in request.query_params.multi_items()
-    ]
+    parameters = (
+        [
+            RequestParameter(name, None, value.encode())
+            for name, value in request.query_params.multi_items()
+        ]
+        if request.scope["query_string"]  # most requests have none: no parsing
+        else []
+    )
     mime = headers.get("content-type", "").partition(";")[0].strip().lower()
     if mime == MULTIPART_FORM or (
         mime == URLENCODED_FORM and URLENCODED_FORM_BODY.fullmatch(await request.body())
@@ -83,7 +87,7 @@ async def wire_request(request: Request, url_path: str, max_part_size: int) -> W
                     parameters.append(RequestParameter(name, None, value.encode()))
     else:
         parameters.append(RequestParameter("body", mime or None, await request.body()))
-    return WireRequest(str(uuid.uuid4()), headers, parameters)
+    return WireRequest(new_request_id(), headers, parameters)
 
 
 def build_inference_app(
@@ -94,9 +98,10 @@ def build_inference_app(
     access: PlaneAccess | None = None,
     paddle: bool = False,
     dashboard: Sequence[BaseRoute] = (),
-) -> Starlette:
-    """The Starlette app of the inference plane; ``paddle``: with the route of Paddle Serving
-    pipeline services (``POST /{service}/{method}``), for a server that serves some;
+) -> ASGIApp:
+    """The inference plane: its Starlette app, with the hot paths in front (``HotPath``).
+    ``paddle``: with the route of Paddle Serving pipeline services
+    (``POST /{service}/{method}``), for a server that serves some;
     ``dashboard``: the dashboard's routes, where this plane shows it (grps mode)."""
 
     infer, explain = plane.infer_streaming, plane.explain
@@ -151,8 +156,14 @@ def build_inference_app(
         ]
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
     # KServe v2 (Open Inference Protocol), TF Serving / KServe v1 REST and grps.
-    routes += v2_routes(plane) + tf_serving_routes(plane) + grps_routes(grps)
+    v2, v2_hot = v2_routes(plane)
+    routes += v2 + tf_serving_routes(plane) + grps_routes(grps)
     routes += dashboard
     if paddle:  # last: it takes any two-segment path the routes above leave
         routes += paddle_routes(plane)
-    return build_plane(routes, count_response, max_request_size, access)
+    app = build_plane(routes, count_response, max_request_size, access)
+    hot = [
+        HotRoute(path, predictions, serving_error_response)
+        for path in ("/predictions/{model_name}", "/predictions/{model_name}/{version}")
+    ]
+    return HotPath(app, hot + v2_hot, count_response, max_request_size, access or PlaneAccess())

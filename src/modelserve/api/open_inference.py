@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -24,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from modelserve.api.disconnects import unless_disconnected
 from modelserve.api.generate import generate_routes
+from modelserve.api.hot_path import HotRoute
 from modelserve.api.protocol_routes import (
     any_path,
     compact_json,
@@ -35,9 +35,9 @@ from modelserve.api.protocol_routes import (
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, handler_response
 from modelserve.api.tensor_bodies import decode_infer_body, encode_infer_body
 from modelserve.engine.dataplane import FILE_PARAMETER_PREFIX, DataPlane
-from modelserve.engine.errors import BadRequestException
+from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.protocol_contract import HEADER_LENGTH, V2
-from modelserve.wire import WireRequest
+from modelserve.wire import WireRequest, new_request_id
 
 
 def check_header_length(request: Request, body_length: int) -> None:
@@ -64,8 +64,9 @@ def _base64(key: str, value: Any) -> bytes:
         raise BadRequestException(f'"parameters.{key}" is not base64: {exc}') from exc
 
 
-def v2_routes(plane: DataPlane) -> list[BaseRoute]:
-    """The v2 routes of the inference plane: ``GET /v2`` and everything under ``/v2/``."""
+def v2_routes(plane: DataPlane) -> tuple[list[BaseRoute], list[HotRoute]]:
+    """The v2 routes of the inference plane: ``GET /v2`` and everything under ``/v2/``; and
+    the infer routes again, for the hot path."""
     server = plane.server_metadata()
     server_body = {
         "name": server.name,
@@ -123,7 +124,7 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
     async def run_pipeline(request: Request, name: str, version: str | None) -> Response:
         # No handler reads a pipeline's body: the frontend decodes it, and encodes the answer.
         asked = decode_infer_body(await request.body(), request.headers.get(HEADER_LENGTH))
-        wire = WireRequest(str(uuid.uuid4()), {}, [], asked.tensors)
+        wire = WireRequest(new_request_id(), {}, [], asked.tensors)
         # A client that goes away cancels the steps not yet answered.
         answer = await unless_disconnected(request, plane.infer(name, version, wire))
         if answer.tensors is None:
@@ -217,7 +218,14 @@ def v2_routes(plane: DataPlane) -> list[BaseRoute]:
             return await server_metadata(request)
         return error_body(405, METHOD_NOT_ALLOWED_MESSAGE, {"Allow": "GET, HEAD"})
 
-    return [
+    routes: list[BaseRoute] = [
         Route("/v2", root, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
         any_path(Mount("/v2", app=protocol_app(model_routes))),
     ]
+    hot = [HotRoute(f"/v2{prefix}/infer", infer, _render_error) for prefix in prefixes]
+    return routes, hot
+
+
+def _render_error(exc: ServingError) -> Response:
+    # As protocol_app renders an engine error.
+    return error_body(exc.status, exc.message, exc.headers)

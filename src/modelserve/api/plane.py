@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -21,6 +22,18 @@ from modelserve.security.tokens import KeyKind, KeyVerifier
 # Methods a browser may use cross-origin without a preflight; the default when
 # cors_allowed_methods is unset.
 SIMPLE_METHODS = ("GET", "HEAD", "POST")
+
+
+def request_headers(request: Request) -> dict[str, str]:
+    """The request's headers as a dict, the first value of a repeated name kept (as
+    ``dict(request.headers)`` has it), read straight from the ASGI scope: Starlette's
+    ``Headers`` looks each name up again in the whole list, a cost per header squared."""
+    headers: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    return headers
 
 
 class TrailingSlashes:

@@ -6,7 +6,6 @@ protocol in ``modelserve-protocol``)."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,11 +17,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp
 
+from modelserve.api.plane import request_headers
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, NOT_FOUND_MESSAGE
 from modelserve.engine.dataplane import EXPLAIN_HEADER
 from modelserve.engine.errors import BadRequestException, ServingError
 from modelserve.protocol_contract import PROTOCOL_HEADER
-from modelserve.wire import RequestParameter, WireRequest
+from modelserve.wire import RequestParameter, WireRequest, new_request_id
 
 JSON = "application/json"
 PathRoute = TypeVar("PathRoute", Mount, Route)
@@ -92,10 +92,10 @@ async def json_object(request: Request) -> dict[str, Any]:
 async def protocol_request(request: Request, protocol: str) -> WireRequest:
     """The request as the handler sees it: the client's headers and body, marked with the
     protocol. Only the body goes to the handler (no query parameters, no form parsing)."""
-    headers = dict(request.headers)
+    headers = request_headers(request)
     headers["url_path"] = ""
     headers[EXPLAIN_HEADER] = "False"  # the data plane's explain sets it
     headers[PROTOCOL_HEADER] = protocol
     mime = headers.get("content-type", "").partition(";")[0].strip().lower()
     body = await request.body()
-    return WireRequest(str(uuid.uuid4()), headers, [RequestParameter("body", mime or None, body)])
+    return WireRequest(new_request_id(), headers, [RequestParameter("body", mime or None, body)])

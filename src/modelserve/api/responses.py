@@ -46,10 +46,15 @@ def error_response(
     return json_response({"code": status, "type": type_name, "message": message}, status, headers)
 
 
+def serving_error_response(exc: ServingError) -> Response:
+    """An engine error as the planes' ``{"code", "type", "message"}`` body."""
+    return error_response(exc.status, exc.type_name, exc.message, exc.headers)
+
+
 async def serving_error_handler(_request: Request, exc: Exception) -> Response:
     """Render an engine error."""
     assert isinstance(exc, ServingError)
-    return error_response(exc.status, exc.type_name, exc.message, exc.headers)
+    return serving_error_response(exc)
 
 
 async def http_error_handler(_request: Request, exc: Exception) -> Response:

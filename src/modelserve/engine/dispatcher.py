@@ -54,7 +54,7 @@ class Dispatcher:
     def send(self, worker_id: str, frames: list[bytes]) -> bool:
         """Send one message to a worker; False when the worker is not connected."""
         try:
-            self._socket.send_multipart([worker_id.encode(), *frames], zmq.NOBLOCK, copy=False)
+            wire.send_frames(self._socket, [worker_id.encode(), *frames], wire.NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("cannot send to worker %s: %s", worker_id, exc)
             return False
@@ -66,14 +66,14 @@ class Dispatcher:
         # The socket's fd is edge-triggered: any operation on it may consume the readable edge,
         # so look for messages that arrived meanwhile instead of waiting for an edge that
         # will never come.
-        if self._loop is not None and self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if self._loop is not None and self._socket.getsockopt(wire.EVENTS) & wire.POLLIN:
             self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         socket = self._socket
-        while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while socket.getsockopt(wire.EVENTS) & wire.POLLIN:
             try:
-                identity, header_frame, *frames = socket.recv_multipart(zmq.NOBLOCK)
+                identity, header_frame, *frames = wire.receive_frames(socket, wire.NOBLOCK)
             except zmq.Again:
                 return
             listener = self._listeners.get(identity)

@@ -14,7 +14,6 @@ online (grps starts offline until told otherwise; docs/from-grps.md).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,13 @@ from modelserve.engine.errors import BadRequestException, ModelNotFoundException
 from modelserve.engine.streams import AnswerParts, ResponseStream
 from modelserve.grps.tensors import name_inputs
 from modelserve.protocol_contract import Tensor, TensorInferRequest
-from modelserve.wire import RequestParameter, WireRequest, WireResponse, failure_message
+from modelserve.wire import (
+    RequestParameter,
+    WireRequest,
+    WireResponse,
+    failure_message,
+    new_request_id,
+)
 
 TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
@@ -121,7 +126,7 @@ class GrpsService:
     def _wire_request(self, payload: Payload, model: str) -> tuple[str, str | None, WireRequest]:
         """The model, version and handler's request ``payload`` makes."""
         name, version = self.resolve(model)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         if payload.tensors is not None:
             inputs = payload.tensors
             if any(not tensor.name for tensor in inputs):

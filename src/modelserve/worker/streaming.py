@@ -67,6 +67,9 @@ class ResponseChannel:
         self._window = window
         self._frontend_alive = frontend_alive
         self._lock = threading.Lock()
+        # One poller for the socket's life: Socket.poll builds and registers one per call.
+        self._poller = zmq.Poller()
+        self._poller.register(socket, wire.POLLIN)
         # Messages for the worker loop that arrived while a batch ran (the next batch, stop).
         self._inbox: deque[Message] = deque()
         self._early_cancels: OrderedDict[str, None] = OrderedDict()
@@ -85,7 +88,7 @@ class ResponseChannel:
             if remaining_ms <= 0:
                 return None
             with self._lock:  # in slices: a handler's thread may still want the socket
-                if self._socket.poll(min(remaining_ms, WAIT_SLICE_MS)):
+                if self._readable(min(remaining_ms, WAIT_SLICE_MS)):
                     message = self._read()
                     if message is not None:
                         return message
@@ -94,7 +97,7 @@ class ResponseChannel:
     def send(self, frames: list[Buffer]) -> None:
         """Send a message of the worker loop (ready, result) to the frontend."""
         with self._lock:
-            self._socket.send_multipart(frames, copy=False)
+            wire.send_frames(self._socket, frames)
 
     def start_batch(self, batch_id: int, request_ids: list[str]) -> None:
         """A batch begins: each request gets a full window, or starts cancelled when the
@@ -140,7 +143,7 @@ class ResponseChannel:
                     return False
                 if stream.credit > 0:
                     frames = wire.encode_part(self._batch_id, index, stream.request_id, response)
-                    self._socket.send_multipart(frames, copy=False)
+                    wire.send_frames(self._socket, frames)
                     stream.credit -= 1
                     stream.parts_sent += 1
                     return True
@@ -161,16 +164,23 @@ class ResponseChannel:
 
     # ----- internals (called with the lock held)
 
+    def _readable(self, timeout_ms: int) -> bool:
+        """Whether a message waits, within ``timeout_ms``; one already there is seen without
+        a poll (under load the next batch usually is)."""
+        if self._socket.getsockopt(wire.EVENTS) & wire.POLLIN:
+            return True
+        return bool(timeout_ms) and bool(self._poller.poll(timeout_ms))
+
     def _read_pending(self) -> None:
         """Take every message that has arrived, without waiting."""
-        while self._socket.poll(0):
+        while self._readable(0):
             message = self._read()
             if message is not None:
                 self._inbox.append(message)
 
     def _wait(self) -> None:
         """Read one message from the frontend, waiting a slice at most."""
-        if self._socket.poll(WAIT_SLICE_MS):
+        if self._readable(WAIT_SLICE_MS):
             message = self._read()
             if message is not None:
                 self._inbox.append(message)
@@ -193,7 +203,7 @@ class ResponseChannel:
         header = wire.decode_header(socket.recv())
         copy = not wire.carries_tensors(header)
         frames: list[Buffer] = []
-        while socket.getsockopt(zmq.RCVMORE):
+        while socket.getsockopt(wire.RCVMORE):
             frame = socket.recv(copy=copy)
             frames.append(frame if copy else frame.buffer)
         kind = header["k"]
