@@ -9,7 +9,6 @@ input contents pass through untouched, and the handler's output tensors become
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -23,7 +22,7 @@ from modelserve.grpc.proto import open_inference_pb2 as pb
 from modelserve.grpc.proto import open_inference_pb2_grpc as pb_grpc
 from modelserve.grpc.status import abort_with
 from modelserve.repository.proto import model_config_pb2
-from modelserve.wire import WireRequest
+from modelserve.wire import WireRequest, new_request_id
 
 
 class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -86,7 +85,7 @@ class OpenInferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self.plane.refuse_decoupled(
                 request.model_name, request.model_version or None, "ModelInfer RPC"
             )
-            wire = WireRequest(str(uuid.uuid4()), {}, [], v2_tensors.tensor_request(request))
+            wire = WireRequest(new_request_id(), {}, [], v2_tensors.tensor_request(request))
             response = await self.plane.infer(
                 request.model_name, request.model_version or None, wire
             )

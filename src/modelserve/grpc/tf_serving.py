@@ -10,7 +10,6 @@ UNIMPLEMENTED.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import grpc
@@ -23,7 +22,7 @@ from modelserve.grpc.proto import tf_serving_pb2 as pb
 from modelserve.grpc.proto import tf_serving_pb2_grpc as pb_grpc
 from modelserve.grpc.status import abort_with, grpc_code
 from modelserve.protocol_contract import RequestedOutput, TensorInferRequest
-from modelserve.wire import WireRequest, failure_message
+from modelserve.wire import WireRequest, failure_message, new_request_id
 
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -117,7 +116,7 @@ class PredictionServicer(pb_grpc.PredictionServiceServicer):
         name = request.model_spec.name
         try:
             version = version_of(self.plane, request.model_spec)
-            wire = WireRequest(str(uuid.uuid4()), {}, [], tensor_request(request))
+            wire = WireRequest(new_request_id(), {}, [], tensor_request(request))
             response = await self.plane.infer(name, version, wire)
         except ServingError as exc:
             await abort_with(context, exc)

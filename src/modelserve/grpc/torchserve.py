@@ -10,7 +10,6 @@ error message.
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -36,7 +35,7 @@ from modelserve.grpc.proto import (
 from modelserve.grpc.status import abort_with, grpc_code
 from modelserve.parameters import REGISTER, SCALE
 from modelserve.protocol_contract import SEQUENCE_ID_HEADER
-from modelserve.wire import RequestParameter, WireRequest, WireResponse
+from modelserve.wire import RequestParameter, WireRequest, WireResponse, new_request_id
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
@@ -172,7 +171,7 @@ def _wire_request(request: inference_pb2.PredictionsRequest) -> WireRequest:
         raise BadRequestException("Parameter model_name is required.")
     headers = {SEQUENCE_ID_HEADER: request.sequence_id} if request.HasField("sequence_id") else {}
     return WireRequest(
-        str(uuid.uuid4()),
+        new_request_id(),
         headers,
         [RequestParameter(name, None, value) for name, value in request.input.items()],
     )

@@ -13,7 +13,6 @@ without outputs, as Triton sends for the FINAL flag.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -24,7 +23,7 @@ from modelserve.engine.streams import AnswerParts
 from modelserve.grpc import v2_tensors
 from modelserve.grpc.proto import open_inference_pb2 as pb
 from modelserve.grpc.status import grpc_code
-from modelserve.wire import WireRequest, WireResponse, failure_message
+from modelserve.wire import WireRequest, WireResponse, failure_message, new_request_id
 
 # The request parameter asking for the final flag, and the response parameter that carries it.
 ENABLE_FINAL = "triton_enable_empty_final_response"
@@ -56,7 +55,7 @@ class StreamAnswers:
         try:
             name, version = request.model_name, request.model_version or None
             decoupled = self.plane.decoupled(name, version)
-            wire = WireRequest(str(uuid.uuid4()), {}, [], v2_tensors.tensor_request(request))
+            wire = WireRequest(new_request_id(), {}, [], v2_tensors.tensor_request(request))
             parts = self._answering = self.plane.stream(name, version, wire)
             # A model that is not decoupled flags its last response: each waits for the next.
             holding = flagged and not decoupled
