@@ -79,10 +79,13 @@ test: $(STAMP) tools
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
-# modelserve against TorchServe 0.12, MLServer, LitServe and the in-process limit, about 20 min
-# on 2 cores; the competitors' venvs are installed once into .bench-cache/. See docs/performance.md.
+# modelserve against TorchServe 0.12, Triton (PyTriton), Ray Serve, BentoML, MLServer, LitServe
+# and the in-process limit, 3 alternating rounds: over an hour on 2 cores; the competitors' venvs
+# are installed once into .bench-cache/. BENCH_ARGS narrows it, e.g. the tiny MLP at c=64 alone:
+# make bench BENCH_ARGS="--models mlp --concurrency 64". See docs/performance.md.
+BENCH_ARGS ?=
 bench: $(STAMP) tools
-	$(BIN)/python benchmarks/compare_servers.py
+	$(BIN)/python benchmarks/compare_servers.py $(BENCH_ARGS)
 
 # The GPU check (docs/performance.md, "GPU check"). gpu-wheels, run here with network, fills
 # .gpu-wheels/ with the wheels a GPU machine without network lacks beside its CUDA torch;
