@@ -4,7 +4,8 @@ wrk speaks only HTTP/1.1, so gRPC load comes from here: ``concurrency`` coroutin
 grpc.aio channel, each sending its next call as soon as the last one is answered, for
 ``duration_s`` seconds. Run as a separate process (``python -m loadtest.grpc_load``) so it
 does not share an interpreter with the runner; it prints one JSON object. ``--inputs`` gives
-the request's FP32 inputs as v2 JSON tensors (default: run_protocols.py's digits image).
+the request's FP32 inputs as v2 JSON tensors (default: run_protocols.py's digits image);
+``--request-file`` a whole serialized ModelInferRequest instead (large raw inputs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import grpc
 
@@ -98,14 +100,17 @@ async def run(
     concurrency: int,
     duration_s: float,
     inputs: list[dict] | None = None,
+    request: pb.ModelInferRequest | None = None,
 ) -> dict:
-    """Load ``target`` with ModelInfer on ``model`` (kind "infer") or ServerLive ("live")."""
+    """Load ``target`` with ModelInfer on ``model`` (kind "infer") or ServerLive ("live");
+    ``request``, when given, is the ModelInfer call sent (``inputs`` and ``model`` unused)."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         if kind == "live":
             live = pb.ServerLiveRequest()
             return await load_calls(lambda: stub.ServerLive(live), concurrency, duration_s)
-        request = infer_request(model, DIGITS_INPUTS if inputs is None else inputs)
+        if request is None:
+            request = infer_request(model, DIGITS_INPUTS if inputs is None else inputs)
         return await load_calls(lambda: stub.ModelInfer(request), concurrency, duration_s)
 
 
@@ -116,12 +121,16 @@ def run_in_subprocess(
     concurrency: int,
     duration_s: int,
     inputs: list[dict] | None = None,
+    request_file: Path | None = None,
 ) -> dict:
     """:func:`run`'s result from this module run in its own process, so that the client does
-    not share the caller's interpreter; WrkError when it fails."""
+    not share the caller's interpreter; ``request_file`` holds a serialized ModelInferRequest
+    to send instead of one built from ``inputs``. WrkError when it fails."""
     arguments = [target, kind, model, str(concurrency), str(duration_s)]
     if inputs is not None:
         arguments += ["--inputs", json.dumps(inputs)]
+    if request_file is not None:
+        arguments += ["--request-file", str(request_file)]
     return run_generator("grpc_load", arguments, duration_s)
 
 
@@ -141,7 +150,8 @@ def run_generator(module: str, arguments: list[str], duration_s: float) -> dict:
 
 
 def main() -> None:
-    """``python -m loadtest.grpc_load TARGET KIND MODEL CONCURRENCY DURATION [--inputs JSON]``."""
+    """``python -m loadtest.grpc_load TARGET KIND MODEL CONCURRENCY DURATION [--inputs JSON]
+    [--request-file FILE]``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("target")
     parser.add_argument("kind", choices=["infer", "live"])
@@ -149,9 +159,23 @@ def main() -> None:
     parser.add_argument("concurrency", type=int)
     parser.add_argument("duration", type=float)
     parser.add_argument("--inputs", type=json.loads, help="the FP32 inputs as v2 JSON tensors")
+    parser.add_argument(
+        "--request-file", type=Path, help="a serialized ModelInferRequest to send as it is"
+    )
     args = parser.parse_args()
+    request = None
+    if args.request_file is not None:
+        request = pb.ModelInferRequest.FromString(args.request_file.read_bytes())
     result = asyncio.run(
-        run(args.target, args.kind, args.model, args.concurrency, args.duration, args.inputs)
+        run(
+            args.target,
+            args.kind,
+            args.model,
+            args.concurrency,
+            args.duration,
+            args.inputs,
+            request,
+        )
     )
     print(json.dumps(result))
 
