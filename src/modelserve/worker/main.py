@@ -20,6 +20,7 @@ from pathlib import Path
 import zmq
 
 from modelserve import wire
+from modelserve.allocator import reuse_freed_buffers
 from modelserve.wire import WorkerSpec
 from modelserve.worker.paddle_compat import enable_paddle_compat
 from modelserve.worker.service import ModelService
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m modelserve.worker SPEC.json", file=sys.stderr)
         return 2
     spec = WorkerSpec(**json.loads(Path(argv[0]).read_text()))
+    if spec.reuse_large_buffers:
+        reuse_freed_buffers()
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
