@@ -2,7 +2,7 @@
 through the server against the same handler called in-process at batch 8.
 
     python benchmarks/run_payloads.py [--duration S] [--concurrency 16] [--rounds N]
-                                      [--threads T] [--out DIR] [--smoke]
+                                      [--threads T] [--no-buffer-reuse] [--out DIR] [--smoke]
 
 One TorchScript ResNet-18 (``compare/models.py``, random weights) is served twice: by the
 built-in ``image_classifier`` (TorchServe's default image handler) and by the built-in
@@ -22,8 +22,10 @@ the worker receives them) and then through the server (wrk, or ``loadtest.grpc_l
 own process, at each concurrency). The report gives medians over rounds: req/s, MB/s of
 request bodies, the share of the in-process limit, CPU time per request (the server's
 frontend and worker from /proc, against this process's), and what each copy of a body costs,
-timed alone (``loadtest.copies``). ``--smoke``: a narrow network (``RESNET_WIDTH`` / 16), 1 s
-runs, one round. Writes ``<out>/<date>-<host>-payloads.md`` and ``.json``.
+timed alone (``loadtest.copies``). ``--no-buffer-reuse`` serves with ``reuse_large_buffers``
+off, glibc's allocator as it comes, to see what the setting saves. ``--smoke``: a narrow
+network (``RESNET_WIDTH`` / 16), 1 s runs, one round. Writes
+``<out>/<date>-<host>-payloads.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -390,7 +392,7 @@ def measure_all(scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
     store.mkdir()
     build_archives(files, store)
     in_process_runs, server_runs = [], []
-    settings = {"worker_threads": args.threads}
+    settings = {"worker_threads": args.threads, "reuse_large_buffers": not args.no_buffer_reuse}
     with serving.running_server(scratch / "server", store, settings) as server:
         for model in HANDLERS:
             serving.register(
@@ -569,7 +571,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"`image_classifier` and `tensor` handlers, 1 worker each, batch {BATCH_SIZE}, "
         f"{MAX_BATCH_DELAY_MS} ms, worker_threads {settings['threads']} (in-process: "
         f"torch.set_num_threads({settings['threads']})); {settings['duration_s']} s per run, "
-        f"{settings['rounds']} round(s), in-process and server alternating: medians",
+        f"{settings['rounds']} round(s), in-process and server alternating: medians; "
+        f"reuse_large_buffers {str(settings['reuse_large_buffers']).lower()}",
         "- share: the median of the rounds' server req/s over the same round's in-process "
         "req/s; CPU share: in-process CPU per request over the server's (frontend + worker)",
         "",
@@ -626,8 +629,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--rounds`` and ``--threads``."""
+    """``--rounds``, ``--threads`` and ``--no-buffer-reuse``."""
     add_rounds_option(parser, DEFAULT_ROUNDS)
+    parser.add_argument(
+        "--no-buffer-reuse",
+        action="store_true",
+        help="serve with reuse_large_buffers=false (glibc's allocator as it comes)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -664,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "width": SMOKE_WIDTH if args.smoke else RESNET_WIDTH,
             "threads": args.threads,
+            "reuse_large_buffers": not args.no_buffer_reuse,
             "batch_size": BATCH_SIZE,
             "max_batch_delay_ms": MAX_BATCH_DELAY_MS,
             "duration_s": args.duration,
