@@ -51,10 +51,10 @@ import tritonclient.http as triton_http
 from compare.models import RESNET_SHAPE, RESNET_WIDTH, ModelFiles, prepare_resnet
 from loadtest import BATCH_SIZE, BENCH_DIR, MAX_BATCH_DELAY_MS, copies, grpc_load
 from loadtest import server as serving
-from loadtest.environment import describe_environment
+from loadtest.environment import describe_environment, machine_line
 from loadtest.in_process import measure
 from loadtest.options import add_rounds_option, parse_load_args
-from loadtest.report import write_named
+from loadtest.report import publish
 from loadtest.served import batch_summary, cpu_per_request, settled_batches, spread
 from loadtest.wrk import WrkError, parse_report, wrk_binary, wrk_output
 from modelserve_archiver.builder import build_archive
@@ -564,9 +564,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## Large payloads ({env['date'][:10]}, {env['host']})",
         "",
-        f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), load average "
-        f"{env['load_average_1min']} at start; Python {env['python']}, {env['wrk']}, "
-        f"commit {env['commit']}",
+        machine_line(env),
         f"- model: ResNet-18-sized CNN (width {settings['width']}, TorchScript, random weights); "
         f"`image_classifier` and `tensor` handlers, 1 worker each, batch {BATCH_SIZE}, "
         f"{MAX_BATCH_DELAY_MS} ms, worker_threads {settings['threads']} (in-process: "
@@ -683,10 +681,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarize(measured),
         **measured,
     }
-    text = markdown(report)
-    stem = write_named(args.out, "payloads", report, text)
-    print(text, flush=True)
-    progress(f"wrote {stem}.md and .json in {time.monotonic() - started:.0f} s")
+    publish(args.out, "payloads", report, markdown(report), "run_payloads")
+    progress(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
 

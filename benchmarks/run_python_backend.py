@@ -43,9 +43,9 @@ import httpx
 import numpy as np
 from loadtest import BENCH_DIR, REPO_ROOT, grpc_load, in_process
 from loadtest import server as serving
-from loadtest.environment import describe_environment
+from loadtest.environment import describe_environment, machine_line
 from loadtest.options import add_rounds_option, parse_load_args
-from loadtest.report import write_named
+from loadtest.report import publish
 from loadtest.served import batch_summary, cpu_per_request, settled_batches, spread
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 
@@ -362,9 +362,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## Triton Python backend: add_sub ({env['date'][:10]}, {env['host']})",
         "",
-        f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), load average "
-        f"{env['load_average_1min']} at start; Python {env['python']}, {env['wrk']}, "
-        f"commit {env['commit']}",
+        machine_line(env),
         f"- model: examples/triton add_sub, max_batch_size {max_batch}, dynamic batching "
         f"{settings['max_queue_delay_us']} us, 1 instance; {settings['duration_s']} s per run, "
         f"{settings['rounds']} round(s): medians, and req/s's min-max",
@@ -459,10 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         "in_process_runs": in_process_runs,
         "server_runs": server_runs,
     }
-    text = markdown(report)
-    stem = write_named(args.out, "python-backend", report, text)
-    print(text, flush=True)
-    progress(f"wrote {stem}.md and .json in {time.monotonic() - started:.0f} s")
+    publish(args.out, "python-backend", report, markdown(report), "run_python_backend")
+    progress(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
 
