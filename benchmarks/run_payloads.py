@@ -651,10 +651,8 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=DEFAULT_CONCURRENCY,
         add_arguments=add_arguments,
     )
-    if args.rounds is None:
-        args.rounds = 1 if args.smoke else DEFAULT_ROUNDS
-    if args.rounds < 1 or args.threads < 1:
-        print("run_payloads: --rounds and --threads must be at least 1", file=sys.stderr)
+    if args.threads < 1:
+        print("run_payloads: --threads must be at least 1", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:

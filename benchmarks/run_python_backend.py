@@ -420,11 +420,6 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         add_arguments=partial(add_rounds_option, default=DEFAULT_ROUNDS),
     )
-    if args.rounds is None:
-        args.rounds = 1 if args.smoke else DEFAULT_ROUNDS
-    if args.rounds < 1:
-        print("run_python_backend: --rounds must be at least 1", file=sys.stderr)
-        return 2
     started = time.monotonic()
     try:
         wrk_binary()
