@@ -91,6 +91,9 @@ DEFAULT_THREADS = 1
 # A call of batch 8 takes about a second on one core: a few settle TorchScript's profiling.
 WARM_UP_CALLS = 3
 WARM_UP_S = 3
+WARM_UP_BATCH_S = 2.0
+# A run is over when the batch counts have not moved for this many batch times.
+SETTLE_BATCHES = 1.5
 MEDIAN_KEYS = ("requests_per_s", "p50_ms", "p99_ms", "mean_batch")
 CPU_KEYS = ("frontend_cpu_us", "worker_cpu_us")
 # A batch of 8 takes a second or more on one busy core, so a request may wait two: past wrk's
@@ -350,14 +353,22 @@ def build_archives(files: ModelFiles, store: Path) -> None:
 
 
 def load_run(
-    server: serving.Server, way: Way, clients: int, duration_s: int, scratch: Path
+    server: serving.Server,
+    way: Way,
+    clients: int,
+    duration_s: int,
+    scratch: Path,
+    batch_s: float,
 ) -> dict[str, Any]:
     """One load run of ``way`` at ``clients`` connections: the load tool's numbers, the batch
-    sizes the handler got and the server's CPU time per request."""
+    sizes the handler got and the server's CPU time per request. ``batch_s``: about how long
+    one batch takes, so that the run ends only when the batches it left are done."""
     body_file = scratch / f"{way.label.replace(' ', '-')}.bin"
     if not body_file.exists():
         body_file.write_bytes(way.body)
-    before, cpu_before = settled_batches(server, way.model), serving.cpu_seconds(server)
+    quiet_s = SETTLE_BATCHES * batch_s
+    before = settled_batches(server, way.model, quiet_s)
+    cpu_before = serving.cpu_seconds(server)
     if way.label == V2_GRPC:
         result = grpc_load.run_in_subprocess(
             server.grpc_inference, "infer", way.model, clients, duration_s, request_file=body_file
@@ -368,7 +379,7 @@ def load_run(
         url = server.inference + way.path
         report = wrk_output(url, clients, duration_s, POST_SCRIPT, script_args, WRK_TIMEOUT_S)
         result = parse_report(report).as_dict()
-    executed = settled_batches(server, way.model) - before
+    executed = settled_batches(server, way.model, quiet_s) - before
     cpu = cpu_per_request(cpu_before, serving.cpu_seconds(server), executed)
     return {**result, **batch_summary(executed), **cpu}
 
@@ -409,7 +420,8 @@ def measure_all(scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
                     f"{way.label}: the server answered class {answered}, in-process "
                     f"{expected[way.label]}"
                 )
-            load_run(server, way, max(args.concurrency), WARM_UP_S, scratch)  # warm-up
+            # Warm-up; one batch takes a second or two on a busy core before it is measured.
+            load_run(server, way, max(args.concurrency), WARM_UP_S, scratch, WARM_UP_BATCH_S)
         for round_index in range(1, args.rounds + 1):
             for way in ways:
                 alone = run_in_process(services[way.model], way, args.duration)
@@ -419,7 +431,8 @@ def measure_all(scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
                     f"{alone['requests_per_s']:.1f} req/s"
                 )
                 for clients in args.concurrency:
-                    run = load_run(server, way, clients, args.duration, scratch)
+                    batch_s = alone["p99_ms"] / 1000
+                    run = load_run(server, way, clients, args.duration, scratch, batch_s)
                     progress(
                         f"round {round_index} {way.label} c={clients}: "
                         f"{run['requests_per_s']:.1f} req/s, mean batch {run['mean_batch']:.2f}, "

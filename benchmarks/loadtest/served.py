@@ -30,15 +30,21 @@ def executed_batches(server: serving.Server, model: str) -> Counter[int]:
     )
 
 
-def settled_batches(server: serving.Server, model: str) -> Counter[int]:
-    """The batch counts once the requests the load tool left in flight are answered."""
+def settled_batches(
+    server: serving.Server, model: str, quiet_s: float = SETTLE_POLL_S
+) -> Counter[int]:
+    """The batch counts once the requests the load tool left in flight are answered: once
+    they have not changed for ``quiet_s`` seconds, which must exceed one batch's time (else a
+    batch still computing is taken for the end, and its CPU time lands in the next run)."""
     counts = executed_batches(server, model)
-    for _ in range(SETTLE_POLLS):
+    quiet_since = time.monotonic()
+    for _ in range(SETTLE_POLLS + int(quiet_s / SETTLE_POLL_S)):
         time.sleep(SETTLE_POLL_S)
         latest = executed_batches(server, model)
-        if latest == counts:
+        if latest != counts:
+            counts, quiet_since = latest, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
             break
-        counts = latest
     return counts
 
 
