@@ -269,8 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=DEFAULT_CONCURRENCY,
         add_arguments=add_arguments,
     )
-    if args.rounds is None:
-        args.rounds = 1 if args.smoke else DEFAULT_ROUNDS
     args.deployments = SMOKE_DEPLOYMENTS if args.smoke else DEPLOYMENTS
     started = time.monotonic()
     try:

@@ -307,11 +307,6 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=DEFAULT_CONCURRENCY,
         add_arguments=partial(add_rounds_option, default=DEFAULT_ROUNDS),
     )
-    if args.rounds is None:
-        args.rounds = 1 if args.smoke else DEFAULT_ROUNDS
-    if args.rounds < 1:
-        print("run_pipeline_overhead: --rounds must be at least 1", file=sys.stderr)
-        return 2
     started = time.monotonic()
     environment = describe_environment(args.duration, wrk=False)
     try:

@@ -153,7 +153,7 @@ def routes() -> list[Route]:
         ),
         _grpc_route(
             "v2 gRPC",
-            "/inference.GRPCInferenceService/ModelInfer",
+            grpc_load.MODEL_INFER_METHOD,
             grpc_load.infer_request(MODEL, grpc_load.DIGITS_INPUTS),
             lambda answer: bool(open_inference_pb2.ModelInferResponse.FromString(answer).outputs),
         ),

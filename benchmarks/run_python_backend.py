@@ -29,7 +29,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -44,9 +43,10 @@ import httpx
 import numpy as np
 from loadtest import BENCH_DIR, REPO_ROOT, grpc_load, in_process
 from loadtest import server as serving
-from loadtest.environment import describe_environment
+from loadtest.environment import describe_environment, machine_line
 from loadtest.options import add_rounds_option, parse_load_args
-from loadtest.report import write_named
+from loadtest.report import publish
+from loadtest.served import batch_summary, cpu_per_request, settled_batches, spread
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 
 from modelserve.grpc.proto import open_inference_pb2_grpc as pb_grpc
@@ -72,9 +72,6 @@ EXPECTED = {
 }
 DEFAULT_ROUNDS = 3
 WARM_UP_REQUESTS = 50
-# The server finishes what wrk left in flight before a run's batches are read.
-SETTLE_POLL_S = 0.1
-SETTLE_POLLS = 50
 MEDIAN_KEYS = ("requests_per_s", "p50_ms", "p90_ms", "p99_ms")
 CPU_KEYS = ("frontend_cpu_us", "worker_cpu_us")
 REST, GRPC = "v2 REST JSON", "v2 gRPC"
@@ -229,54 +226,6 @@ def check_grpc(server: serving.Server) -> None:
         raise server.fail(f"{MODEL} over gRPC answered {got}, expected {EXPECTED}")
 
 
-def executed_batches(server: serving.Server) -> Counter[int]:
-    """How many times ``execute`` got each batch size so far, from the statistics extension."""
-    response = httpx.get(f"{server.inference}/v2/models/{MODEL}/stats", timeout=10)
-    if response.status_code != 200:
-        raise server.fail(f"stats: HTTP {response.status_code} {response.text[:500]}")
-    (entry,) = response.json()["model_stats"]
-    return Counter(
-        {batch["batch_size"]: batch["compute_infer"]["count"] for batch in entry["batch_stats"]}
-    )
-
-
-def settled_batches(server: serving.Server) -> Counter[int]:
-    """The batch counts once the requests wrk left in flight are answered."""
-    counts = executed_batches(server)
-    for _ in range(SETTLE_POLLS):
-        time.sleep(SETTLE_POLL_S)
-        latest = executed_batches(server)
-        if latest == counts:
-            break
-        counts = latest
-    return counts
-
-
-def batch_summary(sizes: Counter[int]) -> dict[str, Any]:
-    """Executions per batch size, their number and the mean batch."""
-    executions = sum(sizes.values())
-    requests = sum(size * count for size, count in sizes.items())
-    return {
-        "batches": {str(size): count for size, count in sorted(sizes.items())},
-        "executions": executions,
-        "mean_batch": requests / executions if executions else 0.0,
-    }
-
-
-def cpu_per_request(
-    before: tuple[float, float] | None, after: tuple[float, float] | None, executed: Counter[int]
-) -> dict[str, float | None]:
-    """The server's CPU time per request answered in a run, in us: the frontend's and its
-    worker's (None where it cannot be read)."""
-    requests = sum(size * count for size, count in executed.items())
-    if before is None or after is None or not requests:
-        return {"frontend_cpu_us": None, "worker_cpu_us": None}
-    return {
-        "frontend_cpu_us": (after[0] - before[0]) * 1e6 / requests,
-        "worker_cpu_us": (after[1] - before[1]) * 1e6 / requests,
-    }
-
-
 def measure_server(
     scratch: Path, concurrency: list[int], duration_s: int, rounds: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -308,9 +257,9 @@ def measure_server(
         for round_index in range(rounds):
             for protocol, run in load.items():
                 for clients in concurrency:
-                    before, cpu_before = settled_batches(server), serving.cpu_seconds(server)
+                    before, cpu_before = settled_batches(server, MODEL), serving.cpu_seconds(server)
                     result = run(clients)
-                    executed = settled_batches(server) - before
+                    executed = settled_batches(server, MODEL) - before
                     batches = batch_summary(executed)
                     cpu = cpu_per_request(cpu_before, serving.cpu_seconds(server), executed)
                     progress(
@@ -336,23 +285,6 @@ def measure_server(
 # ----- the report
 
 
-def _spread(rows: list[dict[str, Any]], keys: tuple[str, ...] = MEDIAN_KEYS) -> dict[str, Any]:
-    """Medians of ``keys`` over rounds (None when a round has none), and the min and max of
-    req/s."""
-    rates = [row["requests_per_s"] for row in rows]
-
-    def median(key: str) -> float | None:
-        values = [row[key] for row in rows]
-        return None if None in values else statistics.median(values)
-
-    return {
-        "rounds": len(rows),
-        **{key: median(key) for key in keys},
-        "requests_per_s_min": min(rates),
-        "requests_per_s_max": max(rates),
-    }
-
-
 def summarize(
     in_process_runs: list[dict[str, Any]], server_runs: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -373,14 +305,14 @@ def summarize(
             {
                 "protocol": protocol,
                 "concurrency": clients,
-                **_spread(rows, MEDIAN_KEYS + CPU_KEYS),
+                **spread(rows, MEDIAN_KEYS + CPU_KEYS),
                 "errors": sum(row["errors"] for row in rows),
                 **batch_summary(sizes),
             }
         )
     return {
         "in_process": [
-            {"kind": kind, "threads": threads, "batch_size": batch, **_spread(rows)}
+            {"kind": kind, "threads": threads, "batch_size": batch, **spread(rows, MEDIAN_KEYS)}
             for (kind, threads, batch), rows in variants.items()
         ],
         "server": served,
@@ -430,9 +362,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## Triton Python backend: add_sub ({env['date'][:10]}, {env['host']})",
         "",
-        f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), load average "
-        f"{env['load_average_1min']} at start; Python {env['python']}, {env['wrk']}, "
-        f"commit {env['commit']}",
+        machine_line(env),
         f"- model: examples/triton add_sub, max_batch_size {max_batch}, dynamic batching "
         f"{settings['max_queue_delay_us']} us, 1 instance; {settings['duration_s']} s per run, "
         f"{settings['rounds']} round(s): medians, and req/s's min-max",
@@ -490,11 +420,6 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         add_arguments=partial(add_rounds_option, default=DEFAULT_ROUNDS),
     )
-    if args.rounds is None:
-        args.rounds = 1 if args.smoke else DEFAULT_ROUNDS
-    if args.rounds < 1:
-        print("run_python_backend: --rounds must be at least 1", file=sys.stderr)
-        return 2
     started = time.monotonic()
     try:
         wrk_binary()
@@ -527,10 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         "in_process_runs": in_process_runs,
         "server_runs": server_runs,
     }
-    text = markdown(report)
-    stem = write_named(args.out, "python-backend", report, text)
-    print(text, flush=True)
-    progress(f"wrote {stem}.md and .json in {time.monotonic() - started:.0f} s")
+    publish(args.out, "python-backend", report, markdown(report), "run_python_backend")
+    progress(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -40,6 +40,7 @@ STREAMING_PROTOCOLS = {
     "gRPC StreamPredictions2",
 }
 PIPELINE_WAYS = {"pipeline", "client chain"}
+PAYLOAD_WAYS = {"JPEG raw", "JPEG multipart", "v2 binary REST", "v2 gRPC"}
 BATCHING_DELAYS_MS = {0, 5, 20}
 # A smoke run takes 5-40 s on 2 cores (the comparison mostly builds models); the rest is
 # headroom for a busy machine.
@@ -258,3 +259,23 @@ def test_streaming_smoke_run_times_every_protocol_and_checks_every_piece(tmp_pat
     assert load["complete"] == load["streams"] > 0
     assert load["rss_peak_mb"] >= load["rss_before_mb"] > 0
     assert "| first piece s |" in results_file.with_suffix(".md").read_text()
+
+
+@needs_wrk
+def test_payloads_smoke_run_checks_answers_and_writes_results(tmp_path: Path) -> None:
+    # The run itself fails unless every way's answer names the class the handler answers
+    # in-process.
+    _, results = smoke_run("run_payloads.py", tmp_path, "*-payloads.json")
+    rows = {(row["way"], row["concurrency"]): row for row in results["summary"]}
+    assert set(rows) == {(way, c) for way in PAYLOAD_WAYS for c in SMOKE_CONCURRENCY}
+    for key, row in rows.items():
+        assert row["server"]["requests_per_s"] > 0, key
+        assert row["in_process"]["requests_per_s"] > 0, key
+        assert row["mb_per_s"] > 0, key
+        assert row["errors"] == 0, (key, row)
+    tensor_body = 3 * 224 * 224 * 4
+    sizes = {entry["way"]: entry["payload_bytes"] for entry in results["ways"]}
+    assert sizes["v2 binary REST"] > tensor_body
+    assert sizes["v2 gRPC"] > tensor_body
+    assert {entry["way"] for entry in results["copies"]} == PAYLOAD_WAYS
+    assert all(entry["us"] > 0 for entry in results["copies"])

@@ -41,6 +41,17 @@ def git_revision() -> str:
     return f"{commit} (uncommitted changes)" if dirty else commit
 
 
+def machine_line(environment: dict[str, Any]) -> str:
+    """A report's first line: the machine, its load at the start, the software and commit."""
+    env = environment
+    wrk = f", {env['wrk']}" if "wrk" in env else ""
+    return (
+        f"- machine: {env['cpus']} CPUs ({env['cpu_model']}), load average "
+        f"{env['load_average_1min']} at start; Python {env['python']}{wrk}, "
+        f"commit {env['commit']}"
+    )
+
+
 def describe_environment(duration_s: int, wrk: bool = True) -> dict[str, Any]:
     """Date, host, CPUs and their load, software versions (wrk's unless ``wrk`` is False: a
     benchmark without it) and the run length.

@@ -95,6 +95,10 @@ async def load_calls(
     }
 
 
+# v2 ModelInfer's full method name, for kind "raw".
+MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+
 @dataclass(frozen=True)
 class RawCall:
     """A unary method and its request, already serialized."""

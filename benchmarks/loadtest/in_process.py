@@ -34,6 +34,7 @@ class InProcessResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    cpu_ms_per_call: float  # this process's CPU time per call, every thread's
 
     @property
     def requests_per_s(self) -> float:
@@ -61,18 +62,25 @@ def handler_context(
 
 
 def measure(
-    model: str, handle: Handle, batch: list[dict[str, Any]], context: Any, duration_s: float
+    model: str,
+    handle: Handle,
+    batch: list[Any],
+    context: Any,
+    duration_s: float,
+    warm_up_calls: int = WARM_UP_CALLS,
 ) -> InProcessResult:
-    """Call ``handle(batch, context)`` back to back for ``duration_s`` seconds.
+    """Call ``handle(batch, context)`` back to back for ``duration_s`` seconds, after
+    ``warm_up_calls`` calls (fewer for a model whose call takes a large part of a second).
 
     One clock read per call: each call's latency runs from the end of the previous one, so
     the loop's own few tens of nanoseconds are charged to the handler and the latencies add
     up to the elapsed time exactly.
     """
-    for _ in range(WARM_UP_CALLS):
+    for _ in range(warm_up_calls):
         handle(batch, context)
     clock = time.perf_counter_ns
     samples = array("q")
+    cpu_started = time.process_time()
     start = previous = clock()
     deadline = start + int(duration_s * NS_PER_S)
     while previous < deadline:
@@ -89,6 +97,7 @@ def measure(
         p50_ms=p50 / NS_PER_MS,
         p90_ms=p90 / NS_PER_MS,
         p99_ms=p99 / NS_PER_MS,
+        cpu_ms_per_call=(time.process_time() - cpu_started) * 1000 / len(samples),
     )
 
 

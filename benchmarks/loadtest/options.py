@@ -48,11 +48,17 @@ def parse_load_args(
         args.concurrency = SMOKE_CONCURRENCY if args.smoke else list(concurrency)
     if args.duration < 1 or min(args.concurrency) < 1:
         parser.error("--duration and --concurrency must be at least 1")
+    if hasattr(args, "rounds_default") and args.rounds is None:
+        args.rounds = 1 if args.smoke else args.rounds_default
+    if getattr(args, "rounds", 1) < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 
 def add_rounds_option(parser: argparse.ArgumentParser, default: int) -> None:
-    """``--rounds``: how many times every run is repeated (the report gives medians)."""
+    """``--rounds``: how many times every run is repeated (the report gives medians);
+    :func:`parse_load_args` makes it ``default``, 1 with ``--smoke``, when not given."""
     parser.add_argument(
         "--rounds", type=int, help=f"rounds of every run (default {default}, smoke 1)"
     )
+    parser.set_defaults(rounds_default=default)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,14 @@ def write(report: Report, out_dir: Path) -> tuple[Path, Path]:
     markdown.write_text(report.markdown())
     data.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return markdown, data
+
+
+def publish(out_dir: Path, kind: str, data: dict[str, Any], text: str, script: str) -> None:
+    """:func:`write_named`, then ``text`` on stdout and where it went on stderr, as
+    ``[script] wrote ...``."""
+    stem = write_named(out_dir, kind, data, text)
+    print(text, flush=True)
+    print(f"[{script}] wrote {stem}.md and .json", file=sys.stderr, flush=True)
 
 
 def write_named(out_dir: Path, kind: str, data: dict[str, Any], text: str) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from starlette.routing import BaseRoute
 
+from modelserve.allocator import reuse_freed_buffers
 from modelserve.api.dashboard import dashboard_routes
 from modelserve.api.inference import build_inference_app
 from modelserve.api.management import build_management_app
@@ -109,6 +110,8 @@ async def run_server(
     for its record. ``paddle_services``: Paddle Serving pipeline services whose op models
     are among the startup models, served once those are registered."""
     log_config_notices(settings, log)
+    if settings.reuse_large_buffers:
+        reuse_freed_buffers()
     # Configuration errors first: a bad token or metrics config is reported as such, whether
     # or not the ports are free.
     policy = access_policy(settings)

@@ -443,3 +443,5 @@ class WorkerSpec:
     # Parts of one request's answer the worker may send ahead of its client (streaming); the
     # frontend's credit messages let it send more.
     stream_window: int = 16
+    # Keep freed large buffers for reuse (the setting reuse_large_buffers, allocator.py).
+    reuse_large_buffers: bool = True

@@ -93,6 +93,9 @@ class Settings(BaseModel):
     stream_chunk_timeout: float = Field(60, gt=0)
     stream_timeout: float = Field(600, gt=0)
     max_archive_size: int = Field(10 * 1024**3, ge=1)
+    # Keep large freed buffers (request bodies, tensors) for reuse in the frontend and the
+    # workers, instead of glibc handing them back and faulting fresh pages in (allocator.py).
+    reuse_large_buffers: bool = True
     # TorchServe defaults this to false; a local user must be able to register models out of
     # the box, so modelserve enables it (docs/compatibility.md).
     enable_model_api: bool = True

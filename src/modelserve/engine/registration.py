@@ -240,6 +240,7 @@ class Registration:
                     server_url=self.server_url,
                     server_token=self.server_token,
                     stream_window=self._settings.stream_window,
+                    reuse_large_buffers=self._settings.reuse_large_buffers,
                 ),
                 next_worker_id=lambda: str(next(self._worker_ids)),
                 spec_dir=self._runtime_dir / "specs",

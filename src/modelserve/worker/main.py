@@ -20,6 +20,7 @@ from pathlib import Path
 import zmq
 
 from modelserve import wire
+from modelserve.allocator import reuse_freed_buffers
 from modelserve.wire import WorkerSpec
 from modelserve.worker.paddle_compat import enable_paddle_compat
 from modelserve.worker.service import ModelService
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     if spec_path is None:
         return 0
     spec = WorkerSpec(**json.loads(Path(spec_path).read_text()))
+    if spec.reuse_large_buffers:
+        # A spare sets it here too: the setting only shapes what is freed from now on.
+        reuse_freed_buffers()
     os.chdir(spec.model_dir)  # handlers open relative paths from the model dir, as in TorchServe
     if spare:
         # Where ``python -m`` started in the model dir would have put it: first on sys.path.
