@@ -29,7 +29,7 @@ from loadtest.options import add_rounds_option, parse_load_args
 from loadtest.report import median_rows, write_named
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from run_protocols import MODEL as DIGITS
-from run_protocols import POST_SCRIPT, build_model, rest_routes
+from run_protocols import POST_SCRIPT, build_model, routes
 
 DEFAULT_ROUNDS = 3
 WARM_UP_REQUESTS = 50
@@ -52,7 +52,7 @@ def progress(message: str) -> None:
 def targets() -> list[Target]:
     """Each model unbatched and batched: noop through /predictions, digits through
     /predictions JSON and v2 REST JSON."""
-    digits = {route.label: route for route in rest_routes()}
+    digits = {route.label: route for route in routes() if not route.is_grpc}
     found: list[Target] = []
     for batching, suffix in (("unbatched", "_1"), ("batched", "_8")):
         found.append(
