@@ -32,7 +32,7 @@ from compare import report
 from compare.load import LoadResult, load, warm_up
 from compare.models import ModelFiles, in_process_limit, prepare_models
 from compare.plots import write_plots
-from compare.resources import cpu_s_per_1k, cpu_seconds, rss_mib
+from compare.resources import cpu_s_per_1k, cpu_seconds, paused, rss_mib
 from compare.rounds import median_of_rounds
 from compare.scenarios import (
     DEPLOY_S,
@@ -221,9 +221,14 @@ class Comparison:
                         f"c={concurrency}"
                     )
                     pid = self.targets[name].root_pid()
+                    # The other servers stay deployed but stopped, so they take no CPU from it.
+                    others = {self.targets[other].root_pid() for other in endpoints} - {pid}
                     cpu_before = cpu_seconds(pid)
                     try:
-                        result = load(url, body_file, content_type, concurrency, self.duration_s)
+                        with paused(others):
+                            result = load(
+                                url, body_file, content_type, concurrency, self.duration_s
+                            )
                     except WrkError as exc:
                         # One bad run (too short for a slow model, say): the server stays in.
                         self.fail(name, f"wrk {files.name} c={concurrency}", exc, drop=False)

@@ -10,11 +10,12 @@ from dataclasses import astuple
 from pathlib import Path
 
 import psutil
+import pytest
 from support import wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from compare.resources import cpu_s_per_1k, cpu_seconds, rss_mib
+from compare.resources import cpu_s_per_1k, cpu_seconds, paused, process_tree, rss_mib
 from compare.rounds import median_of_rounds
 from compare.scenarios import SERVER_ORDER, plan
 
@@ -59,6 +60,32 @@ def test_cpu_seconds_count_every_descendant_living_or_exited(tmp_path: Path) -> 
         for process in psutil.Process(child.pid).children(recursive=True):
             process.kill()
         child.wait()
+
+
+def test_paused_stops_each_tree_for_the_block_and_lets_it_go_on_after(tmp_path: Path) -> None:
+    # A parent and a child that would spin for ever: an idle server that is not idle.
+    spinner = (
+        "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", spinner + "while True: pass"])
+    try:
+        tree = wait_until(lambda: len(process_tree(parent.pid)) == 2 and process_tree(parent.pid))
+
+        def statuses() -> set[str]:
+            return {process.status() for process in tree}
+
+        with paused([parent.pid, 999_999_999]):  # a pid that is gone is passed over
+            wait_until(lambda: statuses() == {psutil.STATUS_STOPPED})
+        wait_until(lambda: psutil.STATUS_STOPPED not in statuses())
+        with pytest.raises(RuntimeError), paused([parent.pid]):
+            wait_until(lambda: statuses() == {psutil.STATUS_STOPPED})
+            raise RuntimeError("a failed run")
+        wait_until(lambda: psutil.STATUS_STOPPED not in statuses())
+    finally:
+        for process in psutil.Process(parent.pid).children(recursive=True):
+            process.kill()
+        parent.kill()
+        parent.wait()
 
 
 def test_cpu_per_1k_requests() -> None:
