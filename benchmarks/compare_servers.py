@@ -222,7 +222,11 @@ class Comparison:
                     )
                     pid = self.targets[name].root_pid()
                     # The other servers stay deployed but stopped, so they take no CPU from it.
-                    others = {self.targets[other].root_pid() for other in endpoints} - {pid}
+                    others = {
+                        self.targets[other].root_pid()
+                        for other in endpoints
+                        if getattr(self.targets[other], "pausable", True)
+                    } - {pid}
                     cpu_before = cpu_seconds(pid)
                     try:
                         with paused(others):

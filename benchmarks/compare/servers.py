@@ -54,7 +54,9 @@ class ServerTarget(Protocol):
     A target may also define ``request_body(self, files) -> tuple[bytes, str]``
     to send a different body/content type than ``files.body`` /
     ``files.content_type`` (e.g. MLServer's V2 inference JSON); the
-    orchestrator uses it when present (see :func:`request_body`).
+    orchestrator uses it when present (see :func:`request_body`). A target whose server does
+    not survive being stopped while another one is loaded sets ``pausable = False`` (see
+    :func:`compare.resources.paused`).
     """
 
     name: str  # "modelserve", "torchserve", "triton", "rayserve", "bentoml", "mlserver", ...

@@ -26,6 +26,9 @@ class TritonTarget(SpawnedTarget):
     name = "triton"
     # PyTriton 0.7.0 bundles Triton Inference Server 2.x (tritonserver and its Python backend).
     requirements = ["nvidia-pytriton==0.7.0"]
+    # Stopped for the other servers' runs (80 s), PyTriton's proxy and tritonserver lose each
+    # other and no longer answer: it stays running, its idle polling included.
+    pausable = False
 
     def command(
         self, python: Path, deployment: Deployment, files: ModelFiles, rundir: Path
