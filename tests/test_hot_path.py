@@ -1,5 +1,6 @@
 """The inference hot paths (``api/hot_path.py``) and the one-write response
-(``api/http_protocol.py``) answer as the full stack does: a client that waits for
+(``api/http_protocol.py``) answer as the full stack does (``/predictions``, v2 infer, TF
+Serving's ``:predict``): a client that waits for
 ``100 Continue`` gets it, HEAD answers, each protocol's error body, the repeated header's first
 value, the access log line."""
 
@@ -70,9 +71,15 @@ def test_errors_keep_each_protocols_body(probe: RunningServer) -> None:
     v2 = httpx.post(probe.inference + "/v2/models/absent/infer", json={}, timeout=30)
     assert v2.status_code == 404
     assert set(v2.json()) == {"error"}
+    tf_serving = httpx.post(probe.inference + "/v1/models/absent:predict", json={}, timeout=30)
+    assert tf_serving.status_code == 404
+    assert set(tf_serving.json()) == {"error"}
     # A route the hot path does not take (a trailing slash) answers the same.
     slash = httpx.post(probe.inference + "/predictions/absent/", json={}, timeout=30)
     assert (slash.status_code, slash.json()) == (404, torchserve.json())
+    slash = httpx.post(probe.inference + "/v1/models/absent:predict/", json={}, timeout=30)
+    assert slash.status_code == 404
+    assert set(slash.json()) == {"error"}
 
 
 def test_a_repeated_header_reaches_the_handler_with_its_first_value(

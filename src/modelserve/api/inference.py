@@ -157,7 +157,8 @@ def build_inference_app(
     routes.append(Route("/wfpredict/{workflow_name}", workflow_predictions, methods=["POST"]))
     # KServe v2 (Open Inference Protocol), TF Serving / KServe v1 REST and grps.
     v2, v2_hot = v2_routes(plane)
-    routes += v2 + tf_serving_routes(plane) + grps_routes(grps)
+    tf_serving, tf_serving_hot = tf_serving_routes(plane)
+    routes += v2 + tf_serving + grps_routes(grps)
     routes += dashboard
     if paddle:  # last: it takes any two-segment path the routes above leave
         routes += paddle_routes(plane)
@@ -166,4 +167,10 @@ def build_inference_app(
         HotRoute(path, predictions, serving_error_response)
         for path in ("/predictions/{model_name}", "/predictions/{model_name}/{version}")
     ]
-    return HotPath(app, hot + v2_hot, count_response, max_request_size, access or PlaneAccess())
+    return HotPath(
+        app,
+        hot + v2_hot + tf_serving_hot,
+        count_response,
+        max_request_size,
+        access or PlaneAccess(),
+    )

@@ -31,11 +31,12 @@ from modelserve.api.protocol_routes import (
     json_object,
     protocol_app,
     protocol_request,
+    render_serving_error,
 )
 from modelserve.api.responses import METHOD_NOT_ALLOWED_MESSAGE, handler_response
 from modelserve.api.tensor_bodies import decode_infer_body, encode_infer_body
 from modelserve.engine.dataplane import FILE_PARAMETER_PREFIX, DataPlane
-from modelserve.engine.errors import BadRequestException, ServingError
+from modelserve.engine.errors import BadRequestException
 from modelserve.protocol_contract import HEADER_LENGTH, V2
 from modelserve.wire import WireRequest, new_request_id
 
@@ -222,10 +223,5 @@ def v2_routes(plane: DataPlane) -> tuple[list[BaseRoute], list[HotRoute]]:
         Route("/v2", root, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
         any_path(Mount("/v2", app=protocol_app(model_routes))),
     ]
-    hot = [HotRoute(f"/v2{prefix}/infer", infer, _render_error) for prefix in prefixes]
+    hot = [HotRoute(f"/v2{prefix}/infer", infer, render_serving_error) for prefix in prefixes]
     return routes, hot
-
-
-def _render_error(exc: ServingError) -> Response:
-    # As protocol_app renders an engine error.
-    return error_body(exc.status, exc.message, exc.headers)

@@ -44,6 +44,12 @@ def compact_json(body: Any, status: int = 200) -> Response:
 ErrorRenderer = Callable[[int, str, dict[str, str] | None], Response]
 
 
+def render_serving_error(exc: ServingError) -> Response:
+    """An engine error as :func:`protocol_app` renders it by default (``{"error": ...}``), for
+    the hot paths (api/hot_path.py) that serve a protocol's routes around its router."""
+    return error_body(exc.status, exc.message, exc.headers)
+
+
 def protocol_app(routes: list[BaseRoute], render: ErrorRenderer = error_body) -> ASGIApp:
     """A router whose errors, routing ones included, are rendered by ``render`` (by default
     ``{"error": ...}`` bodies)."""

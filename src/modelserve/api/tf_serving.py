@@ -22,12 +22,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from modelserve.api.hot_path import HotRoute
 from modelserve.api.protocol_routes import (
     any_path,
     compact_json,
     error_body,
     protocol_app,
     protocol_request,
+    render_serving_error,
 )
 from modelserve.api.responses import handler_response
 from modelserve.engine.dataplane import DataPlane
@@ -133,8 +135,9 @@ def status_body(status: VersionStatus) -> dict[str, Any]:
     }
 
 
-def tf_serving_routes(plane: DataPlane) -> list[BaseRoute]:
-    """Every path under ``/v1/models/`` of the inference plane."""
+def tf_serving_routes(plane: DataPlane) -> tuple[list[BaseRoute], list[HotRoute]]:
+    """Every path under ``/v1/models/`` of the inference plane, and ``POST /v1/models/{m}:verb``
+    (answered by the same endpoint) as a hot path."""
 
     async def models(request: Request) -> Response:
         rest = request.path_params["rest"]
@@ -171,4 +174,7 @@ def tf_serving_routes(plane: DataPlane) -> list[BaseRoute]:
         return handler_response(await call(target.name, version, wire), wire.request_id)
 
     every_model_path = any_path(Route("/models/{rest:path}", models, methods=["GET", "POST"]))
-    return [any_path(Mount("/v1", app=protocol_app([every_model_path])))]
+    # One path segment: versioned and labelled paths, and a trailing slash (which the full
+    # stack strips first), take the full stack.
+    hot = [HotRoute("/v1/models/{rest}", models, render_serving_error)]
+    return [any_path(Mount("/v1", app=protocol_app([every_model_path])))], hot
