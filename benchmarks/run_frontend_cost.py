@@ -26,7 +26,7 @@ from loadtest import BATCH_SIZE, MAX_BATCH_DELAY_MS, archives
 from loadtest import server as serving
 from loadtest.environment import describe_environment
 from loadtest.options import add_rounds_option, parse_load_args
-from loadtest.report import median_rows, write_named
+from loadtest.report import median_rows, publish
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from run_protocols import MODEL as DIGITS
 from run_protocols import POST_SCRIPT, build_model, routes
@@ -200,10 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "medians": median_rows(runs, ("target", "concurrency"), MEDIAN_FIELDS),
     }
-    text = markdown(report)
-    stem = write_named(args.out, "frontend-cost", report, text)
-    print(text, flush=True)
-    progress(f"wrote {stem}.md and .json in {time.monotonic() - started:.0f} s")
+    publish(args.out, "frontend-cost", report, markdown(report), "run_frontend_cost", started)
     return 0
 
 

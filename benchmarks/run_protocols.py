@@ -43,7 +43,7 @@ from loadtest import server as serving
 from loadtest.environment import describe_environment
 from loadtest.h2load import grpc_body, h2load_binary, run_h2load
 from loadtest.options import add_rounds_option, parse_load_args
-from loadtest.report import write_named
+from loadtest.report import publish
 from loadtest.wrk import WrkError, run_wrk, wrk_binary
 from modelserve_archiver.builder import build_archive
 from modelserve_archiver.options import ArchiveOptions
@@ -426,10 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_tool": load_tool,
         **measured,
     }
-    text = markdown(report)
-    stem = write_named(args.out, "protocols", report, text)
-    print(text, flush=True)
-    progress(f"wrote {stem}.md and .json in {time.monotonic() - started:.0f} s")
+    publish(args.out, "protocols", report, markdown(report), "run_protocols", started)
     return 0
 
 

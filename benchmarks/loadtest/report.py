@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,12 +153,20 @@ def write(report: Report, out_dir: Path) -> tuple[Path, Path]:
     return markdown, data
 
 
-def publish(out_dir: Path, kind: str, data: dict[str, Any], text: str, script: str) -> None:
+def publish(
+    out_dir: Path,
+    kind: str,
+    data: dict[str, Any],
+    text: str,
+    script: str,
+    started: float | None = None,
+) -> None:
     """:func:`write_named`, then ``text`` on stdout and where it went on stderr, as
-    ``[script] wrote ...``."""
+    ``[script] wrote ...``, with the seconds since ``started`` (``time.monotonic()``) if given."""
     stem = write_named(out_dir, kind, data, text)
     print(text, flush=True)
-    print(f"[{script}] wrote {stem}.md and .json", file=sys.stderr, flush=True)
+    took = "" if started is None else f" in {time.monotonic() - started:.0f} s"
+    print(f"[{script}] wrote {stem}.md and .json{took}", file=sys.stderr, flush=True)
 
 
 def write_named(out_dir: Path, kind: str, data: dict[str, Any], text: str) -> Path:
