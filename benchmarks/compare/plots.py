@@ -48,9 +48,18 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _lines_over_concurrency(axis: plt.Axes, results: Results, key: tuple, field: str) -> None:
-    """A line per server of its runs' ``field`` on deployment ``key`` against concurrency
-    (log 2 axis, ticks at the run's concurrencies); runs without the number are left out."""
+def _number(value: float) -> str:
+    """4,323 or 0.374: whole numbers with separators, small ones to 3 significant digits."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _per_server(axis: plt.Axes, results: Results, key: tuple, field: str) -> bool:
+    """Each server's runs' ``field`` on deployment ``key``: a line per server against
+    concurrency (log 2 axis, ticks at the run's concurrencies), or, when the run had one
+    concurrency, a bar per server with its value. Runs without the number are left out.
+    Returns whether it drew bars (the value then runs along the x axis)."""
+    concurrency = results["settings"]["concurrency"]
+    measured = []
     for server in results["settings"]["servers"]:
         runs = [
             r
@@ -58,15 +67,21 @@ def _lines_over_concurrency(axis: plt.Axes, results: Results, key: tuple, field:
             if r["server"] == server and deployment_key(r) == key and r.get(field) is not None
         ]
         if runs:
-            axis.plot(
-                [r["concurrency"] for r in runs],
-                [r[field] for r in runs],
-                marker="o",
-                label=label(server),
-            )
+            measured.append((label(server), runs))
+    if len(concurrency) == 1:
+        bars = axis.barh([name for name, _ in measured], [runs[0][field] for _, runs in measured])
+        axis.bar_label(bars, labels=[_number(bar.get_width()) for bar in bars], fontsize=7)
+        axis.invert_yaxis()  # servers top to bottom in the run's order
+        axis.tick_params(axis="y", labelsize=7)
+        return True
+    for name, runs in measured:
+        axis.plot(
+            [r["concurrency"] for r in runs], [r[field] for r in runs], marker="o", label=name
+        )
     axis.set_xscale("log", base=2)
-    concurrency = results["settings"]["concurrency"]
     axis.set_xticks(concurrency, map(str, concurrency))
+    axis.legend(fontsize=7)
+    return False
 
 
 def throughput(results: Results, model: str, path: Path) -> Path:
@@ -75,16 +90,25 @@ def throughput(results: Results, model: str, path: Path) -> Path:
     keys = [key for key in deployments(results) if key[0] == model]
     figure, axes = _panels(len(keys))
     for axis, key in zip(axes, keys, strict=True):
-        _lines_over_concurrency(axis, results, key, "requests_per_s")
+        title = describe_deployment(key)
         limit = in_process_limit(results, model, key[2])
-        # noop's in-process rate is millions per second: drawn, it would flatten every line.
-        if limit is not None and model != "noop":
-            axis.axhline(limit["requests_per_s"], linestyle="--", color="grey", label="in-process")
-        axis.set_ylim(bottom=0)
-        axis.set_title(describe_deployment(key), fontsize=10)
-        axis.set_xlabel("concurrent connections")
-        axis.set_ylabel("requests/s")
-        axis.legend(fontsize=8)
+        if _per_server(axis, results, key, "requests_per_s"):
+            concurrency = results["settings"]["concurrency"][0]
+            title += f", c={concurrency}"
+            if limit is not None:  # tens of times the bars: named, not drawn
+                title += f"\nin-process: {limit['requests_per_s']:,.0f} req/s"
+            axis.set_xlabel("requests/s")
+        else:
+            # noop's in-process rate is millions per second: drawn, it would flatten every line.
+            if limit is not None and model != "noop":
+                axis.axhline(
+                    limit["requests_per_s"], linestyle="--", color="grey", label="in-process"
+                )
+                axis.legend(fontsize=7)
+            axis.set_ylim(bottom=0)
+            axis.set_xlabel("concurrent connections")
+            axis.set_ylabel("requests/s")
+        axis.set_title(title, fontsize=9)
     return _save(figure, path)
 
 
@@ -123,23 +147,28 @@ def cost(results: Results, model: str, path: Path) -> Path:
     for (cpu_axis, rss_axis), key in zip(
         zip(axes[::2], axes[1::2], strict=True), keys, strict=True
     ):
-        _lines_over_concurrency(cpu_axis, results, key, "cpu_s_per_1k")
+        bars = _per_server(cpu_axis, results, key, "cpu_s_per_1k")
         names, rss = [], []
         for server in results["settings"]["servers"]:
             top = find_run(results, server, key, concurrency)
             if top is not None and top.get("rss_mib") is not None:
                 names.append(label(server))
                 rss.append(top["rss_mib"])
-        cpu_axis.set_yscale("log")
         # Plain numbers on every tick: a narrow range has only minor ticks on a log axis.
         plain = FuncFormatter(lambda value, _: f"{value:.3g}")
-        cpu_axis.yaxis.set_major_formatter(plain)
-        cpu_axis.yaxis.set_minor_formatter(plain)
+        value_axis = cpu_axis.xaxis if bars else cpu_axis.yaxis
+        if bars:
+            cpu_axis.set_xscale("log")
+        else:
+            cpu_axis.set_yscale("log")
+        value_axis.set_major_formatter(plain)
+        # Bars span decades, where labelled minor ticks would run into each other.
+        value_axis.set_minor_formatter(NullFormatter() if bars else plain)
+        value_axis.set_label_text("CPU-s per 1,000 requests (log)")
+        if not bars:
+            cpu_axis.set_xlabel("concurrent connections")
         cpu_axis.set_title(f"{describe_deployment(key)}: CPU", fontsize=10)
-        cpu_axis.set_xlabel("concurrent connections")
-        cpu_axis.set_ylabel("CPU-s per 1,000 requests (log)")
         cpu_axis.grid(True, which="both", alpha=0.3)
-        cpu_axis.legend(fontsize=7)
         rss_axis.barh(names, rss)
         rss_axis.invert_yaxis()  # servers top to bottom in the run's order
         rss_axis.tick_params(axis="y", labelsize=7)
