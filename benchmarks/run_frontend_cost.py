@@ -183,20 +183,19 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=(64,),
         add_arguments=lambda parser: add_rounds_option(parser, DEFAULT_ROUNDS),
     )
-    rounds = args.rounds or (1 if args.smoke else DEFAULT_ROUNDS)
     started = time.monotonic()
     try:
         wrk_binary()
         environment = describe_environment(args.duration)
         with tempfile.TemporaryDirectory(prefix="modelserve-frontend-cost-") as scratch:
-            runs = measure(Path(scratch), args.duration, args.concurrency, rounds)
+            runs = measure(Path(scratch), args.duration, args.concurrency, args.rounds)
     except (serving.ServerError, WrkError) as exc:
         print(f"run_frontend_cost: {exc}", file=sys.stderr)
         return 1
     report = {
         "environment": environment,
         "duration_s": args.duration,
-        "rounds": rounds,
+        "rounds": args.rounds,
         "runs": runs,
         "medians": median_rows(runs, ("target", "concurrency"), MEDIAN_FIELDS),
     }

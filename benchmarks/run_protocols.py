@@ -406,7 +406,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the protocol benchmark; 1 with a message when the server or a load tool fails."""
     args = parse_load_args(__doc__.splitlines()[0], argv, add_arguments=_add_arguments)
-    rounds = args.rounds or (1 if args.smoke else DEFAULT_ROUNDS)
     load_tool = args.load_tool or ("h2load" if shutil.which("h2load") else "python")
     started = time.monotonic()
     try:
@@ -415,14 +414,16 @@ def main(argv: list[str] | None = None) -> int:
             h2load_binary()
         environment = describe_environment(args.duration)
         with tempfile.TemporaryDirectory(prefix="modelserve-protocols-") as scratch:
-            measured = measure(Path(scratch), args.duration, args.concurrency, rounds, load_tool)
+            measured = measure(
+                Path(scratch), args.duration, args.concurrency, args.rounds, load_tool
+            )
     except (serving.ServerError, WrkError) as exc:
         print(f"run_protocols: {exc}", file=sys.stderr)
         return 1
     report = {
         "environment": environment,
         "duration_s": args.duration,
-        "rounds": rounds,
+        "rounds": args.rounds,
         "load_tool": load_tool,
         **measured,
     }
