@@ -70,17 +70,27 @@ class RequireKey:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and not _describes_api(scope)
-            and scope["path"] not in self.open_paths
-            and not (self.kind is KeyKind.MANAGEMENT and scope["path"] == TOKEN_API_PATH)
-        ):
-            key = presented_key(scope)
-            if key is None or not self.verifier.verify(self.kind, key):
-                await unauthorized()(scope, receive, send)
-                return
+        if not admitted(scope, self.verifier, self.kind, self.open_paths):
+            await unauthorized()(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+
+def admitted(
+    scope: Scope, verifier: KeyVerifier, kind: KeyKind, open_paths: frozenset[str]
+) -> bool:
+    """Whether :class:`RequireKey` lets the request in: it carries the plane's key, or its
+    path needs none (the API description, ``open_paths``, the token API)."""
+    path = scope["path"]
+    if (
+        scope["type"] != "http"
+        or _describes_api(scope)
+        or path in open_paths
+        or (kind is KeyKind.MANAGEMENT and path == TOKEN_API_PATH)
+    ):
+        return True
+    key = presented_key(scope)
+    return key is not None and verifier.verify(kind, key)
 
 
 def token_endpoint(verifier: KeyVerifier) -> Callable[[Request], Awaitable[Response]]:

@@ -28,7 +28,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.api.access_log import access_log, log_request
-from modelserve.api.auth import presented_key
+from modelserve.api.auth import admitted
 from modelserve.api.plane import PlaneAccess
 from modelserve.api.streaming import PartsResponse
 from modelserve.engine.errors import ServingError
@@ -99,10 +99,9 @@ class HotPath:
         if not length.isdigit() or int(length) > self._max_request_size:
             return False
         access = self._access
-        if access.verifier is None or scope["path"] in access.open_paths:
-            return True
-        key = presented_key(scope)
-        return key is not None and access.verifier.verify(access.kind, key)
+        return access.verifier is None or admitted(
+            scope, access.verifier, access.kind, access.open_paths
+        )
 
     async def _serve(
         self,
